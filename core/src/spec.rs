@@ -1,0 +1,860 @@
+//! The scenario spec: one run described as data, shared by the simulator, real mode and the
+//! catalogue. `scenarios` parses TOML into a [`Scenario`] (unknown fields rejected) and calls
+//! [`Scenario::validate`] before anything runs.
+//!
+//! Defaults follow librdkafka / Apache Kafka where a setting exists there (named in each field's doc).
+
+use serde::{Deserialize, Serialize};
+
+/// A whole scenario.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Where the scenario comes from (a seed document, a client issue, a KIP).
+    #[serde(default)]
+    pub source: String,
+    /// Length of the safety phase (faults allowed), simulated seconds.
+    pub duration_s: u64,
+    /// Length of the liveness phase that follows (no faults, no new load shape events beyond steady
+    /// arrival), in which the group must stabilise and lag recover.
+    #[serde(default = "d_liveness_s")]
+    pub liveness_s: u64,
+    #[serde(default)]
+    pub cluster: Cluster,
+    pub topics: Vec<Topic>,
+    pub producers: Vec<Producer>,
+    pub consumers: Consumers,
+    #[serde(default)]
+    pub faults: Faults,
+    #[serde(default)]
+    pub expect: Expect,
+}
+
+fn d_liveness_s() -> u64 {
+    120
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    #[serde(default = "d_brokers")]
+    pub brokers: u32,
+    /// `default.replication.factor`.
+    #[serde(default = "d_rf")]
+    pub replication_factor: u32,
+    /// `min.insync.replicas`.
+    #[serde(default = "d_min_isr")]
+    pub min_insync_replicas: u32,
+    /// `unclean.leader.election.enable` (false since Kafka 0.11).
+    #[serde(default)]
+    pub unclean_leader_election: bool,
+    /// `replica.lag.time.max.ms` (Kafka default 30 000).
+    #[serde(default = "d_replica_lag")]
+    pub replica_lag_time_max_ms: u64,
+    /// One-way network latency between any two nodes, milliseconds.
+    #[serde(default = "d_latency")]
+    pub network_latency_ms: u64,
+    /// Time for a broker to append a batch to its log, milliseconds (a slow-disk fault multiplies it).
+    #[serde(default = "d_disk")]
+    pub disk_append_ms: u64,
+    /// Whether brokers fsync before acknowledging (Kafka default: no, it relies on replication).
+    #[serde(default)]
+    pub fsync_on_append: bool,
+}
+
+fn d_brokers() -> u32 {
+    3
+}
+fn d_rf() -> u32 {
+    3
+}
+fn d_min_isr() -> u32 {
+    2
+}
+fn d_replica_lag() -> u64 {
+    30_000
+}
+fn d_latency() -> u64 {
+    1
+}
+fn d_disk() -> u64 {
+    1
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster {
+            brokers: d_brokers(),
+            replication_factor: d_rf(),
+            min_insync_replicas: d_min_isr(),
+            unclean_leader_election: false,
+            replica_lag_time_max_ms: d_replica_lag(),
+            network_latency_ms: d_latency(),
+            disk_append_ms: d_disk(),
+            fsync_on_append: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topic {
+    pub name: String,
+    pub partitions: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Acks {
+    #[serde(rename = "0")]
+    None,
+    #[serde(rename = "1")]
+    Leader,
+    #[serde(rename = "all")]
+    All,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Producer {
+    pub topic: String,
+    /// `acks` (librdkafka default `all`).
+    #[serde(default = "d_acks")]
+    pub acks: Acks,
+    /// `enable.idempotence`.
+    #[serde(default = "d_true")]
+    pub idempotent: bool,
+    /// Mean records per second before the load shape is applied.
+    pub rate_per_s: f64,
+    #[serde(default)]
+    pub shape: LoadShape,
+    #[serde(default)]
+    pub keys: KeyDist,
+    /// `linger.ms`: how long a producer waits to fill a batch.
+    #[serde(default = "d_linger")]
+    pub linger_ms: u64,
+    /// `batch.size` in records (the model counts records, not bytes).
+    #[serde(default = "d_batch")]
+    pub batch_records_max: u32,
+    /// `delivery.timeout.ms`: after this the send fails with an unknown outcome.
+    #[serde(default = "d_delivery")]
+    pub delivery_timeout_ms: u64,
+}
+
+fn d_acks() -> Acks {
+    Acks::All
+}
+fn d_true() -> bool {
+    true
+}
+fn d_linger() -> u64 {
+    5
+}
+fn d_batch() -> u32 {
+    500
+}
+fn d_delivery() -> u64 {
+    120_000
+}
+
+/// How the arrival rate varies over the run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum LoadShape {
+    /// Poisson arrivals at `rate_per_s`.
+    #[default]
+    Steady,
+    /// On/off bursts: `factor`× the rate for `on_s`, then the base rate for `off_s`.
+    Bursts { factor: f64, on_s: u64, off_s: u64 },
+    /// One spike: `factor`× the rate from `at_s` for `for_s` (seed 003's Black Friday is 10×).
+    Spike { factor: f64, at_s: u64, for_s: u64 },
+    /// Linear ramp from the base rate to `factor`× at the end of the safety phase.
+    Ramp { factor: f64 },
+}
+
+/// How keys (and hence partitions under hash partitioning) are drawn.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum KeyDist {
+    /// `count` keys, equally likely.
+    Uniform { count: u64 },
+    /// `count` keys, Zipf with `exponent` (hot keys).
+    Zipf { count: u64, exponent: f64 },
+}
+
+impl Default for KeyDist {
+    fn default() -> Self {
+        KeyDist::Uniform { count: 10_000 }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Fetch whenever there is anything to fetch: the buffer grows when processing is slower than
+    /// arrival (rust-rdkafka#650).
+    None,
+    /// Kafka-style: pause a partition above the high watermark, resume below the low one.
+    Pause,
+    /// Flink-style: fetch only against credits granted for free buffer space.
+    Credit,
+}
+
+impl Strategy {
+    pub const ALL: [Strategy; 3] = [Strategy::None, Strategy::Pause, Strategy::Credit];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::None => "none",
+            Strategy::Pause => "pause",
+            Strategy::Credit => "credit",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AssignorKind {
+    Range,
+    RoundRobin,
+    Sticky,
+    CooperativeSticky,
+}
+
+impl AssignorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AssignorKind::Range => "range",
+            AssignorKind::RoundRobin => "round-robin",
+            AssignorKind::Sticky => "sticky",
+            AssignorKind::CooperativeSticky => "cooperative-sticky",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// Revoke everything, then reassign (classic protocol, eager assignors).
+    Eager,
+    /// KIP-429: revoke only what moves, in a second round.
+    Cooperative,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Records of a partition go to whichever worker is free, in partition order.
+    Hash,
+    /// Seed 001's KeyGen stage: hot keys are spread over workers by measured load.
+    LoadAware,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TierKind {
+    Global,
+    Topic,
+    Consumer,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub tier: TierKind,
+    /// For `topic` tiers: the topic it applies to.
+    #[serde(default)]
+    pub topic: Option<String>,
+    pub rate_per_s: f64,
+    pub burst: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum LimiterState {
+    /// Lost on restart: a restarted consumer starts with full buckets.
+    Memory,
+    /// Snapshotted (the seed's compacted topic keyed by limiter id) and restored on restart (R3).
+    #[default]
+    Persisted,
+}
+
+/// Per-record processing time.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum ProcessingTime {
+    Constant { ms: f64 },
+    Exponential { mean_ms: f64 },
+    /// Log-normal with the given mean and coefficient of variation.
+    LogNormal { mean_ms: f64, cv: f64 },
+}
+
+impl Default for ProcessingTime {
+    fn default() -> Self {
+        ProcessingTime::Exponential { mean_ms: 0.5 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Consumers {
+    pub count: u32,
+    #[serde(default = "d_group")]
+    pub group: String,
+    pub topics: Vec<String>,
+    #[serde(default = "d_strategy")]
+    pub strategy: Strategy,
+    /// `partition.assignment.strategy`.
+    #[serde(default = "d_assignor")]
+    pub assignor: AssignorKind,
+    #[serde(default = "d_protocol")]
+    pub protocol: Protocol,
+    /// `group.instance.id` set (KIP-345): a restart within the session timeout keeps the assignment.
+    #[serde(default)]
+    pub static_membership: bool,
+    /// `session.timeout.ms` (librdkafka default 45 000).
+    #[serde(default = "d_session")]
+    pub session_timeout_ms: u64,
+    /// `heartbeat.interval.ms` (3 000).
+    #[serde(default = "d_heartbeat")]
+    pub heartbeat_interval_ms: u64,
+    /// `max.poll.interval.ms` (300 000).
+    #[serde(default = "d_max_poll_interval")]
+    pub max_poll_interval_ms: u64,
+    /// `max.poll.records`: the most records one fetch returns for one partition.
+    #[serde(default = "d_max_poll_records")]
+    pub max_poll_records: u32,
+    /// `fetch.wait.max.ms`: long-poll wait when nothing is available.
+    #[serde(default = "d_fetch_wait")]
+    pub fetch_wait_max_ms: u64,
+    /// `auto.offset.reset`.
+    #[serde(default = "d_reset")]
+    pub auto_offset_reset: OffsetReset,
+    /// Records fetched but not yet processed, per consumer.
+    #[serde(default = "d_buffer")]
+    pub buffer_records_max: u32,
+    /// Pause strategy: pause a partition when the buffer holds this many records…
+    #[serde(default)]
+    pub pause_high_records: Option<u32>,
+    /// …and resume when it falls to this many.
+    #[serde(default)]
+    pub pause_low_records: Option<u32>,
+    /// Credit strategy: exclusive credits per partition channel.
+    #[serde(default = "d_exclusive")]
+    pub exclusive_credits: u32,
+    /// Credit strategy: the floating pool shared by all channels; `None` = what the buffer has left
+    /// after the exclusive credits of the partitions the consumer could own.
+    #[serde(default)]
+    pub floating_credits: Option<u32>,
+    /// Records processed concurrently (workers) per consumer.
+    #[serde(default = "d_workers")]
+    pub workers: u32,
+    #[serde(default)]
+    pub processing: ProcessingTime,
+    /// Auto-commit cadence (`auto.commit.interval.ms`, 5 000); commits are of processed offsets only.
+    #[serde(default = "d_commit")]
+    pub commit_interval_ms: u64,
+    #[serde(default)]
+    pub retry: Retry,
+    #[serde(default = "d_placement")]
+    pub placement: Placement,
+    #[serde(default)]
+    pub rate_limits: Vec<RateLimit>,
+    #[serde(default)]
+    pub limiter_state: LimiterState,
+}
+
+fn d_group() -> String {
+    "sluice".into()
+}
+fn d_strategy() -> Strategy {
+    Strategy::Credit
+}
+fn d_assignor() -> AssignorKind {
+    AssignorKind::CooperativeSticky
+}
+fn d_protocol() -> Protocol {
+    Protocol::Cooperative
+}
+fn d_session() -> u64 {
+    45_000
+}
+fn d_heartbeat() -> u64 {
+    3_000
+}
+fn d_max_poll_interval() -> u64 {
+    300_000
+}
+fn d_max_poll_records() -> u32 {
+    500
+}
+fn d_fetch_wait() -> u64 {
+    500
+}
+fn d_reset() -> OffsetReset {
+    OffsetReset::Earliest
+}
+fn d_buffer() -> u32 {
+    2_000
+}
+fn d_exclusive() -> u32 {
+    2
+}
+fn d_workers() -> u32 {
+    1
+}
+fn d_commit() -> u64 {
+    5_000
+}
+fn d_placement() -> Placement {
+    Placement::Hash
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts before a record goes to the dead-letter queue.
+    #[serde(default = "d_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "d_backoff0")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "d_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// Fraction of the backoff randomised (0 = none, 1 = full jitter).
+    #[serde(default = "d_jitter")]
+    pub jitter: f64,
+    /// Probability that a record is a poison pill (always fails).
+    #[serde(default)]
+    pub poison_probability: f64,
+    /// Probability that one processing attempt fails transiently.
+    #[serde(default)]
+    pub transient_failure_probability: f64,
+}
+
+fn d_attempts() -> u32 {
+    5
+}
+fn d_backoff0() -> u64 {
+    100
+}
+fn d_backoff_max() -> u64 {
+    10_000
+}
+fn d_jitter() -> f64 {
+    0.5
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: d_attempts(),
+            backoff_initial_ms: d_backoff0(),
+            backoff_max_ms: d_backoff_max(),
+            jitter: d_jitter(),
+            poison_probability: 0.0,
+            transient_failure_probability: 0.0,
+        }
+    }
+}
+
+/// Faults: an explicit schedule, or "swarm" (the seed picks them).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Faults {
+    Schedule(Vec<Fault>),
+    Swarm(SwarmWord),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SwarmWord {
+    Swarm,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults::Schedule(Vec::new())
+    }
+}
+
+/// One scheduled fault, starting `at_s` into the run and healing after `for_s` (0 = instantaneous,
+/// e.g. a crash whose restart is a separate concern of the fault kind).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    pub at_s: f64,
+    #[serde(default)]
+    pub for_s: f64,
+    #[serde(flatten)]
+    pub kind: FaultKind,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// Crash a broker (kill -9); it restarts after `for_s` (its unsynced log tail is lost when the
+    /// cluster does not fsync).
+    BrokerCrash { broker: u32 },
+    /// Crash whichever broker leads `topic/partition` at that moment.
+    LeaderCrash { topic: String, partition: u32 },
+    /// Cut the network between two sides; `one_way` drops only `from → to`.
+    Partition { from: Vec<String>, to: Vec<String>, #[serde(default)] one_way: bool },
+    /// Add latency (ms) and loss (probability) to every message to/from a node.
+    Latency { node: String, ms: u64, #[serde(default)] loss: f64 },
+    /// Multiply a broker's disk append time.
+    SlowDisk { broker: u32, factor: f64 },
+    /// Crash the broker acting as group coordinator; another takes over.
+    CoordinatorFailover,
+    /// Crash a consumer; it restarts after `for_s` (0 = never).
+    ConsumerCrash { consumer: u32 },
+    /// Stall a consumer's processing (a GC pause or a stuck handler) for `for_s`.
+    ConsumerStall { consumer: u32 },
+    /// Multiply a consumer's processing time for `for_s`.
+    SlowConsumer { consumer: u32, factor: f64 },
+    /// Drop commit replies to a consumer for `for_s`: commits time out with unknown outcome.
+    CommitReplyLoss { consumer: u32 },
+}
+
+impl FaultKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            FaultKind::BrokerCrash { .. } => "broker-crash",
+            FaultKind::LeaderCrash { .. } => "leader-crash",
+            FaultKind::Partition { .. } => "partition",
+            FaultKind::Latency { .. } => "latency",
+            FaultKind::SlowDisk { .. } => "slow-disk",
+            FaultKind::CoordinatorFailover => "coordinator-failover",
+            FaultKind::ConsumerCrash { .. } => "consumer-crash",
+            FaultKind::ConsumerStall { .. } => "consumer-stall",
+            FaultKind::SlowConsumer { .. } => "slow-consumer",
+            FaultKind::CommitReplyLoss { .. } => "commit-reply-loss",
+        }
+    }
+}
+
+/// What the run expects; the runner exits 0 when exactly these hold.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Anomaly names (verification's vocabulary, e.g. `lost-write`, `buffer-bound-exceeded`) that
+    /// must appear. Any anomaly not listed is a violation.
+    #[serde(default)]
+    pub anomalies: Vec<String>,
+    /// Whether an expected anomaly is allowed to be absent for some seeds (e.g. loss that happens
+    /// only when a crash catches unreplicated records).
+    #[serde(default)]
+    pub anomalies_may_be_absent: bool,
+    /// Total lag (records) that counts as recovered in the liveness phase.
+    #[serde(default = "d_lag_ok")]
+    pub lag_ok_records: u64,
+    /// Deadline (ms after the liveness phase begins) for the group to be stable and lag recovered.
+    #[serde(default = "d_recovery")]
+    pub recovery_deadline_ms: u64,
+}
+
+fn d_lag_ok() -> u64 {
+    1_000
+}
+fn d_recovery() -> u64 {
+    90_000
+}
+
+impl Default for Expect {
+    fn default() -> Self {
+        Expect {
+            anomalies: Vec::new(),
+            anomalies_may_be_absent: false,
+            lag_ok_records: d_lag_ok(),
+            recovery_deadline_ms: d_recovery(),
+        }
+    }
+}
+
+/// One reason a scenario cannot run: the dotted path of the offending field and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecError {
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+impl Scenario {
+    /// Index of a topic by name in `topics` (the `Tp::topic` numbering).
+    pub fn topic_index(&self, name: &str) -> Option<u16> {
+        self.topics.iter().position(|t| t.name == name).map(|i| i as u16)
+    }
+
+    /// The history name of a partition.
+    pub fn tp_name(&self, tp: crate::types::Tp) -> String {
+        crate::history::tp_name(&self.topics[tp.topic as usize].name, tp.partition)
+    }
+
+    /// Every partition the consumer group subscribes to, in (topic, partition) order.
+    pub fn subscribed_partitions(&self) -> Vec<crate::types::Tp> {
+        let mut v = Vec::new();
+        for name in &self.consumers.topics {
+            if let Some(ti) = self.topic_index(name) {
+                for p in 0..self.topics[ti as usize].partitions {
+                    v.push(crate::types::Tp::new(ti, p));
+                }
+            }
+        }
+        v
+    }
+
+    /// Effective pause watermarks `(high, low)`: defaults are 80% and 40% of the buffer.
+    pub fn pause_watermarks(&self) -> (u32, u32) {
+        let c = &self.consumers;
+        let high = c.pause_high_records.unwrap_or(c.buffer_records_max / 5 * 4);
+        let low = c.pause_low_records.unwrap_or(c.buffer_records_max / 5 * 2);
+        (high, low)
+    }
+
+    /// Refuses impossible configurations before anything runs. Returns every problem, not just the
+    /// first.
+    pub fn validate(&self) -> Result<(), Vec<SpecError>> {
+        let mut errs = Vec::new();
+        let mut bad = |path: &str, message: String| {
+            errs.push(SpecError { path: path.to_string(), message })
+        };
+        if self.name.trim().is_empty() {
+            bad("name", "must not be empty".into());
+        }
+        if self.duration_s == 0 {
+            bad("duration_s", "must be at least 1 second".into());
+        }
+        let c = &self.cluster;
+        if c.brokers == 0 {
+            bad("cluster.brokers", "must be at least 1".into());
+        }
+        if c.replication_factor == 0 {
+            bad("cluster.replication_factor", "must be at least 1".into());
+        }
+        if c.replication_factor > c.brokers {
+            bad(
+                "cluster.replication_factor",
+                format!("{} exceeds the {} brokers", c.replication_factor, c.brokers),
+            );
+        }
+        if c.min_insync_replicas == 0 || c.min_insync_replicas > c.replication_factor {
+            bad(
+                "cluster.min_insync_replicas",
+                format!("must be between 1 and replication_factor ({})", c.replication_factor),
+            );
+        }
+        if self.topics.is_empty() {
+            bad("topics", "at least one topic is needed".into());
+        }
+        for (i, t) in self.topics.iter().enumerate() {
+            if t.partitions == 0 {
+                bad(&format!("topics[{i}].partitions"), "must be at least 1".into());
+            }
+            let legal = !t.name.is_empty()
+                && t.name.len() <= 249
+                && t.name.chars().all(|ch| ch.is_ascii_alphanumeric() || "._-".contains(ch));
+            if !legal {
+                bad(&format!("topics[{i}].name"), format!("{:?} is not a legal Kafka topic name", t.name));
+            }
+            if self.topics[..i].iter().any(|o| o.name == t.name) {
+                bad(&format!("topics[{i}].name"), format!("topic {:?} is declared twice", t.name));
+            }
+        }
+        if self.producers.is_empty() {
+            bad("producers", "at least one producer is needed".into());
+        }
+        for (i, p) in self.producers.iter().enumerate() {
+            let path = |f: &str| format!("producers[{i}].{f}");
+            if self.topic_index(&p.topic).is_none() {
+                bad(&path("topic"), format!("unknown topic {:?}", p.topic));
+            }
+            if !(p.rate_per_s > 0.0 && p.rate_per_s.is_finite()) {
+                bad(&path("rate_per_s"), format!("must be > 0, got {}", p.rate_per_s));
+            }
+            if p.batch_records_max == 0 {
+                bad(&path("batch_records_max"), "must be at least 1".into());
+            }
+            match &p.shape {
+                LoadShape::Steady => {}
+                LoadShape::Bursts { factor, on_s, off_s } => {
+                    if !(*factor > 0.0) {
+                        bad(&path("shape.factor"), "must be > 0".into());
+                    }
+                    if on_s + off_s == 0 {
+                        bad(&path("shape"), "on_s + off_s must be at least 1".into());
+                    }
+                }
+                LoadShape::Spike { factor, .. } | LoadShape::Ramp { factor } => {
+                    if !(*factor > 0.0) {
+                        bad(&path("shape.factor"), "must be > 0".into());
+                    }
+                }
+            }
+            match &p.keys {
+                KeyDist::Uniform { count } | KeyDist::Zipf { count, .. } if *count == 0 => {
+                    bad(&path("keys.count"), "must be at least 1".into());
+                }
+                KeyDist::Zipf { exponent, .. } if !(*exponent > 0.0) => {
+                    bad(&path("keys.exponent"), "must be > 0".into());
+                }
+                _ => {}
+            }
+            if p.idempotent && p.acks != Acks::All {
+                bad(&path("idempotent"), "an idempotent producer requires acks = \"all\"".into());
+            }
+        }
+        let k = &self.consumers;
+        if k.count == 0 {
+            bad("consumers.count", "must be at least 1".into());
+        }
+        if k.topics.is_empty() {
+            bad("consumers.topics", "subscribe to at least one topic".into());
+        }
+        for (i, t) in k.topics.iter().enumerate() {
+            if self.topic_index(t).is_none() {
+                bad(&format!("consumers.topics[{i}]"), format!("unknown topic {t:?}"));
+            }
+        }
+        if k.heartbeat_interval_ms == 0 || k.heartbeat_interval_ms >= k.session_timeout_ms {
+            bad("consumers.heartbeat_interval_ms", "must be > 0 and below session_timeout_ms".into());
+        }
+        if k.max_poll_records == 0 {
+            bad("consumers.max_poll_records", "must be at least 1".into());
+        }
+        if k.buffer_records_max == 0 {
+            bad("consumers.buffer_records_max", "must be at least 1".into());
+        }
+        if k.workers == 0 {
+            bad("consumers.workers", "must be at least 1".into());
+        }
+        if k.commit_interval_ms == 0 {
+            bad("consumers.commit_interval_ms", "must be at least 1".into());
+        }
+        let (high, low) = self.pause_watermarks();
+        if low >= high || high > k.buffer_records_max {
+            bad(
+                "consumers.pause_low_records",
+                format!("need low ({low}) < high ({high}) <= buffer_records_max ({})", k.buffer_records_max),
+            );
+        }
+        if k.strategy == Strategy::Credit {
+            if k.exclusive_credits == 0 {
+                bad("consumers.exclusive_credits", "must be at least 1 with the credit strategy".into());
+            }
+            let parts = self.subscribed_partitions().len() as u64;
+            let exclusive = parts * k.exclusive_credits as u64;
+            let floating = k.floating_credits.unwrap_or(0) as u64;
+            if exclusive + floating > k.buffer_records_max as u64 {
+                bad(
+                    "consumers.exclusive_credits",
+                    format!(
+                        "{parts} partitions x {} exclusive + {floating} floating credits exceed buffer_records_max {} (C3: credits only for real buffer space)",
+                        k.exclusive_credits, k.buffer_records_max
+                    ),
+                );
+            }
+        }
+        if k.protocol == Protocol::Cooperative && k.assignor != AssignorKind::CooperativeSticky {
+            bad("consumers.protocol", format!("the cooperative protocol needs the cooperative-sticky assignor, not {}", k.assignor.name()));
+        }
+        if k.protocol == Protocol::Eager && k.assignor == AssignorKind::CooperativeSticky {
+            bad("consumers.assignor", "cooperative-sticky needs protocol = \"cooperative\"".into());
+        }
+        let r = &k.retry;
+        if r.max_attempts == 0 {
+            bad("consumers.retry.max_attempts", "must be at least 1".into());
+        }
+        if r.backoff_initial_ms > r.backoff_max_ms {
+            bad("consumers.retry.backoff_initial_ms", "must not exceed backoff_max_ms".into());
+        }
+        if !(0.0..=1.0).contains(&r.jitter) {
+            bad("consumers.retry.jitter", "must be within 0..=1".into());
+        }
+        for (name, p) in [("poison_probability", r.poison_probability), ("transient_failure_probability", r.transient_failure_probability)] {
+            if !(0.0..=1.0).contains(&p) {
+                bad(&format!("consumers.retry.{name}"), "must be within 0..=1".into());
+            }
+        }
+        for (i, l) in k.rate_limits.iter().enumerate() {
+            let path = |f: &str| format!("consumers.rate_limits[{i}].{f}");
+            if !(l.rate_per_s > 0.0 && l.rate_per_s.is_finite()) {
+                bad(&path("rate_per_s"), format!("must be > 0, got {}", l.rate_per_s));
+            }
+            if !(l.burst >= 1.0 && l.burst.is_finite()) {
+                bad(&path("burst"), format!("must be at least 1, got {}", l.burst));
+            }
+            match (l.tier, &l.topic) {
+                (TierKind::Topic, Some(t)) if self.topic_index(t).is_none() => {
+                    bad(&path("topic"), format!("unknown topic {t:?}"))
+                }
+                (TierKind::Topic, None) => bad(&path("topic"), "a topic tier names its topic".into()),
+                (TierKind::Global | TierKind::Consumer, Some(_)) => {
+                    bad(&path("topic"), "only topic tiers name a topic".into())
+                }
+                _ => {}
+            }
+        }
+        match &k.processing {
+            ProcessingTime::Constant { ms } if !(*ms >= 0.0 && ms.is_finite()) => {
+                bad("consumers.processing.ms", "must be >= 0".into())
+            }
+            ProcessingTime::Exponential { mean_ms } | ProcessingTime::LogNormal { mean_ms, .. }
+                if !(*mean_ms > 0.0 && mean_ms.is_finite()) =>
+            {
+                bad("consumers.processing.mean_ms", "must be > 0".into())
+            }
+            ProcessingTime::LogNormal { cv, .. } if !(*cv > 0.0) => bad("consumers.processing.cv", "must be > 0".into()),
+            _ => {}
+        }
+        if let Faults::Schedule(fs) = &self.faults {
+            for (i, f) in fs.iter().enumerate() {
+                let path = |s: &str| format!("faults[{i}].{s}");
+                if !(f.at_s >= 0.0) || f.at_s > self.duration_s as f64 {
+                    bad(&path("at_s"), format!("must be within the safety phase 0..={}", self.duration_s));
+                }
+                if !(f.for_s >= 0.0) {
+                    bad(&path("for_s"), "must be >= 0".into());
+                }
+                match &f.kind {
+                    FaultKind::BrokerCrash { broker } | FaultKind::SlowDisk { broker, .. } if *broker >= c.brokers => {
+                        bad(&path("broker"), format!("broker {broker} does not exist (brokers: {})", c.brokers))
+                    }
+                    FaultKind::ConsumerCrash { consumer }
+                    | FaultKind::ConsumerStall { consumer }
+                    | FaultKind::SlowConsumer { consumer, .. }
+                    | FaultKind::CommitReplyLoss { consumer }
+                        if *consumer >= k.count =>
+                    {
+                        bad(&path("consumer"), format!("consumer {consumer} does not exist (count: {})", k.count))
+                    }
+                    FaultKind::LeaderCrash { topic, partition } => match self.topic_index(topic) {
+                        None => bad(&path("topic"), format!("unknown topic {topic:?}")),
+                        Some(ti) if *partition >= self.topics[ti as usize].partitions => {
+                            bad(&path("partition"), format!("{topic} has no partition {partition}"))
+                        }
+                        _ => {}
+                    },
+                    _ => {}
+                }
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs)
+        }
+    }
+}
