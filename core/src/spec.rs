@@ -141,6 +141,9 @@ pub struct Producer {
     /// `delivery.timeout.ms`: after this the send fails with an unknown outcome.
     #[serde(default = "d_delivery")]
     pub delivery_timeout_ms: u64,
+    /// How keys map to partitions: hash, or seed 001's load-aware placement of hot keys.
+    #[serde(default = "d_placement")]
+    pub placement: Placement,
 }
 
 fn d_acks() -> Acks {
@@ -246,9 +249,10 @@ pub enum Protocol {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Placement {
-    /// Records of a partition go to whichever worker is free, in partition order.
+    /// `hash(key) % partitions`: one hot key makes one hot partition.
     Hash,
-    /// Seed 001's KeyGen stage: hot keys are spread over workers by measured load.
+    /// Seed 001's KeyGen stage: hot keys are spread over the least-loaded partitions (per-key order
+    /// is given up for those keys only).
     LoadAware,
 }
 
@@ -365,8 +369,6 @@ pub struct Consumers {
     pub commit_interval_ms: u64,
     #[serde(default)]
     pub retry: Retry,
-    #[serde(default = "d_placement")]
-    pub placement: Placement,
     #[serde(default)]
     pub rate_limits: Vec<RateLimit>,
     #[serde(default)]
