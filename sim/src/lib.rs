@@ -4,6 +4,8 @@
 //!
 //! STUB: entry point fixed; the world is being built.
 
+pub mod group;
+
 use sluice_core::bugs::Bugs;
 use sluice_core::history::Entry;
 use sluice_core::spec::Scenario;
