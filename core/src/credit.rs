@@ -7,8 +7,32 @@
 //! floating pool is lent to channels that announce a backlog. A channel at zero credit stalls only
 //! itself (C4).
 //!
-//! STUB: signatures fixed; implementation and property tests pending.
+//! How each rule is held here:
+//! - C1: [`Credits::consume`] refuses (`NoCredit`) a delivery of more records than the channel holds
+//!   credits, and takes exactly one credit per record.
+//! - C2: control events (checkpoint barriers) never go through this module: the pipeline lets them
+//!   pass without calling `consume`, so a channel at zero credit still forwards its barriers.
+//! - C3: the credits that can ever exist are reserved up front: `exclusive_per_channel` per open
+//!   channel, the whole floating pool, plus the buffer space still held by records of removed
+//!   channels. [`Credits::add_channel`] refuses (`OverCapacity`) a channel whose exclusive credits
+//!   do not fit in `buffer_records_max`, so `in_flight + outstanding <= buffer_records_max` at every
+//!   instant.
+//! - C4: nothing a channel does (consuming, being refused, being removed) takes credits away from
+//!   another channel. Floating credits only ever move from the pool to a channel (lending) or back
+//!   to the pool when the records they carried are released; lent credits are never recalled.
+//!
+//! Floating credits are lent by *water-filling*: the pool goes to the channels whose backlog is not
+//! yet covered by their credits (their *want*), lowering the largest wants first until the pool is
+//! empty; ties are broken by `Tp` order. A channel never receives more than its want, so never more
+//! than its backlog.
+//!
+//! Cost: every call looks its channel up by binary search in a `Vec` sorted by `Tp` (O(log n));
+//! `consume` and `release` without floating credits are O(log n); lending is O(n log n) in the
+//! number of channels that want credits and happens only when the pool has credits to lend.
 
+use std::fmt;
+
+use crate::bugs::{Bug, Bugs};
 use crate::types::Tp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +54,23 @@ pub enum CreditError {
     UnknownChannel(Tp),
 }
 
+impl fmt::Display for CreditError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CreditError::NoCredit { tp, requested, available } => write!(
+                f,
+                "channel {tp} delivered {requested} records with only {available} credits (C1)"
+            ),
+            CreditError::OverCapacity => {
+                write!(f, "a new channel's exclusive credits do not fit in the buffer (C3)")
+            }
+            CreditError::UnknownChannel(tp) => write!(f, "no open credit channel for {tp}"),
+        }
+    }
+}
+
+impl std::error::Error for CreditError {}
+
 /// A grant the receiver announces to one channel's sender.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Grant {
@@ -39,51 +80,433 @@ pub struct Grant {
     pub floating: u32,
 }
 
+/// One channel's books. Records in flight are split by the kind of credit that carried them, so
+/// that releasing them returns each credit where it came from. `orphan_*` are records delivered by
+/// an earlier incarnation of the channel (before `remove_channel`) that are still in the buffer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Channel {
+    open: bool,
+    /// Unused exclusive credits (granted, not consumed).
+    exclusive_avail: u32,
+    /// Unused floating credits lent to this channel.
+    floating_avail: u32,
+    /// Records in the buffer that consumed an exclusive credit.
+    exclusive_in_flight: u32,
+    /// Records in the buffer that consumed a floating credit.
+    floating_in_flight: u32,
+    /// Records in the buffer that consumed no credit at all (only under `Bug::IgnoreCredits`).
+    overdraft_in_flight: u64,
+    orphan_exclusive: u32,
+    orphan_floating: u32,
+    orphan_overdraft: u64,
+    /// Records the sender announced as waiting at the broker, minus those delivered since.
+    backlog_records: u64,
+}
+
+impl Channel {
+    fn available(&self) -> u32 {
+        self.exclusive_avail + self.floating_avail
+    }
+    fn in_flight(&self) -> u64 {
+        self.exclusive_in_flight as u64
+            + self.floating_in_flight as u64
+            + self.overdraft_in_flight
+            + self.orphan_in_flight()
+    }
+    fn orphan_in_flight(&self) -> u64 {
+        self.orphan_exclusive as u64 + self.orphan_floating as u64 + self.orphan_overdraft
+    }
+    /// Floating credits this channel could use: its backlog not covered by its credits.
+    fn want(&self) -> u64 {
+        if !self.open {
+            return 0;
+        }
+        self.backlog_records.saturating_sub(self.available() as u64)
+    }
+}
+
 pub struct Credits {
-    _cfg: CreditConfig,
+    cfg: CreditConfig,
+    bugs: Bugs,
+    /// Channels sorted by `Tp` (binary search; deterministic iteration order).
+    channels: Vec<(Tp, Channel)>,
+    /// Floating credits not lent to any channel.
+    pool: u32,
+    /// Buffer space reserved for credits that may exist: open channels × exclusive + floating_max
+    /// + exclusive credits of removed channels still carried by records in the buffer. ≤ capacity.
+    reserved_records: u64,
+    in_flight: u64,
+    outstanding: u64,
+    /// Scratch space for lending (kept to avoid an allocation per call).
+    scratch: Vec<(u64, usize)>,
 }
 
 impl Credits {
+    /// A receiver with no channels and a full floating pool. A configuration whose floating pool
+    /// alone exceeds the buffer gets an empty pool clipped to the buffer (C3 first); scenario
+    /// validation rejects such specs before they get here.
     pub fn new(cfg: CreditConfig) -> Self {
-        Credits { _cfg: cfg }
+        let pool = cfg.floating_max.min(cfg.buffer_records_max);
+        Credits {
+            cfg,
+            bugs: Bugs::NONE,
+            channels: Vec::new(),
+            pool,
+            reserved_records: pool as u64,
+            in_flight: 0,
+            outstanding: 0,
+            scratch: Vec::new(),
+        }
     }
+
+    /// Switches planted bugs on. `Bug::IgnoreCredits`: `consume` never refuses; records beyond the
+    /// channel's credits enter the buffer anyway (and are counted in `in_flight`).
+    pub fn with_bugs(mut self, bugs: Bugs) -> Self {
+        self.bugs = bugs;
+        self
+    }
+
+    pub fn config(&self) -> CreditConfig {
+        self.cfg
+    }
+
+    fn find(&self, tp: Tp) -> Result<usize, usize> {
+        self.channels.binary_search_by(|(t, _)| t.cmp(&tp))
+    }
+
     /// Opens a channel and grants its exclusive credits.
-    pub fn add_channel(&mut self, _tp: Tp) -> Result<Grant, CreditError> {
-        todo!()
+    ///
+    /// Records of an earlier incarnation of the same channel still in the buffer keep their space
+    /// until released or discarded. Fails with `OverCapacity` when the exclusive credits do not fit
+    /// in the buffer next to the credits that may already exist (C3): release or discard the records
+    /// of revoked channels first. Adding a channel that is already open grants nothing (`n == 0`).
+    pub fn add_channel(&mut self, tp: Tp) -> Result<Grant, CreditError> {
+        let e = self.cfg.exclusive_per_channel;
+        let found = self.find(tp);
+        if let Ok(i) = found {
+            if self.channels[i].1.open {
+                return Ok(Grant { tp, n: 0, floating: 0 });
+            }
+        }
+        if self.reserved_records + e as u64 > self.cfg.buffer_records_max as u64 {
+            return Err(CreditError::OverCapacity);
+        }
+        let idx = match found {
+            Ok(i) => i,
+            Err(i) => {
+                self.channels.insert(i, (tp, Channel::default()));
+                i
+            }
+        };
+        let ch = &mut self.channels[idx].1;
+        debug_assert!(!ch.open);
+        debug_assert_eq!(ch.exclusive_in_flight + ch.floating_in_flight, 0);
+        ch.open = true;
+        ch.exclusive_avail = e;
+        ch.floating_avail = 0;
+        ch.backlog_records = 0;
+        self.reserved_records += e as u64;
+        self.outstanding += e as u64;
+        self.debug_check();
+        Ok(Grant { tp, n: e, floating: 0 })
     }
+
     /// Closes a channel; returns the credits it held (unused) so the caller can record them. Records
     /// of this channel still in the buffer are released with `release` as usual or dropped with
     /// `discard`.
-    pub fn remove_channel(&mut self, _tp: Tp) -> u32 {
-        todo!()
+    pub fn remove_channel(&mut self, tp: Tp) -> u32 {
+        let Ok(idx) = self.find(tp) else { return 0 };
+        let ch = &mut self.channels[idx].1;
+        if !ch.open {
+            return 0;
+        }
+        let returned = ch.available();
+        self.pool += ch.floating_avail;
+        // The exclusive credits of a closed channel stop existing; the records they carried keep
+        // their buffer space reserved until they leave the buffer.
+        self.reserved_records -= ch.exclusive_avail as u64;
+        self.outstanding -= returned as u64;
+        ch.orphan_exclusive += ch.exclusive_in_flight;
+        ch.orphan_floating += ch.floating_in_flight;
+        ch.orphan_overdraft += ch.overdraft_in_flight;
+        *ch = Channel {
+            orphan_exclusive: ch.orphan_exclusive,
+            orphan_floating: ch.orphan_floating,
+            orphan_overdraft: ch.orphan_overdraft,
+            ..Channel::default()
+        };
+        if ch.orphan_in_flight() == 0 {
+            self.channels.remove(idx);
+        }
+        self.debug_check();
+        returned
     }
-    /// The sender's backlog for a channel (records waiting at the broker).
-    pub fn announce_backlog(&mut self, _tp: Tp, _backlog_records: u64) {
-        todo!()
+
+    /// The sender's backlog for a channel (records waiting at the broker). Ignored for a channel
+    /// that is not open. Delivered records (`consume`) lower it until the next announcement.
+    pub fn announce_backlog(&mut self, tp: Tp, backlog_records: u64) {
+        if let Ok(idx) = self.find(tp) {
+            let ch = &mut self.channels[idx].1;
+            if ch.open {
+                ch.backlog_records = backlog_records;
+            }
+        }
     }
-    /// Lends floating credits to channels with a backlog; returns the grants made.
-    pub fn grant_floating(&mut self, _out: &mut Vec<Grant>) {
-        todo!()
+
+    /// Lends floating credits to channels with a backlog; returns the grants made (one per channel
+    /// that received credits, in `Tp` order). Water-filling: the largest wants are lowered first,
+    /// ties by `Tp` order; no channel gets more than its want (backlog − credits it holds).
+    pub fn grant_floating(&mut self, out: &mut Vec<Grant>) {
+        if self.pool == 0 {
+            return;
+        }
+        let mut wants = std::mem::take(&mut self.scratch);
+        wants.clear();
+        let mut total_want: u64 = 0;
+        for (i, (_, ch)) in self.channels.iter().enumerate() {
+            let w = ch.want();
+            if w > 0 {
+                wants.push((w, i));
+                total_want += w;
+            }
+        }
+        if wants.is_empty() {
+            self.scratch = wants;
+            return;
+        }
+        let pool = self.pool as u64;
+        if total_want <= pool {
+            for &(w, i) in &wants {
+                self.lend(i, w as u32, out);
+            }
+        } else {
+            // Largest want first; equal wants in Tp order (the index order is the Tp order).
+            wants.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+            // Find the lowest level L such that lowering every want above L to L costs <= pool.
+            let mut sum: u64 = 0;
+            let mut level: u64 = 0;
+            let mut top: usize = 0;
+            for j in 1..=wants.len() {
+                sum += wants[j - 1].0;
+                let next = if j < wants.len() { wants[j].0 } else { 0 };
+                let j64 = j as u64;
+                if sum - j64 * next > pool {
+                    // The level lies in (next, wants[j-1]]: the smallest L with sum - j·L <= pool.
+                    level = (sum - pool).div_ceil(j64);
+                    top = j;
+                    break;
+                }
+            }
+            debug_assert!(top > 0 && level >= 1);
+            let spent = sum - top as u64 * level;
+            let mut extra = pool - spent;
+            debug_assert!(extra < top as u64);
+            let mut grants: Vec<(usize, u32)> = Vec::with_capacity(top);
+            for &(w, i) in &wants[..top] {
+                let mut n = w - level;
+                if extra > 0 {
+                    n += 1;
+                    extra -= 1;
+                }
+                grants.push((i, n as u32));
+            }
+            grants.sort_unstable_by_key(|g| g.0);
+            for (i, n) in grants {
+                self.lend(i, n, out);
+            }
+        }
+        self.scratch = wants;
+        self.debug_check();
     }
-    /// Credits the sender of `tp` may use now.
-    pub fn available(&self, _tp: Tp) -> u32 {
-        todo!()
+
+    fn lend(&mut self, idx: usize, n: u32, out: &mut Vec<Grant>) {
+        if n == 0 {
+            return;
+        }
+        debug_assert!(n <= self.pool);
+        let (tp, ch) = &mut self.channels[idx];
+        debug_assert!(ch.open && n as u64 <= ch.want());
+        ch.floating_avail += n;
+        self.pool -= n;
+        self.outstanding += n as u64;
+        out.push(Grant { tp: *tp, n, floating: n });
     }
-    /// The sender delivered `n` records into the buffer: consumes `n` credits (C1).
-    pub fn consume(&mut self, _tp: Tp, _n: u32) -> Result<(), CreditError> {
-        todo!()
+
+    /// Credits the sender of `tp` may use now (0 for a channel that is not open).
+    pub fn available(&self, tp: Tp) -> u32 {
+        match self.find(tp) {
+            Ok(idx) => self.channels[idx].1.available(),
+            Err(_) => 0,
+        }
     }
+
+    /// The sender delivered `n` records into the buffer: consumes `n` credits (C1). Exclusive
+    /// credits are used before floating ones. Refused with `NoCredit` (and nothing consumed) when
+    /// `n` exceeds the credits available; `UnknownChannel` when `tp` is not open.
+    #[inline]
+    pub fn consume(&mut self, tp: Tp, n: u32) -> Result<(), CreditError> {
+        let Ok(idx) = self.find(tp) else { return Err(CreditError::UnknownChannel(tp)) };
+        let ch = &mut self.channels[idx].1;
+        if !ch.open {
+            return Err(CreditError::UnknownChannel(tp));
+        }
+        let available = ch.available();
+        let mut overdraft = 0;
+        if n > available {
+            if !self.bugs.has(Bug::IgnoreCredits) {
+                return Err(CreditError::NoCredit { tp, requested: n, available });
+            }
+            overdraft = n - available;
+        }
+        let from_credits = n - overdraft;
+        let from_exclusive = from_credits.min(ch.exclusive_avail);
+        let from_floating = from_credits - from_exclusive;
+        ch.exclusive_avail -= from_exclusive;
+        ch.exclusive_in_flight += from_exclusive;
+        ch.floating_avail -= from_floating;
+        ch.floating_in_flight += from_floating;
+        ch.overdraft_in_flight += overdraft as u64;
+        ch.backlog_records = ch.backlog_records.saturating_sub(n as u64);
+        self.outstanding -= from_credits as u64;
+        self.in_flight += n as u64;
+        Ok(())
+    }
+
     /// `n` records of `tp` left the buffer (processed or dead-lettered): their space is free again;
     /// exclusive credits go back to the channel, floating ones to the pool. Returns grants made.
-    pub fn release(&mut self, _tp: Tp, _n: u32, _out: &mut Vec<Grant>) {
-        todo!()
+    ///
+    /// Records of an earlier incarnation of the channel leave first, then this incarnation's
+    /// (exclusive-carried before floating-carried). The exclusive credits given back are reported
+    /// as one grant to `tp`; floating credits returned to the pool are lent again at once
+    /// (`grant_floating`) and reported too. `n` is clipped to the records of `tp` in flight.
+    #[inline]
+    pub fn release(&mut self, tp: Tp, n: u32, out: &mut Vec<Grant>) {
+        let (_, to_pool) = self.free(tp, n, true, out);
+        if to_pool > 0 {
+            self.grant_floating(out);
+        }
     }
+
+    /// Drops up to `n` records of `tp` that an earlier incarnation of the channel (before
+    /// `remove_channel`) left in the buffer, e.g. the buffered records of a revoked partition.
+    /// Their space is free again; floating credits they carried go back to the pool (lend them with
+    /// `grant_floating`). Records delivered since the channel was re-added are not touched. Returns
+    /// how many records were dropped.
+    pub fn discard(&mut self, tp: Tp, n: u32) -> u32 {
+        let mut sink = Vec::new();
+        let (freed, _) = self.free(tp, n, false, &mut sink);
+        debug_assert!(sink.is_empty());
+        freed
+    }
+
+    /// Frees up to `n` records of `tp`; `current` says whether this incarnation's records may be
+    /// freed too. Returns (records freed, floating credits returned to the pool).
+    fn free(&mut self, tp: Tp, n: u32, current: bool, out: &mut Vec<Grant>) -> (u32, u32) {
+        let Ok(idx) = self.find(tp) else { return (0, 0) };
+        let ch = &mut self.channels[idx].1;
+        let mut left = n;
+        let mut to_pool = 0u32;
+        // Earlier incarnation first: no credits come back to the channel, the space is freed.
+        if ch.orphan_overdraft | ch.orphan_exclusive as u64 | ch.orphan_floating as u64 != 0 {
+            let k = (left as u64).min(ch.orphan_overdraft) as u32;
+            ch.orphan_overdraft -= k as u64;
+            left -= k;
+            let k2 = left.min(ch.orphan_exclusive);
+            ch.orphan_exclusive -= k2;
+            self.reserved_records -= k2 as u64;
+            left -= k2;
+            let k3 = left.min(ch.orphan_floating);
+            ch.orphan_floating -= k3;
+            to_pool += k3;
+            left -= k3;
+        }
+        let mut replenished = 0u32;
+        if current {
+            let k = (left as u64).min(ch.overdraft_in_flight) as u32;
+            ch.overdraft_in_flight -= k as u64;
+            left -= k;
+            replenished = left.min(ch.exclusive_in_flight);
+            ch.exclusive_in_flight -= replenished;
+            ch.exclusive_avail += replenished;
+            left -= replenished;
+            let k3 = left.min(ch.floating_in_flight);
+            ch.floating_in_flight -= k3;
+            to_pool += k3;
+            left -= k3;
+        }
+        let freed = n - left;
+        let remove = !ch.open && ch.in_flight() == 0;
+        self.pool += to_pool;
+        self.in_flight -= freed as u64;
+        self.outstanding += replenished as u64;
+        if replenished > 0 {
+            out.push(Grant { tp, n: replenished, floating: 0 });
+        }
+        if remove {
+            self.channels.remove(idx);
+        }
+        self.debug_check();
+        (freed, to_pool)
+    }
+
     /// Records currently in the buffer (delivered, not released).
+    #[inline]
     pub fn in_flight(&self) -> u64 {
-        todo!()
+        self.in_flight
     }
+
+    /// Records of `tp` in the buffer, this and earlier incarnations of the channel.
+    pub fn in_flight_of(&self, tp: Tp) -> u64 {
+        match self.find(tp) {
+            Ok(idx) => self.channels[idx].1.in_flight(),
+            Err(_) => 0,
+        }
+    }
+
     /// Credits granted and not yet used, all channels.
+    #[inline]
     pub fn outstanding(&self) -> u64 {
-        todo!()
+        self.outstanding
+    }
+
+    /// Floating credits in the pool, not lent to any channel.
+    pub fn pool(&self) -> u32 {
+        self.pool
+    }
+
+    /// Open channels, in `Tp` order.
+    pub fn channels(&self) -> impl Iterator<Item = Tp> + '_ {
+        self.channels.iter().filter(|(_, c)| c.open).map(|(tp, _)| *tp)
+    }
+
+    /// Recomputes the counters from the channels (debug builds only).
+    fn debug_check(&self) {
+        if cfg!(debug_assertions) {
+            let mut in_flight = 0u64;
+            let mut outstanding = 0u64;
+            let mut lent = 0u64;
+            let mut reserved = self.cfg.floating_max.min(self.cfg.buffer_records_max) as u64;
+            for (_, ch) in &self.channels {
+                in_flight += ch.in_flight();
+                outstanding += ch.available() as u64;
+                lent += ch.floating_avail as u64 + ch.floating_in_flight as u64;
+                lent += ch.orphan_floating as u64;
+                reserved += ch.orphan_exclusive as u64;
+                if ch.open {
+                    reserved += self.cfg.exclusive_per_channel as u64;
+                    assert_eq!(
+                        ch.exclusive_avail + ch.exclusive_in_flight,
+                        self.cfg.exclusive_per_channel
+                    );
+                } else {
+                    assert_eq!(ch.available(), 0);
+                }
+            }
+            assert_eq!(in_flight, self.in_flight, "in-flight counter drifted");
+            assert_eq!(outstanding, self.outstanding, "outstanding counter drifted");
+            assert_eq!(lent + self.pool as u64, self.cfg.floating_max.min(self.cfg.buffer_records_max) as u64);
+            assert_eq!(reserved, self.reserved_records);
+            assert!(self.reserved_records <= self.cfg.buffer_records_max as u64);
+        }
     }
 }
