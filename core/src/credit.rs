@@ -510,3 +510,231 @@ impl Credits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One step of a script and what it must answer.
+    #[derive(Debug)]
+    enum Op {
+        Add(u32, Result<u32, CreditError>),
+        Remove(u32, u32),
+        Backlog(u32, u64),
+        /// Floating grants expected, as (partition, n).
+        Float(&'static [(u32, u32)]),
+        Consume(u32, u32, Result<(), CreditError>),
+        /// Grants expected, as (partition, n, floating).
+        Release(u32, u32, &'static [(u32, u32, u32)]),
+        Discard(u32, u32, u32),
+        Avail(u32, u32),
+        /// (in_flight, outstanding, pool)
+        State(u64, u64, u32),
+    }
+    use Op::*;
+
+    fn tp(p: u32) -> Tp {
+        Tp::new(0, p)
+    }
+
+    fn check(cfg: (u32, u32, u32), bugs: Bugs, script: &[Op]) {
+        let (exclusive_per_channel, floating_max, buffer_records_max) = cfg;
+        let mut c = Credits::new(CreditConfig { exclusive_per_channel, floating_max, buffer_records_max })
+            .with_bugs(bugs);
+        for (i, op) in script.iter().enumerate() {
+            let mut out = Vec::new();
+            match op {
+                Add(p, want) => assert_eq!(c.add_channel(tp(*p)).map(|g| g.n), *want, "step {i}: {op:?}"),
+                Remove(p, want) => assert_eq!(c.remove_channel(tp(*p)), *want, "step {i}: {op:?}"),
+                Backlog(p, b) => c.announce_backlog(tp(*p), *b),
+                Float(want) => {
+                    c.grant_floating(&mut out);
+                    let got: Vec<_> = out.iter().map(|g| (g.tp.partition, g.n)).collect();
+                    assert_eq!(got, *want, "step {i}: {op:?}");
+                    assert!(out.iter().all(|g| g.n == g.floating));
+                }
+                Consume(p, n, want) => assert_eq!(c.consume(tp(*p), *n), *want, "step {i}: {op:?}"),
+                Release(p, n, want) => {
+                    c.release(tp(*p), *n, &mut out);
+                    let got: Vec<_> = out.iter().map(|g| (g.tp.partition, g.n, g.floating)).collect();
+                    assert_eq!(got, *want, "step {i}: {op:?}");
+                }
+                Discard(p, n, want) => assert_eq!(c.discard(tp(*p), *n), *want, "step {i}: {op:?}"),
+                Avail(p, want) => assert_eq!(c.available(tp(*p)), *want, "step {i}: {op:?}"),
+                State(f, o, pool) => {
+                    assert_eq!((c.in_flight(), c.outstanding(), c.pool()), (*f, *o, *pool), "step {i}")
+                }
+            }
+            if bugs.is_empty() {
+                assert!(c.in_flight() + c.outstanding() <= buffer_records_max as u64, "C3 at step {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn exclusive_credits_must_fit_the_buffer() {
+        check((4, 2, 10), Bugs::NONE, &[
+            Add(0, Ok(4)),
+            Add(1, Ok(4)),
+            Add(2, Err(CreditError::OverCapacity)),
+            Add(1, Ok(0)), // already open: nothing new
+            Avail(2, 0),
+            Consume(2, 1, Err(CreditError::UnknownChannel(tp(2)))),
+            State(0, 8, 2),
+        ]);
+        // The floating pool alone larger than the buffer is clipped to it.
+        check((1, 50, 10), Bugs::NONE, &[State(0, 0, 10), Add(0, Err(CreditError::OverCapacity))]);
+    }
+
+    #[test]
+    fn consume_needs_a_credit_per_record_and_refusal_takes_nothing() {
+        let no_credit = |requested, available| Err(CreditError::NoCredit { tp: tp(0), requested, available });
+        check((3, 0, 3), Bugs::NONE, &[
+            Add(0, Ok(3)),
+            Consume(0, 0, Ok(())),
+            Consume(0, 2, Ok(())),
+            Consume(0, 2, no_credit(2, 1)),
+            Avail(0, 1),
+            Consume(0, 1, Ok(())),
+            Consume(0, 1, no_credit(1, 0)),
+            State(3, 0, 0),
+            Release(0, 2, &[(0, 2, 0)]),
+            Avail(0, 2),
+            Release(0, 5, &[(0, 1, 0)]), // clipped to what is in flight
+            State(0, 3, 0),
+        ]);
+    }
+
+    #[test]
+    fn ignore_credits_bug_lets_records_in_without_credit() {
+        check((2, 0, 4), Bugs::only(Bug::IgnoreCredits), &[
+            Add(0, Ok(2)),
+            Consume(0, 5, Ok(())),
+            State(5, 0, 0), // 5 in flight for 2 credits granted: C1 and C3 broken
+            Release(0, 3, &[]), // the overdraft leaves first
+            Release(0, 2, &[(0, 2, 0)]),
+            State(0, 2, 0),
+        ]);
+    }
+
+    #[test]
+    fn floating_credits_water_fill_largest_want_first_never_beyond_backlog() {
+        // Wants 10 and 4 (backlog − 2 exclusive), pool 10: both lowered to 2.
+        check((2, 10, 16), Bugs::NONE, &[
+            Add(0, Ok(2)),
+            Add(1, Ok(2)),
+            Add(2, Ok(2)),
+            Backlog(0, 12),
+            Backlog(1, 6),
+            Backlog(2, 2),
+            Float(&[(0, 8), (1, 2)]),
+            Avail(0, 10),
+            Avail(1, 4),
+            Avail(2, 2),
+            Float(&[]), // pool empty
+            State(0, 16, 0),
+        ]);
+        // Equal wants 5, 5, 5 and pool 7: 3, 2, 2 (the tie goes to the lower Tp).
+        check((1, 7, 10), Bugs::NONE, &[
+            Add(2, Ok(1)),
+            Add(0, Ok(1)),
+            Add(1, Ok(1)),
+            Backlog(0, 6),
+            Backlog(1, 6),
+            Backlog(2, 6),
+            Float(&[(0, 3), (1, 2), (2, 2)]),
+        ]);
+        // Enough for everyone: each gets exactly its want, the rest stays in the pool.
+        check((1, 20, 30), Bugs::NONE, &[
+            Add(0, Ok(1)),
+            Add(1, Ok(1)),
+            Backlog(0, 4),
+            Backlog(1, 1),
+            Float(&[(0, 3)]),
+            State(0, 5, 17),
+            Backlog(1, 3),
+            Float(&[(1, 2)]),
+        ]);
+    }
+
+    #[test]
+    fn released_floating_credits_return_to_the_pool_and_are_lent_again() {
+        check((1, 2, 4), Bugs::NONE, &[
+            Add(0, Ok(1)),
+            Add(1, Ok(1)),
+            Backlog(0, 3),
+            Float(&[(0, 2)]),
+            Consume(0, 3, Ok(())), // 1 exclusive + 2 floating; backlog now 0
+            Backlog(1, 5),
+            State(3, 1, 0),
+            // Exclusive first back to channel 0, then the floating credit goes to channel 1's want.
+            Release(0, 2, &[(0, 1, 0), (1, 1, 1)]),
+            Avail(0, 1),
+            Avail(1, 2),
+            State(1, 3, 0),
+        ]);
+    }
+
+    #[test]
+    fn removal_with_records_in_flight_keeps_their_space_until_they_leave() {
+        check((4, 0, 8), Bugs::NONE, &[
+            Add(0, Ok(4)),
+            Add(1, Ok(4)),
+            Consume(0, 3, Ok(())),
+            Remove(0, 1), // one unused credit returned
+            Remove(0, 0), // twice: nothing more
+            State(3, 4, 0),
+            Add(2, Err(CreditError::OverCapacity)), // 4 (channel 1) + 3 in flight + 4 > 8
+            Discard(0, 2, 2),
+            Add(2, Err(CreditError::OverCapacity)),
+            Release(0, 5, &[]), // the last one leaves; no credit comes back to a closed channel
+            Add(2, Ok(4)),
+            State(0, 8, 0),
+            Discard(0, 1, 0), // nothing left to drop
+        ]);
+    }
+
+    #[test]
+    fn a_readded_channel_gets_fresh_credits_and_old_records_leave_first() {
+        check((4, 2, 10), Bugs::NONE, &[
+            Add(0, Ok(4)),
+            Backlog(0, 10),
+            Float(&[(0, 2)]),
+            Consume(0, 6, Ok(())),
+            Remove(0, 0),
+            State(6, 0, 0),
+            Add(0, Ok(4)), // 4 new + 4 old exclusive in flight + 2 floating = 10
+            Consume(0, 4, Ok(())),
+            State(10, 0, 0),
+            Discard(0, 1, 1), // only the old incarnation's records can be discarded
+            Release(0, 5, &[]), // old records first: 3 exclusive space, 2 floating back to the pool
+            State(4, 0, 2),
+            Release(0, 4, &[(0, 4, 0)]),
+            Discard(0, 3, 0),
+            State(0, 4, 2),
+        ]);
+    }
+
+    #[test]
+    fn a_channel_at_zero_credit_stalls_only_itself() {
+        check((2, 2, 8), Bugs::NONE, &[
+            Add(0, Ok(2)),
+            Add(1, Ok(2)),
+            Backlog(1, 4),
+            Float(&[(1, 2)]),
+            Consume(0, 2, Ok(())),
+            Consume(0, 1, Err(CreditError::NoCredit { tp: tp(0), requested: 1, available: 0 })),
+            Backlog(0, 100),
+            Float(&[]),
+            Avail(1, 4),
+            Consume(1, 4, Ok(())),
+        ]);
+    }
+
+    #[test]
+    fn errors_read_well() {
+        let e = CreditError::NoCredit { tp: Tp::new(1, 2), requested: 3, available: 1 };
+        assert_eq!(e.to_string(), "channel t1/2 delivered 3 records with only 1 credits (C1)");
+        assert!(CreditError::OverCapacity.to_string().contains("C3"));
+    }
+}

@@ -444,3 +444,214 @@ impl MultiTier {
         MultiTier { tiers: buckets, bugs }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000;
+
+    fn cfg(rate_per_s: f64, burst: f64) -> BucketConfig {
+        BucketConfig { rate_per_s, burst }
+    }
+
+    /// Runs `steps` of (time µs, tokens asked, admitted?) against one bucket created full at 0.
+    fn check(c: BucketConfig, bugs: Bugs, steps: &[(u64, u32, bool)]) {
+        let mut b = TokenBucket::new(c, 0).with_bugs(bugs);
+        for (i, &(t, n, want)) in steps.iter().enumerate() {
+            assert_eq!(b.try_take(n, t), want, "step {i}: take {n} at {t} µs from {c:?}");
+        }
+    }
+
+    #[test]
+    fn refill_is_exact_to_the_microsecond() {
+        // 1 token/s: the next token exists at exactly 1 s.
+        check(cfg(1.0, 1.0), Bugs::NONE, &[(0, 1, true), (999_999, 1, false), (S, 1, true)]);
+        // 3 tokens/s: a token every 333_333.3 µs; the remainder carries, so token k is there at
+        // ceil(k·10⁶/3) µs, whatever the steps in between.
+        check(cfg(3.0, 3.0), Bugs::NONE, &[
+            (0, 3, true),
+            (333_333, 1, false),
+            (333_334, 1, true),
+            (666_666, 1, false),
+            (666_667, 1, true),
+            (999_999, 1, false),
+            (S, 1, true),
+        ]);
+        // With a burst of 1 the bucket is full at 333_334 µs: the 2 micro-tokens beyond the cap are
+        // dropped with the carry, so the next token comes a full period later.
+        check(cfg(3.0, 1.0), Bugs::NONE, &[(0, 1, true), (333_334, 1, true), (666_667, 1, false), (666_668, 1, true)]);
+        // Many small refills add up to the same as one big one (no drift).
+        let mut b = TokenBucket::new(cfg(0.7, 5.0), 0);
+        assert!(b.try_take(5, 0));
+        for t in (0..=10 * S).step_by(7) {
+            b.refill(t);
+        }
+        let mut one_step = TokenBucket::new(cfg(0.7, 5.0), 0);
+        assert!(one_step.try_take(5, 0));
+        assert_eq!(b.tokens_micro_at(10 * S), one_step.tokens_micro_at(10 * S));
+        assert_eq!(one_step.tokens_micro_at(10 * S), 5_000_000); // 0.7·10 = 7 > 5: capped
+        assert_eq!(one_step.tokens_micro_at(5 * S), 3_500_000);
+    }
+
+    #[test]
+    fn ready_at_is_the_first_microsecond_a_take_succeeds() {
+        // (rate, burst, taken at 0, asked, expected ready_at)
+        let table: &[(f64, f64, u32, u32, Option<u64>)] = &[
+            (1.0, 1.0, 1, 1, Some(S)),
+            (3.0, 1.0, 1, 1, Some(333_334)),
+            (2.5, 10.0, 10, 3, Some(1_200_000)),
+            (0.000_001, 1.0, 1, 1, Some(S * S)),
+            (1.0, 4.0, 0, 4, Some(0)), // available now
+            (1.0, 4.0, 0, 5, None),    // beyond the burst: never
+            (1e9, 1.0, 1, 1, Some(1)),
+        ];
+        for &(rate, burst, taken, n, want) in table {
+            let mut b = TokenBucket::new(cfg(rate, burst), 0);
+            assert!(b.try_take(taken, 0));
+            let got = b.ready_at(n, 0);
+            assert_eq!(got, want, "rate {rate} burst {burst} taken {taken} ask {n}");
+            if let Some(t) = got {
+                if t > 0 {
+                    assert!(!b.clone().try_take(n, t - 1), "one µs early must fail");
+                }
+                assert!(b.try_take(n, t), "at ready_at it must succeed");
+            }
+        }
+    }
+
+    #[test]
+    fn refill_stops_at_the_burst_unless_the_overfill_bug_is_planted() {
+        let c = cfg(10.0, 5.0);
+        check(c, Bugs::NONE, &[(0, 5, true), (0, 1, false), (10 * S, 5, true), (10 * S, 1, false)]);
+        check(c, Bugs::only(Bug::BucketOverfill), &[(0, 5, true), (10 * S, 10, true), (10 * S, 1, false)]);
+        let b = TokenBucket::new(c, 0);
+        assert_eq!(b.available(u64::MAX), 5); // a huge gap neither overflows nor overfills
+    }
+
+    #[test]
+    fn a_zero_length_window_admits_at_most_the_burst() {
+        check(cfg(1000.0, 3.0), Bugs::NONE, &[(7, 1, true), (7, 1, true), (7, 1, true), (7, 1, false)]);
+        check(cfg(1000.0, 3.0), Bugs::NONE, &[(7, 4, false), (7, 3, true), (7, 0, true)]);
+    }
+
+    #[test]
+    fn time_running_backwards_refills_nothing() {
+        check(cfg(1.0, 2.0), Bugs::NONE, &[(5 * S, 2, true), (S, 1, false), (6 * S, 1, true), (6 * S, 1, false)]);
+        let mut b = TokenBucket::new(cfg(1.0, 2.0), 5 * S);
+        assert!(b.try_take(2, 5 * S));
+        assert_eq!(b.ready_at(1, 0), Some(6 * S)); // from the last refill, not from `now`
+    }
+
+    #[test]
+    fn configurations_are_validated() {
+        let table: &[(f64, f64, bool)] = &[
+            (1.0, 1.0, true),
+            (0.000_001, 1.0, true),
+            (0.0, 1.0, false),
+            (-1.0, 1.0, false),
+            (f64::NAN, 1.0, false),
+            (f64::INFINITY, 1.0, false),
+            (1e13, 1.0, false),
+            (1.0, 0.5, false),
+            (1.0, f64::NAN, false),
+            (1.0, 1e13, false),
+        ];
+        for &(rate, burst, ok) in table {
+            let r = TokenBucket::try_new(cfg(rate, burst), 0);
+            assert_eq!(r.is_ok(), ok, "rate {rate} burst {burst}");
+            if let Err(e) = r {
+                assert!(e.to_string().contains("must be finite"), "{e}");
+            }
+        }
+        // Rates and bursts are taken to the nearest micro-token.
+        assert_eq!(cfg(0.3, 1.5).rate_micro_per_s(), 300_000);
+        assert_eq!(cfg(0.3, 1.5).burst_micro(), 1_500_000);
+    }
+
+    #[test]
+    fn restore_starts_from_the_snapshot_clipped_to_the_burst() {
+        let c = cfg(1.0, 4.0);
+        let mut b = TokenBucket::new(c, 0);
+        assert!(b.try_take(3, 2 * S));
+        let snap = b.snapshot();
+        assert_eq!(snap, BucketSnapshot { tokens_micro: 1_000_000, at_us: 2 * S });
+        // (snapshot, bugs, time of first use, tokens available then)
+        let table: &[(BucketSnapshot, Bugs, u64, u64)] = &[
+            (snap, Bugs::NONE, 2 * S, 1),
+            (snap, Bugs::NONE, 4 * S, 3), // refilled over the downtime
+            (snap, Bugs::NONE, 60 * S, 4), // never beyond the burst
+            (BucketSnapshot { tokens_micro: 99 * S, at_us: 0 }, Bugs::NONE, 0, 4),
+            (snap, Bugs::only(Bug::LimiterForgets), 2 * S, 4), // the bug forgets the admissions
+        ];
+        for &(s, bugs, t, want) in table {
+            let r = TokenBucket::restore_with(c, s, bugs);
+            assert_eq!(r.available(t), want, "{s:?} {bugs:?} at {t}");
+        }
+        let json = serde_json::to_string(&snap).unwrap();
+        assert_eq!(serde_json::from_str::<BucketSnapshot>(&json).unwrap(), snap);
+    }
+
+    fn tiers() -> Vec<BucketConfig> {
+        vec![cfg(1.0, 5.0), cfg(1.0, 2.0), cfg(10.0, 10.0)]
+    }
+
+    #[test]
+    fn multi_tier_admits_all_or_nothing() {
+        // (bugs, path, n, expected, tokens left per tier at 0)
+        let refused = |tier, at| Admit::Refused { tier, retry_at_us: at };
+        let table: &[(Bugs, &[TierIdx], u32, Admit, [u64; 3])] = &[
+            (Bugs::NONE, &[0, 1, 2], 2, Admit::Admitted, [3, 0, 8]),
+            (Bugs::NONE, &[0, 1, 2], 3, refused(1, None), [5, 2, 10]),
+            (Bugs::NONE, &[2, 0], 5, Admit::Admitted, [0, 2, 5]),
+            (Bugs::NONE, &[0, 0, 0], 5, Admit::Admitted, [0, 2, 10]), // a repeated tier counts once
+            (Bugs::NONE, &[], 1000, Admit::Admitted, [5, 2, 10]),
+            // The leak: tier 0 gave its tokens although tier 1 refused.
+            (Bugs::only(Bug::TierLeak), &[0, 1, 2], 3, refused(1, None), [2, 2, 10]),
+        ];
+        for (bugs, path, n, want, left) in table {
+            let mut m = MultiTier::new(&tiers(), 0).with_bugs(*bugs);
+            assert_eq!(m.admit(path, *n, 0), *want, "{bugs:?} {path:?} {n}");
+            let got: Vec<u64> = (0..3).map(|t| m.available(&[t], 0)).collect();
+            assert_eq!(got, left, "{bugs:?} {path:?} {n}");
+        }
+    }
+
+    #[test]
+    fn multi_tier_refusal_says_which_tier_and_when() {
+        let mut m = MultiTier::new(&tiers(), 0);
+        assert_eq!(m.admit(&[0, 1], 2, 0), Admit::Admitted);
+        // Tier 1 is empty and refills at 1/s; tier 0 has 3.
+        assert_eq!(m.admit(&[0, 1], 2, 0), Admit::Refused { tier: 1, retry_at_us: Some(2 * S) });
+        assert_eq!(m.available(&[0, 1], 0), 0);
+        assert_eq!(m.available(&[], 0), u64::MAX);
+        assert_eq!(m.ready_at(&[0, 1], 2, 0), Some(2 * S));
+        assert_eq!(m.ready_at(&[0, 1], 4, 0), None); // tier 1's burst is 2
+        assert_eq!(m.admit(&[0, 1], 2, 2 * S - 1), Admit::Refused { tier: 1, retry_at_us: Some(2 * S) });
+        assert_eq!(m.admit(&[0, 1], 2, 2 * S), Admit::Admitted);
+        assert_eq!(m.check_path(&[0, 2]), Ok(()));
+        assert_eq!(m.check_path(&[0, 3]), Err(RateError::UnknownTier { tier: 3, tiers: 3 }));
+    }
+
+    #[test]
+    fn multi_tier_snapshot_round_trips_and_tolerates_a_changed_tier_list() {
+        let mut m = MultiTier::new(&tiers(), 0);
+        assert_eq!(m.admit(&[0, 1, 2], 2, S), Admit::Admitted);
+        let snaps = m.snapshot();
+        let r = MultiTier::restore(&tiers(), &snaps);
+        assert_eq!(r.snapshot(), snaps);
+        // One tier more than snapshots: it starts empty at the latest snapshot's time.
+        let mut more = tiers();
+        more.push(cfg(1.0, 3.0));
+        let r = MultiTier::restore(&more, &snaps);
+        assert_eq!(r.available(&[3], S), 0);
+        assert_eq!(r.available(&[3], 3 * S), 2);
+        assert_eq!(
+            MultiTier::try_restore(&more, &snaps).err(),
+            Some(RateError::SnapshotCount { tiers: 4, snapshots: 3 })
+        );
+        let forgot = MultiTier::restore_with(&tiers(), &snaps, Bugs::only(Bug::LimiterForgets));
+        assert_eq!(forgot.available(&[0, 1, 2], S), 2);
+        assert_eq!(MultiTier::restore(&tiers(), &snaps).available(&[0, 1, 2], S), 0);
+    }
+}
