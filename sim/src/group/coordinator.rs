@@ -104,13 +104,17 @@ struct MemberSlot {
     consumer: MemberId,
     instance: Option<u32>,
     topics: Vec<u16>,
+    /// Partitions the member reported owning in its last JoinGroup (cooperative).
     owned: Vec<Tp>,
     rebalance_timeout_us: u64,
     session_timeout_us: u64,
-    /// Session deadline: last heartbeat (or join/sync) + session timeout.
+    /// Last heartbeat (or join, sync, commit) + session timeout.
     session_deadline_us: u64,
-    /// The JoinGroup awaiting an answer in this rebalance (its correlation id).
+    /// Correlation id of the JoinGroup awaiting an answer in this join phase.
     pending_join: Option<u64>,
+    /// Highest JoinGroup correlation id seen from this member: older ones are stale (reordered or
+    /// duplicated) and dropped, so an old `owned` list never overrides a newer one.
+    last_join_corr: u64,
     /// Synced the current generation.
     synced: bool,
     /// Assignment in the current generation.
@@ -128,13 +132,18 @@ pub struct Coordinator {
     /// Static members: instance id → current member id.
     instances: BTreeMap<u32, GroupMemberId>,
     next_seq: u32,
-    /// When the join phase ends at the latest (rebalance timeout / initial delay).
-    join_deadline_us: Option<u64>,
-    /// When the sync phase ends at the latest (members that have not synced are removed).
-    sync_deadline_us: Option<u64>,
-    /// No rebalance completes before this (a restored coordinator waits out old leases).
-    fence_until_us: u64,
+    /// PreparingRebalance: members that have not rejoined by then are removed.
+    join_deadline_us: u64,
+    /// PreparingRebalance out of Empty: the initial delay, extended by each new member.
+    initial_until_us: Option<u64>,
+    /// Upper bound of the initial delay (its start + the rebalance timeout).
+    initial_cap_us: u64,
+    /// CompletingRebalance: members that have not synced by then are removed.
+    sync_deadline_us: u64,
+    /// A restored coordinator completes no join phase before this.
+    fence_until_us: Option<u64>,
     committed: BTreeMap<Tp, (Offset, Generation)>,
+    partitions: BTreeSet<Tp>,
     log: Vec<LogRecord>,
     outbox: VecDeque<Outgoing>,
     events: VecDeque<CoordinatorEvent>,
@@ -143,7 +152,36 @@ pub struct Coordinator {
 impl Coordinator {
     /// A fresh coordinator for an empty group.
     pub fn new(cfg: CoordinatorConfig) -> Result<Self, ConfigError> {
-        todo!()
+        if cfg.members_max == 0 {
+            return Err(ConfigError::NoMembers);
+        }
+        if cfg.group_max_session_timeout_ms == 0 {
+            return Err(ConfigError::NoSessionTimeout);
+        }
+        let partitions: BTreeSet<Tp> = cfg.partitions.iter().copied().collect();
+        let need = partitions.len() + 1;
+        if cfg.offsets_log_records_max <= need {
+            return Err(ConfigError::LogTooSmall { max: cfg.offsets_log_records_max, need });
+        }
+        Ok(Coordinator {
+            cfg,
+            state: GroupState::Empty,
+            generation: 0,
+            protocol: None,
+            members: BTreeMap::new(),
+            instances: BTreeMap::new(),
+            next_seq: 0,
+            join_deadline_us: 0,
+            initial_until_us: None,
+            initial_cap_us: 0,
+            sync_deadline_us: 0,
+            fence_until_us: None,
+            committed: BTreeMap::new(),
+            partitions,
+            log: Vec::new(),
+            outbox: VecDeque::new(),
+            events: VecDeque::new(),
+        })
     }
 
     /// A coordinator taking over after failover, rebuilt from the replicated offsets log. It knows
@@ -151,26 +189,100 @@ impl Coordinator {
     /// members: every member must rejoin (its old member id is unknown here, so its heartbeats get
     /// UNKNOWN_MEMBER_ID). Members of the old coordinator may still hold partitions under their
     /// lease (at most `group_max_session_timeout_ms` after their last acknowledged request, which
-    /// precedes `now_us`), so no rebalance completes before `now_us + group_max_session_timeout_ms`.
+    /// precedes `now_us`), so no join phase completes before `now_us + group_max_session_timeout_ms`.
     pub fn restore(cfg: CoordinatorConfig, log: &[LogRecord], now_us: u64) -> Result<Self, ConfigError> {
-        todo!()
+        let mut c = Coordinator::new(cfg)?;
+        for rec in log {
+            match *rec {
+                LogRecord::Offset { tp, offset, generation } => {
+                    c.committed.insert(tp, (offset, generation));
+                    c.generation = c.generation.max(generation);
+                }
+                LogRecord::Generation { generation } => c.generation = c.generation.max(generation),
+            }
+        }
+        c.compact();
+        c.fence_until_us = Some(now_us + ms(c.cfg.group_max_session_timeout_ms));
+        Ok(c)
     }
 
     /// Handles one request. Responses go to the outbox; the world must drain [`Self::poll_transmit`]
-    /// after every call (the outbox holds at most `2 * members_max + 1` responses).
+    /// after every call (the outbox holds at most `members_max + 1` responses then).
     pub fn handle_request(&mut self, now_us: u64, req: Req) {
-        todo!()
+        let Req { corr, from, body } = req;
+        let reply = match body {
+            Request::JoinGroup(j) => self.join(now_us, corr, from, j).map(Response::JoinGroup),
+            Request::SyncGroup { generation, member_id } => Some(Response::SyncGroup(self.sync(now_us, generation, member_id))),
+            Request::Heartbeat { generation, member_id } => {
+                Some(Response::Heartbeat(self.heartbeat(now_us, generation, member_id)))
+            }
+            Request::LeaveGroup { member_id } => Some(Response::LeaveGroup(self.leave(now_us, member_id))),
+            Request::OffsetCommit { generation, member_id, offsets } => {
+                Some(Response::OffsetCommit(self.commit(now_us, generation, member_id, &offsets)))
+            }
+            Request::OffsetFetch { tps } => Some(Response::OffsetFetch(self.fetch(&tps))),
+        };
+        if let Some(body) = reply {
+            self.outbox.push_back(Outgoing { to: from, resp: Resp { corr, body } });
+        }
+        self.try_complete_join(now_us);
+        assert!(self.outbox.len() <= self.cfg.members_max + 1, "outbox not drained");
     }
 
-    /// Fires the timers that are due at `now_us`: session timeouts, the end of the join phase, the
-    /// end of the sync phase.
+    /// Fires the timers that are due at `now_us`: session timeouts, the end of the initial delay,
+    /// the end of the join phase, the end of the sync phase, the end of a restored coordinator's fence.
     pub fn handle_timeout(&mut self, now_us: u64) {
-        todo!()
+        if self.fence_until_us.is_some_and(|t| t <= now_us) {
+            self.fence_until_us = None;
+        }
+        if self.initial_until_us.is_some_and(|t| t <= now_us) {
+            self.initial_until_us = None;
+        }
+        // Session timeouts. Members waiting for their JoinGroup answer are kept alive (as Kafka does).
+        let expired: Vec<GroupMemberId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.session_deadline_us <= now_us && m.pending_join.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in &expired {
+            self.remove(*id, Some(EvictReason::SessionTimeout));
+        }
+        if !expired.is_empty() {
+            self.members_changed(now_us);
+        }
+        match self.state {
+            GroupState::PreparingRebalance if self.join_deadline_us <= now_us => {
+                let late: Vec<GroupMemberId> =
+                    self.members.iter().filter(|(_, m)| m.pending_join.is_none()).map(|(id, _)| *id).collect();
+                for id in late {
+                    self.remove(id, Some(EvictReason::RebalanceTimeout));
+                }
+            }
+            GroupState::CompletingRebalance if self.sync_deadline_us <= now_us => {
+                let late: Vec<GroupMemberId> =
+                    self.members.iter().filter(|(_, m)| !m.synced).map(|(id, _)| *id).collect();
+                for id in late {
+                    self.remove(id, Some(EvictReason::RebalanceTimeout));
+                }
+                self.members_changed(now_us);
+            }
+            _ => {}
+        }
+        self.try_complete_join(now_us);
     }
 
     /// The earliest time at which [`Self::handle_timeout`] has work.
     pub fn poll_timeout(&self) -> Option<u64> {
-        todo!()
+        let preparing = self.state == GroupState::PreparingRebalance;
+        let sessions = self.members.values().filter(|m| m.pending_join.is_none()).map(|m| m.session_deadline_us);
+        let phase = match self.state {
+            GroupState::PreparingRebalance => Some(self.join_deadline_us),
+            GroupState::CompletingRebalance => Some(self.sync_deadline_us),
+            _ => None,
+        };
+        let delays = [self.initial_until_us, self.fence_until_us].into_iter().flatten().filter(|_| preparing);
+        sessions.chain(phase).chain(delays).min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Outgoing> {
@@ -181,7 +293,9 @@ impl Coordinator {
         self.events.pop_front()
     }
 
-    /// The offsets log to replicate (compacted when it exceeds `offsets_log_records_max`).
+    /// The offsets log to replicate (compacted when it exceeds `offsets_log_records_max`). A commit
+    /// is acknowledged in the same call that appends it: a world modelling replication of
+    /// `__consumer_offsets` copies the log before delivering the acknowledgement.
     pub fn offsets_log(&self) -> &[LogRecord] {
         &self.log
     }
@@ -202,12 +316,361 @@ impl Coordinator {
         self.protocol
     }
 
-    /// The members (consumer → partitions) of the current generation's assignment.
+    /// The current generation's assignment (consumer → partitions). Two slots of one consumer (a
+    /// dynamic member restarted before its old slot expired) are merged.
     pub fn assignment(&self) -> BTreeMap<MemberId, Vec<Tp>> {
-        self.members.values().map(|m| (m.consumer, m.assigned.clone())).collect()
+        let mut out: BTreeMap<MemberId, Vec<Tp>> = BTreeMap::new();
+        for m in self.members.values() {
+            out.entry(m.consumer).or_default().extend_from_slice(&m.assigned);
+        }
+        out
     }
 
     pub fn members_len(&self) -> usize {
         self.members.len()
+    }
+
+    // ---- request handlers -------------------------------------------------------------------
+
+    /// JoinGroup. `None`: the answer is deferred to the end of the join phase (or the request is a
+    /// stale duplicate and gets none).
+    fn join(&mut self, now_us: u64, corr: u64, from: MemberId, j: JoinGroup) -> Option<Result<JoinOk, ErrorCode>> {
+        if j.session_timeout_ms == 0 || j.session_timeout_ms > self.cfg.group_max_session_timeout_ms {
+            return Some(Err(ErrorCode::InvalidSessionTimeout));
+        }
+        if !self.members.is_empty() && self.protocol.is_some_and(|p| p != j.protocol) {
+            return Some(Err(ErrorCode::InconsistentGroupProtocol));
+        }
+        let id = match (j.member_id, j.group_instance_id) {
+            (Some(id), _) if self.members.contains_key(&id) => id,
+            (Some(_), Some(inst)) if self.instances.contains_key(&inst) => return Some(Err(ErrorCode::FencedInstanceId)),
+            (Some(_), _) => return Some(Err(ErrorCode::UnknownMemberId)),
+            (None, Some(inst)) if self.instances.contains_key(&inst) => {
+                return self.static_rejoin(now_us, corr, from, inst, j);
+            }
+            (None, _) => {
+                // A duplicate of a first join still waiting for its answer is the same join.
+                if self.members.values().any(|m| m.consumer == from && m.pending_join == Some(corr)) {
+                    return None;
+                }
+                if self.members.len() >= self.cfg.members_max {
+                    return Some(Err(ErrorCode::GroupMaxSizeReached));
+                }
+                return self.new_member(now_us, corr, from, j);
+            }
+        };
+        let slot = self.members.get_mut(&id).expect("known member");
+        if corr < slot.last_join_corr || (corr == slot.last_join_corr && slot.pending_join.is_none()) {
+            return None; // stale or duplicated: the member has moved on
+        }
+        slot.last_join_corr = corr;
+        slot.session_deadline_us = now_us + slot.session_timeout_us;
+        slot.rebalance_timeout_us = ms(j.rebalance_timeout_ms);
+        slot.session_timeout_us = ms(j.session_timeout_ms);
+        let changed = slot.topics != j.topics || slot.owned != j.owned;
+        slot.topics = j.topics;
+        slot.owned = j.owned;
+        match self.state {
+            GroupState::PreparingRebalance => {
+                slot.pending_join = Some(corr);
+                None
+            }
+            // A known member rejoining with what it had: it lost the answer; repeat it.
+            GroupState::CompletingRebalance | GroupState::Stable if !changed => Some(Ok(self.join_ok(id))),
+            _ => {
+                slot.pending_join = Some(corr);
+                self.start_rebalance(now_us);
+                None
+            }
+        }
+    }
+
+    fn new_member(&mut self, now_us: u64, corr: u64, from: MemberId, j: JoinGroup) -> Option<Result<JoinOk, ErrorCode>> {
+        let id = GroupMemberId { epoch: self.cfg.epoch, seq: self.next_seq };
+        self.next_seq += 1;
+        if let Some(inst) = j.group_instance_id {
+            self.instances.insert(inst, id);
+        }
+        self.protocol = Some(j.protocol);
+        self.members.insert(
+            id,
+            MemberSlot {
+                consumer: from,
+                instance: j.group_instance_id,
+                topics: j.topics,
+                owned: j.owned,
+                rebalance_timeout_us: ms(j.rebalance_timeout_ms),
+                session_timeout_us: ms(j.session_timeout_ms),
+                session_deadline_us: now_us + ms(j.session_timeout_ms),
+                pending_join: Some(corr),
+                last_join_corr: corr,
+                synced: false,
+                assigned: Vec::new(),
+            },
+        );
+        match self.state {
+            GroupState::PreparingRebalance => {
+                // Within the initial delay each new member extends it, up to its cap.
+                if let Some(t) = self.initial_until_us.as_mut() {
+                    *t = (now_us + ms(self.cfg.initial_rebalance_delay_ms)).min(self.initial_cap_us).max(*t);
+                }
+            }
+            _ => self.start_rebalance(now_us),
+        }
+        None
+    }
+
+    /// KIP-345: a static member restarting (no member id, a known instance id) takes over its slot
+    /// under a new member id; the old id is fenced. In Stable or CompletingRebalance nothing is
+    /// rebalanced: the member syncs and gets the slot's assignment back.
+    fn static_rejoin(&mut self, now_us: u64, corr: u64, from: MemberId, inst: u32, j: JoinGroup) -> Option<Result<JoinOk, ErrorCode>> {
+        let old = self.instances[&inst];
+        let mut slot = self.members.remove(&old).expect("instance maps to a member");
+        let id = GroupMemberId { epoch: self.cfg.epoch, seq: self.next_seq };
+        self.next_seq += 1;
+        self.instances.insert(inst, id);
+        let changed = slot.topics != j.topics;
+        slot.consumer = from;
+        slot.topics = j.topics;
+        slot.owned = j.owned;
+        slot.last_join_corr = corr;
+        slot.rebalance_timeout_us = ms(j.rebalance_timeout_ms);
+        slot.session_timeout_us = ms(j.session_timeout_ms);
+        slot.session_deadline_us = now_us + slot.session_timeout_us;
+        slot.synced = false;
+        slot.pending_join = None;
+        let state = self.state;
+        self.members.insert(id, slot);
+        match state {
+            GroupState::CompletingRebalance | GroupState::Stable if !changed => Some(Ok(self.join_ok(id))),
+            GroupState::PreparingRebalance => {
+                self.members.get_mut(&id).expect("inserted").pending_join = Some(corr);
+                None
+            }
+            _ => {
+                self.members.get_mut(&id).expect("inserted").pending_join = Some(corr);
+                self.start_rebalance(now_us);
+                None
+            }
+        }
+    }
+
+    fn sync(&mut self, now_us: u64, generation: Generation, id: GroupMemberId) -> Result<Vec<Tp>, ErrorCode> {
+        let slot = self.members.get_mut(&id).ok_or(ErrorCode::UnknownMemberId)?;
+        if generation != self.generation {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        if self.state == GroupState::PreparingRebalance {
+            return Err(ErrorCode::RebalanceInProgress);
+        }
+        slot.synced = true;
+        slot.session_deadline_us = now_us + slot.session_timeout_us;
+        let assigned = slot.assigned.clone();
+        if self.state == GroupState::CompletingRebalance && self.members.values().all(|m| m.synced) {
+            self.state = GroupState::Stable;
+        }
+        Ok(assigned)
+    }
+
+    fn heartbeat(&mut self, now_us: u64, generation: Generation, id: GroupMemberId) -> Result<(), ErrorCode> {
+        let slot = self.members.get_mut(&id).ok_or(ErrorCode::UnknownMemberId)?;
+        slot.session_deadline_us = now_us + slot.session_timeout_us;
+        if self.state == GroupState::PreparingRebalance {
+            return Err(ErrorCode::RebalanceInProgress);
+        }
+        if generation != self.generation {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        Ok(())
+    }
+
+    fn leave(&mut self, now_us: u64, id: GroupMemberId) -> Result<(), ErrorCode> {
+        if !self.members.contains_key(&id) {
+            return Err(ErrorCode::UnknownMemberId);
+        }
+        self.remove(id, None);
+        self.members_changed(now_us);
+        Ok(())
+    }
+
+    /// OffsetCommit: only a known member in the current generation may commit (G1/K1: a member
+    /// fenced out of the generation cannot overwrite its successor's offsets). Accepted while
+    /// preparing a rebalance (members commit on revoke, as in Kafka) and, unlike Kafka, also while
+    /// completing one: here the assignment is fixed when the join phase ends (Kafka waits for the
+    /// leader's SyncGroup), so a cooperative member may commit what it revokes in round 1 at once.
+    fn commit(&mut self, now_us: u64, generation: Generation, id: GroupMemberId, offsets: &[(Tp, Offset)]) -> Result<(), ErrorCode> {
+        let slot = self.members.get_mut(&id).ok_or(ErrorCode::UnknownMemberId)?;
+        if generation != self.generation {
+            return Err(ErrorCode::IllegalGeneration);
+        }
+        if offsets.iter().any(|(tp, _)| !self.partitions.contains(tp)) {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        slot.session_deadline_us = now_us + slot.session_timeout_us;
+        for &(tp, offset) in offsets {
+            self.committed.insert(tp, (offset, generation));
+            self.append(LogRecord::Offset { tp, offset, generation });
+        }
+        Ok(())
+    }
+
+    fn fetch(&self, tps: &[Tp]) -> Result<Vec<(Tp, Option<Offset>)>, ErrorCode> {
+        if tps.iter().any(|tp| !self.partitions.contains(tp)) {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        Ok(tps.iter().map(|&tp| (tp, self.committed(tp))).collect())
+    }
+
+    // ---- group transitions ------------------------------------------------------------------
+
+    fn join_ok(&self, id: GroupMemberId) -> JoinOk {
+        JoinOk {
+            generation: self.generation,
+            member_id: id,
+            leader: *self.members.keys().next().expect("a member"),
+            protocol: self.protocol.expect("set by the first join"),
+        }
+    }
+
+    fn remove(&mut self, id: GroupMemberId, evicted: Option<EvictReason>) {
+        let slot = self.members.remove(&id).expect("removing a known member");
+        if let Some(inst) = slot.instance {
+            if self.instances.get(&inst) == Some(&id) {
+                self.instances.remove(&inst);
+            }
+        }
+        self.events.push_back(match evicted {
+            Some(reason) => CoordinatorEvent::Evicted { consumer: slot.consumer, member_id: id, reason },
+            None => CoordinatorEvent::Left { consumer: slot.consumer, member_id: id },
+        });
+    }
+
+    /// After members were removed: a formed group rebalances, an empty one empties.
+    fn members_changed(&mut self, now_us: u64) {
+        if self.members.is_empty() {
+            if self.state != GroupState::Empty {
+                self.form_generation(now_us);
+            }
+        } else if matches!(self.state, GroupState::Stable | GroupState::CompletingRebalance) {
+            self.start_rebalance(now_us);
+        }
+    }
+
+    fn start_rebalance(&mut self, now_us: u64) {
+        debug_assert!(self.state != GroupState::PreparingRebalance);
+        let from_empty = self.state == GroupState::Empty;
+        self.state = GroupState::PreparingRebalance;
+        for m in self.members.values_mut() {
+            m.synced = false;
+        }
+        let rebalance_us = self.members.values().map(|m| m.rebalance_timeout_us).max().unwrap_or(0);
+        self.join_deadline_us = now_us + rebalance_us;
+        if from_empty && self.cfg.initial_rebalance_delay_ms > 0 {
+            self.initial_cap_us = now_us + rebalance_us;
+            self.initial_until_us = Some((now_us + ms(self.cfg.initial_rebalance_delay_ms)).min(self.initial_cap_us));
+        }
+        self.events.push_back(CoordinatorEvent::RebalanceStart { generation: self.generation + 1 });
+    }
+
+    /// Ends the join phase once every member has rejoined (or the deadline removed the others),
+    /// the initial delay is over and no fence holds.
+    fn try_complete_join(&mut self, now_us: u64) {
+        if self.state != GroupState::PreparingRebalance
+            || self.initial_until_us.is_some_and(|t| t > now_us)
+            || self.fence_until_us.is_some_and(|t| t > now_us)
+            || !self.members.values().all(|m| m.pending_join.is_some())
+        {
+            return;
+        }
+        self.initial_until_us = None;
+        self.form_generation(now_us);
+    }
+
+    /// Forms the next generation from the members present (all of which have rejoined): computes
+    /// the assignment, answers every pending JoinGroup, and moves to CompletingRebalance (or Empty).
+    fn form_generation(&mut self, now_us: u64) {
+        self.generation += 1;
+        self.append(LogRecord::Generation { generation: self.generation });
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol = None;
+            self.events.push_back(CoordinatorEvent::RebalanceEnd { generation: self.generation, assignment: BTreeMap::new() });
+            return;
+        }
+        let cooperative = self.protocol == Some(Protocol::Cooperative);
+        // Assignor input: members in member-id order under synthetic ids 0..n. Stickiness uses what
+        // each member holds (cooperative) or held in the last generation (eager).
+        let ids: Vec<GroupMemberId> = self.members.keys().copied().collect();
+        let infos: Vec<MemberInfo> = self
+            .members
+            .values()
+            .enumerate()
+            .map(|(i, m)| MemberInfo {
+                id: MemberId(i as u32),
+                topics: m.topics.clone(),
+                owned: if cooperative { m.owned.clone() } else { m.assigned.clone() },
+            })
+            .collect();
+        let partitions: Vec<Tp> = self.partitions.iter().copied().collect();
+        let target = assign::assign(self.cfg.assignor, &infos, &partitions);
+        // KIP-429: a partition some member still owns goes to nobody else in this generation; its
+        // owner's assignment lacks it, so the owner revokes it and rejoins for the next one.
+        let mut owner: BTreeMap<Tp, GroupMemberId> = BTreeMap::new();
+        for (id, m) in &self.members {
+            for tp in &m.owned {
+                owner.insert(*tp, *id);
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let want = target.get(&MemberId(i as u32)).cloned().unwrap_or_default();
+            let given: Vec<Tp> = want.into_iter().filter(|tp| owner.get(tp).is_none_or(|o| o == id)).collect();
+            let slot = self.members.get_mut(id).expect("member");
+            slot.assigned = given;
+            slot.synced = false;
+            slot.session_deadline_us = now_us + slot.session_timeout_us;
+        }
+        let mut replies = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let slot = self.members.get_mut(id).expect("member");
+            let corr = slot.pending_join.take().expect("every member rejoined");
+            replies.push((slot.consumer, corr, *id));
+        }
+        for (to, corr, id) in replies {
+            let body = Response::JoinGroup(Ok(self.join_ok(id)));
+            self.outbox.push_back(Outgoing { to, resp: Resp { corr, body } });
+        }
+        let rebalance_us = self.members.values().map(|m| m.rebalance_timeout_us).max().unwrap_or(0);
+        self.sync_deadline_us = now_us + rebalance_us;
+        self.state = GroupState::CompletingRebalance;
+        self.events.push_back(CoordinatorEvent::RebalanceEnd { generation: self.generation, assignment: self.assignment() });
+        self.check_invariants();
+    }
+
+    fn append(&mut self, rec: LogRecord) {
+        self.log.push(rec);
+        if self.log.len() > self.cfg.offsets_log_records_max {
+            self.compact();
+        }
+    }
+
+    /// Log compaction: the latest offset per partition and the latest generation.
+    fn compact(&mut self) {
+        self.log.clear();
+        self.log.push(LogRecord::Generation { generation: self.generation });
+        for (&tp, &(offset, generation)) in &self.committed {
+            self.log.push(LogRecord::Offset { tp, offset, generation });
+        }
+        assert!(self.log.len() <= self.cfg.offsets_log_records_max, "compacted log within its bound");
+    }
+
+    /// G1 at the coordinator: no partition is assigned to two members of one generation.
+    fn check_invariants(&self) {
+        let mut seen = BTreeSet::new();
+        for m in self.members.values() {
+            for tp in &m.assigned {
+                assert!(seen.insert(*tp), "{tp} assigned twice in generation {}", self.generation);
+            }
+        }
+        assert!(self.members.len() <= self.cfg.members_max);
     }
 }

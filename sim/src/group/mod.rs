@@ -131,6 +131,9 @@ pub enum ErrorCode {
     InvalidSessionTimeout,
     #[error("GROUP_MAX_SIZE_REACHED")]
     GroupMaxSizeReached,
+    /// A commit or fetch names a partition outside the coordinator's partition table.
+    #[error("UNKNOWN_TOPIC_OR_PARTITION")]
+    UnknownTopicOrPartition,
     /// Produced by the world, not by [`Coordinator`]: the broker asked does not host the group.
     #[error("NOT_COORDINATOR")]
     NotCoordinator,
