@@ -1,11 +1,24 @@
 //! Pictures of histories: lag, buffer occupancy against its bound, throughput, credits, token
 //! admissions against b + r·t, pause/rebalance/fault bands; comparisons and sweeps.
 //!
-//! STUB: entry points fixed; the plots are being built.
+//! Three layers, each usable on its own:
+//! - [`series`]: pure functions from a history to data series (time in seconds on x);
+//! - [`charts`]: which pictures to draw from those series (lines, bounds, bands, marks), and which
+//!   to skip for lack of data, with the reason;
+//! - [`draw`]: the only code that calls plotters; every picture is written as PNG and SVG.
+//!
+//! PNG text uses DejaVu Sans, bundled through the `dejavu` crate and registered once as
+//! plotters' "sans-serif".
 
 use std::path::{Path, PathBuf};
 
 use sluice_core::history::Entry;
+
+pub mod charts;
+pub mod draw;
+pub mod series;
+
+pub use charts::Skipped;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
@@ -13,20 +26,201 @@ pub enum PlotError {
     Io { path: String, message: String },
     #[error("drawing failed: {0}")]
     Draw(String),
+    #[error("cannot plot: {0}")]
+    BadInput(String),
+}
+
+/// What a render call wrote and what it left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rendered {
+    /// Every file written (PNG and SVG per picture).
+    pub files: Vec<PathBuf>,
+    /// Pictures not drawn because their data is absent.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Rendered {
+    /// An HTML list of the skipped pictures and why (empty when nothing was skipped), for
+    /// [`write_index`]'s summary.
+    pub fn skipped_html(&self) -> String {
+        if self.skipped.is_empty() {
+            return String::new();
+        }
+        let mut s = String::from("<p>Charts not drawn:</p>\n<ul>\n");
+        for k in &self.skipped {
+            s.push_str(&format!("<li><b>{}</b>: {}</li>\n", escape(&k.chart), escape(&k.reason)));
+        }
+        s.push_str("</ul>\n");
+        s
+    }
+
+    fn append(&mut self, other: Rendered) {
+        self.files.extend(other.files);
+        self.skipped.extend(other.skipped);
+    }
+}
+
+fn create_dir(dir: &Path) -> Result<(), PlotError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| PlotError::Io { path: dir.display().to_string(), message: e.to_string() })
+}
+
+fn draw_plan(plan: charts::Plan, out_dir: &Path) -> Result<Rendered, PlotError> {
+    create_dir(out_dir)?;
+    let mut files = Vec::new();
+    for fig in &plan.figures {
+        files.extend(draw::write_figure(fig, out_dir)?);
+    }
+    Ok(Rendered { files, skipped: plan.skipped })
 }
 
 /// Draws every per-run plot of `history` into `out_dir` (PNG and SVG); returns the files written.
-pub fn render_run(_history: &[Entry], _out_dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
-    todo!()
+/// Pictures whose data is absent are not drawn; [`render_run_report`] says which and why.
+pub fn render_run(history: &[Entry], out_dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    Ok(render_run_report(history, out_dir)?.files)
+}
+
+/// [`render_run`], also listing the pictures skipped. Files: `lag`, `buffer`, `throughput`,
+/// `credits`, `tokens` (`.png` and `.svg`).
+pub fn render_run_report(history: &[Entry], out_dir: &Path) -> Result<Rendered, PlotError> {
+    let s = series::run_series(history)?;
+    draw_plan(charts::run_plan(&s), out_dir)
 }
 
 /// Draws comparison plots of several labelled histories of the same scenario (strategies,
 /// protocols, settings, or sim vs real) into `out_dir`.
-pub fn render_compare(_runs: &[(String, Vec<Entry>)], _out_dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
-    todo!()
+pub fn render_compare(runs: &[(String, Vec<Entry>)], out_dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    Ok(render_compare_report(runs, out_dir)?.files)
 }
 
-/// Writes `out_dir/index.html` showing `summary_html` and every image in `images`.
-pub fn write_index(_out_dir: &Path, _title: &str, _summary_html: &str, _images: &[PathBuf]) -> Result<PathBuf, PlotError> {
-    todo!()
+/// [`render_compare`], also listing the pictures skipped. Files: `compare_buffer`, `compare_lag`,
+/// `compare_throughput`, `compare_summary` (`.png` and `.svg`).
+pub fn render_compare_report(runs: &[(String, Vec<Entry>)], out_dir: &Path) -> Result<Rendered, PlotError> {
+    if runs.is_empty() {
+        return Err(PlotError::BadInput("no runs to compare".into()));
+    }
+    let prepared = runs
+        .iter()
+        .map(|(label, h)| {
+            charts::compare_run(label, h).map_err(|e| PlotError::BadInput(format!("run `{label}`: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    draw_plan(charts::compare_plan(&prepared), out_dir)
+}
+
+/// Draws, per `(metric, values)` (one value per run, e.g. per seed), a histogram and an empirical
+/// CDF with p50/p90/p99 marked, as `sweep_<metric>.png`/`.svg`.
+pub fn render_sweep(values: &[(String, Vec<f64>)], out_dir: &Path) -> Result<Vec<PathBuf>, PlotError> {
+    Ok(render_sweep_report(values, out_dir)?.files)
+}
+
+/// [`render_sweep`], also listing metrics skipped for having no finite values.
+pub fn render_sweep_report(values: &[(String, Vec<f64>)], out_dir: &Path) -> Result<Rendered, PlotError> {
+    if values.is_empty() {
+        return Err(PlotError::BadInput("no metrics to plot".into()));
+    }
+    draw_plan(charts::sweep_plan(values), out_dir)
+}
+
+/// Everything for one run and (optionally) its comparisons, in one call.
+pub fn render_all(history: &[Entry], compare: &[(String, Vec<Entry>)], out_dir: &Path) -> Result<Rendered, PlotError> {
+    let mut r = render_run_report(history, out_dir)?;
+    if !compare.is_empty() {
+        r.append(render_compare_report(compare, out_dir)?);
+    }
+    Ok(r)
+}
+
+/// Escapes text for HTML.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `image` as a relative URL from `out_dir`: paths inside `out_dir` lose that prefix; relative
+/// paths are taken as already relative to it; absolute paths elsewhere are refused.
+fn relative_url(out_dir: &Path, image: &Path) -> Result<String, PlotError> {
+    let rel = if let Ok(r) = image.strip_prefix(out_dir) {
+        r.to_path_buf()
+    } else if image.is_relative() {
+        image.to_path_buf()
+    } else {
+        return Err(PlotError::BadInput(format!(
+            "image {} is not inside {}; the index links images by relative path",
+            image.display(),
+            out_dir.display()
+        )));
+    };
+    let parts: Vec<String> = rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+    Ok(parts.join("/"))
+}
+
+const INDEX_CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;max-width:1560px;\
+margin:2em auto;padding:0 1.5em;color:#222;background:#fafafa}h1{font-size:1.6em;margin-bottom:.3em}\
+section.summary{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8em 1.2em;margin:1em 0}\
+figure{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1.2em 0;padding:.8em}\
+figure img{max-width:100%;height:auto;display:block;margin:0 auto}\
+figcaption{font-size:.9em;color:#555;margin-top:.4em}table{border-collapse:collapse}\
+td,th{border:1px solid #ccc;padding:.2em .6em;text-align:right}";
+
+/// Writes `out_dir/index.html` showing `summary_html` and every image in `images`. The page has
+/// no external assets: styles are inline and images are linked by relative path. PNGs are shown;
+/// an SVG whose PNG is also listed becomes a link beside it; an SVG alone is shown itself.
+pub fn write_index(out_dir: &Path, title: &str, summary_html: &str, images: &[PathBuf]) -> Result<PathBuf, PlotError> {
+    create_dir(out_dir)?;
+    let ext = |p: &Path| p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+    let mut figures = String::new();
+    for img in images {
+        let e = ext(img);
+        let url = relative_url(out_dir, img)?;
+        let name = img.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        match e.as_str() {
+            "png" => {
+                let svg = img.with_extension("svg");
+                let svg_link = if images.contains(&svg) {
+                    format!(" · <a href=\"{}\">SVG</a>", escape(&relative_url(out_dir, &svg)?))
+                } else {
+                    String::new()
+                };
+                figures.push_str(&format!(
+                    "<figure id=\"{n}\"><img src=\"{u}\" alt=\"{n}\" loading=\"lazy\">\
+                     <figcaption><a href=\"{u}\">{n}</a>{svg_link}</figcaption></figure>\n",
+                    n = escape(&name),
+                    u = escape(&url)
+                ));
+            }
+            "svg" if images.contains(&img.with_extension("png")) => {}
+            "svg" | "jpg" | "jpeg" | "gif" | "webp" => {
+                figures.push_str(&format!(
+                    "<figure id=\"{n}\"><img src=\"{u}\" alt=\"{n}\" loading=\"lazy\">\
+                     <figcaption><a href=\"{u}\">{n}</a></figcaption></figure>\n",
+                    n = escape(&name),
+                    u = escape(&url)
+                ));
+            }
+            _ => {
+                figures.push_str(&format!("<p><a href=\"{u}\">{u}</a></p>\n", u = escape(&url)));
+            }
+        }
+    }
+    let html = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{t}</title>\n<style>{INDEX_CSS}</style>\n</head>\n<body>\n<h1>{t}</h1>\n\
+         <section class=\"summary\">\n{summary_html}\n</section>\n{figures}</body>\n</html>\n",
+        t = escape(title)
+    );
+    let path = out_dir.join("index.html");
+    std::fs::write(&path, html).map_err(|e| PlotError::Io { path: path.display().to_string(), message: e.to_string() })?;
+    Ok(path)
 }
