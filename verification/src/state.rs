@@ -1,0 +1,1017 @@
+//! The checker state machine. [`Checker::step`] applies one entry and runs every incremental
+//! (safety) rule on it; [`Checker::finish`] runs the end-of-history rules and builds the report.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, Run};
+
+use crate::anomaly as a;
+use crate::liveness::{LagTrack, Liveness};
+use crate::offsets::{ranges, IntervalSet, OffsetMap};
+use crate::{Report, Severity, Summary, Violation, VIOLATIONS_LISTED_MAX};
+
+/// Most input errors kept in a report.
+const INPUT_ERRORS_MAX: usize = 100;
+/// Sentinel producer id: "no value seen at this offset".
+const NO_PRODUCER: u32 = u32::MAX;
+
+/// What is known about one offset of one partition.
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    producer: u32,
+    seq: u64,
+    /// Time the offset was first fetched.
+    fetch_t: u64,
+    /// Ownership epoch of the partition when this offset was last processed OK (0 = never).
+    proc_epoch: u32,
+    fetched: bool,
+    /// Processed OK or dead-lettered.
+    done: bool,
+}
+
+impl Default for Slot {
+    fn default() -> Self {
+        Slot { producer: NO_PRODUCER, seq: 0, fetch_t: 0, proc_epoch: 0, fetched: false, done: false }
+    }
+}
+
+/// What is known about one value `(producer, seq)` of one partition.
+#[derive(Clone, Copy, Debug)]
+struct ValSlot {
+    /// First offset the value was seen at (u64::MAX = never).
+    offset: u64,
+    ack_offset: u64,
+    ack_t: u64,
+    acked: bool,
+    read: bool,
+}
+
+impl Default for ValSlot {
+    fn default() -> Self {
+        ValSlot { offset: u64::MAX, ack_offset: 0, ack_t: 0, acked: false, read: false }
+    }
+}
+
+#[derive(Default)]
+struct Part {
+    name: String,
+    slots: OffsetMap<Slot>,
+    vals: BTreeMap<u32, OffsetMap<ValSlot>>,
+    /// Per producer: acked batch base seq → base offset (nonmonotonic-send).
+    sends: BTreeMap<u32, BTreeMap<u64, u64>>,
+    max_read: Option<u64>,
+    /// Offsets processed OK or dead-lettered, by anyone.
+    done: IntervalSet,
+    last_acked_commit: Option<u64>,
+    /// Highest offset of a commit with unknown outcome since the last acknowledged one.
+    unknown_commit_max: Option<u64>,
+    lowest_acked: Option<u64>,
+    first_fetch: Option<u64>,
+    /// Bumped on every assignment of the partition to a new owner.
+    epoch: u32,
+    /// Last acknowledged commit at the time of the latest (re)assignment.
+    dup_floor: u64,
+    owners: BTreeSet<u32>,
+    /// consumer → processing runs started and not ended.
+    in_flight: BTreeMap<u32, u32>,
+    lag: LagTrack,
+    /// Last (consumer, offset) flagged by K1, so a CommitAck does not repeat its CommitSend.
+    k1_flagged: Option<(u32, u64)>,
+    subscribed: bool,
+}
+
+/// One consumer's view of one partition.
+#[derive(Default)]
+struct Chan {
+    /// Next offset the consumer should fetch; `None` until a seek or the first fetch.
+    pos: Option<u64>,
+    awaiting_first_seek: bool,
+    last_seek: Option<u64>,
+    buffered: IntervalSet,
+    credits: u64,
+}
+
+#[derive(Default)]
+struct Cons {
+    buffered: u64,
+    credits: u64,
+    buffer_peak: u64,
+    over_reconstructed: bool,
+    over_reported: bool,
+    c3_latched: bool,
+}
+
+struct Tier {
+    name: String,
+    rate_per_us: f64,
+    burst: f64,
+    admitted: f64,
+    /// max over admissions i of rate·t_i − (admitted before i).
+    best: f64,
+    latched: bool,
+}
+
+pub(crate) struct Checker {
+    bounds: Bounds,
+    meta_seen: bool,
+    tp_index: BTreeMap<String, usize>,
+    parts: Vec<Part>,
+    chans: BTreeMap<(u32, usize), Chan>,
+    cons: BTreeMap<u32, Cons>,
+    tiers: Vec<Tier>,
+    violations: Vec<Violation>,
+    counts: BTreeMap<String, u64>,
+    /// Anomaly names seen with Safety or Liveness severity.
+    present: BTreeSet<String>,
+    expect: Vec<String>,
+    unlisted: u64,
+    input_errors: Vec<String>,
+    summary: Summary,
+    /// First safety violation of the entry being applied.
+    first_of_step: Option<Violation>,
+    now: u64,
+    liveness_start: Option<u64>,
+    recovered_at: Option<u64>,
+    deadline_checked: bool,
+    total_lag: u64,
+}
+
+fn tp_consumer(c: u32) -> String {
+    format!("c{c}")
+}
+
+impl Checker {
+    pub fn new() -> Self {
+        Checker {
+            bounds: Bounds::default(),
+            meta_seen: false,
+            tp_index: BTreeMap::new(),
+            parts: Vec::new(),
+            chans: BTreeMap::new(),
+            cons: BTreeMap::new(),
+            tiers: Vec::new(),
+            violations: Vec::new(),
+            counts: BTreeMap::new(),
+            present: BTreeSet::new(),
+            expect: Vec::new(),
+            unlisted: 0,
+            input_errors: Vec::new(),
+            summary: Summary::default(),
+            first_of_step: None,
+            now: 0,
+            liveness_start: None,
+            recovered_at: None,
+            deadline_checked: false,
+            total_lag: 0,
+        }
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    fn input_error(&mut self, msg: String) {
+        if self.input_errors.len() < INPUT_ERRORS_MAX {
+            self.input_errors.push(msg);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn emit(&mut self, anomaly: &str, rule: &str, sev: Severity, t: Option<u64>, tp: Option<usize>, consumer: Option<u32>, detail: String) {
+        let v = Violation {
+            anomaly: anomaly.to_string(),
+            rule: rule.to_string(),
+            t_us: t,
+            detail,
+            severity: sev,
+            tp: tp.map(|i| self.parts[i].name.clone()),
+            consumer,
+        };
+        *self.counts.entry(v.anomaly.clone()).or_insert(0) += 1;
+        if sev != Severity::Info {
+            self.present.insert(v.anomaly.clone());
+        }
+        if sev == Severity::Safety && self.first_of_step.is_none() {
+            self.first_of_step = Some(v.clone());
+        }
+        if self.violations.len() < VIOLATIONS_LISTED_MAX {
+            self.violations.push(v);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    /// Safety violation at the current event.
+    fn safety(&mut self, anomaly: &str, rule: &str, tp: Option<usize>, consumer: Option<u32>, detail: String) {
+        let t = Some(self.now);
+        self.emit(anomaly, rule, Severity::Safety, t, tp, consumer, detail);
+    }
+
+    fn part(&mut self, tp: &str) -> usize {
+        if let Some(&i) = self.tp_index.get(tp) {
+            return i;
+        }
+        let i = self.parts.len();
+        self.parts.push(Part { name: tp.to_string(), ..Part::default() });
+        self.tp_index.insert(tp.to_string(), i);
+        i
+    }
+
+    fn chan(&mut self, c: u32, p: usize) -> &mut Chan {
+        self.cons.entry(c).or_default();
+        self.chans.entry((c, p)).or_default()
+    }
+
+    /// Applies one entry; returns the first safety violation it causes.
+    pub fn step(&mut self, e: &Entry) -> Option<Violation> {
+        self.first_of_step = None;
+        if e.t_us < self.now {
+            let msg = format!("entry {} at t_us {} goes back in time (previous {})", self.summary.entries + 1, e.t_us, self.now);
+            self.input_error(msg);
+        }
+        self.now = self.now.max(e.t_us);
+        self.summary.entries += 1;
+        self.summary.end_t_us = self.now;
+        if !self.meta_seen && !matches!(e.ev, Event::Meta { .. }) {
+            self.meta_seen = true;
+            self.input_error("the history does not start with a meta line; no bounds are checked".into());
+        }
+        self.check_deadline();
+        self.apply(&e.ev);
+        self.first_of_step.take()
+    }
+
+    fn apply(&mut self, ev: &Event) {
+        match ev {
+            Event::Meta { topics, bounds, expect, .. } => {
+                if self.meta_seen {
+                    self.input_error("a second meta line".into());
+                    return;
+                }
+                self.meta_seen = true;
+                self.bounds = bounds.clone();
+                self.expect = expect.clone();
+                for name in expect {
+                    if !crate::anomaly::ALL.contains(&name.as_str()) {
+                        self.input_error(format!("meta expects unknown anomaly {name:?}"));
+                    }
+                }
+                self.tiers = bounds
+                    .rate_tiers
+                    .iter()
+                    .map(|t| Tier {
+                        name: t.tier.clone(),
+                        rate_per_us: t.rate_per_s / 1e6,
+                        burst: t.burst,
+                        admitted: 0.0,
+                        best: f64::NEG_INFINITY,
+                        latched: false,
+                    })
+                    .collect();
+                for t in topics {
+                    for p in 0..t.partitions {
+                        let i = self.part(&sluice_core::history::tp_name(&t.name, p));
+                        self.parts[i].subscribed = true;
+                    }
+                }
+            }
+            Event::Phase { phase } => {
+                if *phase == Phase::Liveness && self.liveness_start.is_none() {
+                    self.liveness_start = Some(self.now);
+                }
+            }
+            Event::Fault { edge, .. } => {
+                if *edge == Edge::Start {
+                    self.summary.faults_injected += 1;
+                }
+            }
+            Event::ProduceSend { count, .. } => self.summary.records_produced += *count as u64,
+            Event::ProduceAck { producer, tp, seq, count, offset } => self.produce_ack(*producer, tp, *seq, *count, *offset),
+            Event::ProduceFail { .. } | Event::Leader { .. } | Event::Metrics { .. } | Event::Checkpoint { .. } => {}
+            Event::Note { .. } | Event::Pause { .. } | Event::Resume { .. } => {}
+            Event::Member { consumer, event } => self.member(*consumer, *event),
+            Event::Rebalance { edge, .. } => {
+                if *edge == Edge::Start {
+                    self.summary.rebalances += 1;
+                }
+            }
+            Event::Assign { consumer, tps, .. } => {
+                for tp in tps {
+                    let p = self.part(tp);
+                    self.assign(*consumer, p);
+                }
+            }
+            Event::Revoke { consumer, tps, .. } => {
+                for tp in tps {
+                    let p = self.part(tp);
+                    self.revoke(*consumer, p);
+                }
+            }
+            Event::Seek { consumer, tp, offset } => {
+                let p = self.part(tp);
+                self.seek(*consumer, p, *offset);
+            }
+            Event::Fetch { consumer, tp, runs, .. } => {
+                let p = self.part(tp);
+                self.fetch(*consumer, p, runs);
+            }
+            Event::ProcessStart { consumer, tp, offset, count, .. } => {
+                let p = self.part(tp);
+                self.process_start(*consumer, p, *offset, *count);
+            }
+            Event::ProcessEnd { consumer, tp, offset, ok, .. } => {
+                let p = self.part(tp);
+                self.process_end(*consumer, p, *offset, *ok);
+            }
+            Event::DeadLetter { consumer, tp, offset, .. } => {
+                let p = self.part(tp);
+                self.summary.records_dead_lettered += 1;
+                self.mark_done(p, *offset, *offset + 1);
+                self.unbuffer(*consumer, p, *offset, *offset + 1);
+            }
+            Event::CommitSend { consumer, tp, offset, .. } => {
+                let p = self.part(tp);
+                self.commit_k1(*consumer, p, *offset, "CommitSend");
+            }
+            Event::CommitAck { consumer, tp, offset, .. } => {
+                let p = self.part(tp);
+                self.commit_k1(*consumer, p, *offset, "CommitAck");
+                self.summary.commits_acked += 1;
+                let part = &mut self.parts[p];
+                part.last_acked_commit = Some(*offset);
+                part.unknown_commit_max = None;
+            }
+            Event::CommitFail { tp, offset, unknown, .. } => {
+                if *unknown {
+                    let p = self.part(tp);
+                    let part = &mut self.parts[p];
+                    part.unknown_commit_max = Some(part.unknown_commit_max.map_or(*offset, |m| m.max(*offset)));
+                }
+            }
+            Event::CreditGrant { consumer, tp, n, .. } => {
+                let p = self.part(tp);
+                self.chan(*consumer, p).credits += *n as u64;
+                self.cons.get_mut(consumer).expect("chan() created it").credits += *n as u64;
+                self.check_c3(*consumer, None);
+            }
+            Event::CreditReturn { consumer, tp, n } => {
+                let p = self.part(tp);
+                let ch = self.chan(*consumer, p);
+                let k = (*n as u64).min(ch.credits);
+                ch.credits -= k;
+                self.cons.get_mut(consumer).expect("chan() created it").credits -= k;
+            }
+            Event::Token { consumer, tier, n, admitted } => {
+                if *admitted {
+                    self.token(*consumer, tier, *n);
+                }
+            }
+            Event::Buffer { consumer, records, credits_outstanding } => self.buffer_sample(*consumer, *records, *credits_outstanding),
+            Event::Lag { tp, hw, committed } => {
+                let p = self.part(tp);
+                self.lag(p, *hw, *committed);
+            }
+        }
+    }
+
+    // ---- producers -------------------------------------------------------------------------
+
+    fn produce_ack(&mut self, producer: u32, tp: &str, seq: u64, count: u32, offset: u64) {
+        let p = self.part(tp);
+        let now = self.now;
+        self.summary.records_acked += count as u64;
+        let mut dup = Vec::new();
+        let mut inconsistent = Vec::new();
+        {
+            let part = &mut self.parts[p];
+            part.lowest_acked = Some(part.lowest_acked.map_or(offset, |l| l.min(offset)));
+            let vals = part.vals.entry(producer).or_default();
+            for i in 0..count as u64 {
+                let (o, s) = (offset + i, seq + i);
+                let v = vals.get_mut(s);
+                if !v.acked {
+                    v.acked = true;
+                    v.ack_offset = o;
+                    v.ack_t = now;
+                }
+                if v.offset == u64::MAX {
+                    v.offset = o;
+                } else if v.offset != o {
+                    dup.push((o, s, v.offset));
+                }
+                let slot = part.slots.get_mut(o);
+                if slot.producer == NO_PRODUCER {
+                    slot.producer = producer;
+                    slot.seq = s;
+                } else if (slot.producer, slot.seq) != (producer, s) {
+                    inconsistent.push((o, slot.producer, slot.seq, s));
+                }
+            }
+        }
+        self.report_values(p, None, "acknowledged", producer, &dup, &inconsistent);
+        // nonmonotonic-send: acked batches of one producer, ordered by seq, must be ordered by offset.
+        let sends = self.parts[p].sends.entry(producer).or_default();
+        let before = sends.range(..seq).next_back().map(|(&s, &o)| (s, o));
+        let after = sends.range(seq + 1..).next().map(|(&s, &o)| (s, o));
+        sends.entry(seq).or_insert(offset);
+        let bad = match (before, after) {
+            (Some((s, o)), _) if o >= offset => Some((s, o)),
+            (_, Some((s, o))) if o <= offset => Some((s, o)),
+            _ => None,
+        };
+        if let Some((s, o)) = bad {
+            let name = self.parts[p].name.clone();
+            self.safety(
+                a::NONMONOTONIC_SEND,
+                "nonmonotonic-send",
+                Some(p),
+                None,
+                format!("{name}: producer {producer} seq {seq} acked at offset {offset}, but seq {s} is at offset {o}"),
+            );
+        }
+    }
+
+    /// Reports duplicate values and inconsistent offsets found by one event.
+    fn report_values(&mut self, p: usize, consumer: Option<u32>, how: &str, producer: u32, dup: &[(u64, u64, u64)], inc: &[(u64, u32, u64, u64)]) {
+        let name = self.parts[p].name.clone();
+        if let Some(&(o, s, first)) = dup.first() {
+            let offs: Vec<u64> = dup.iter().map(|d| d.0).collect();
+            self.safety(
+                a::DUPLICATE,
+                "duplicate",
+                Some(p),
+                consumer,
+                format!(
+                    "{name}: {} value(s) of producer {producer} {how} at offsets {} already seen at other offsets (first: seq {s} at {o} and {first})",
+                    dup.len(),
+                    ranges(&offs)
+                ),
+            );
+        }
+        if let Some(&(o, p0, s0, s)) = inc.first() {
+            let offs: Vec<u64> = inc.iter().map(|d| d.0).collect();
+            self.safety(
+                a::INCONSISTENT_OFFSETS,
+                "inconsistent-offsets",
+                Some(p),
+                consumer,
+                format!(
+                    "{name}: {} offset(s) {} hold two values (first: offset {o} holds producer {p0} seq {s0} and producer {producer} seq {s}, {how})",
+                    inc.len(),
+                    ranges(&offs)
+                ),
+            );
+        }
+    }
+
+    // ---- group membership and ownership ---------------------------------------------------
+
+    fn member(&mut self, c: u32, ev: MemberEvent) {
+        match ev {
+            MemberEvent::Start | MemberEvent::Crash | MemberEvent::Leave => {
+                // A fresh or dead process owns nothing, buffers nothing, holds no credits.
+                for part in &mut self.parts {
+                    part.owners.remove(&c);
+                    part.in_flight.remove(&c);
+                }
+                for ((_, _), ch) in self.chans.range_mut((c, 0)..(c, usize::MAX)) {
+                    *ch = Chan::default();
+                }
+                if let Some(k) = self.cons.get_mut(&c) {
+                    k.buffered = 0;
+                    k.credits = 0;
+                }
+            }
+            MemberEvent::Evicted => {
+                // The coordinator took its partitions; the process may live on as a zombie.
+                for part in &mut self.parts {
+                    part.owners.remove(&c);
+                }
+            }
+            MemberEvent::Fenced => {}
+        }
+    }
+
+    fn assign(&mut self, c: u32, p: usize) {
+        if self.parts[p].owners.contains(&c) {
+            return; // re-listing a kept partition (cooperative)
+        }
+        let part = &mut self.parts[p];
+        part.owners.insert(c);
+        part.epoch += 1;
+        part.dup_floor = part.last_acked_commit.unwrap_or(0);
+        let ch = self.chan(c, p);
+        ch.pos = None;
+        ch.awaiting_first_seek = true;
+        ch.last_seek = None;
+    }
+
+    fn revoke(&mut self, c: u32, p: usize) {
+        self.parts[p].owners.remove(&c);
+        let ch = self.chan(c, p);
+        ch.pos = None;
+        ch.awaiting_first_seek = false;
+        let dropped = ch.buffered.len();
+        ch.buffered.clear();
+        self.cons.get_mut(&c).expect("chan() created it").buffered -= dropped;
+    }
+
+    fn seek(&mut self, c: u32, p: usize, offset: u64) {
+        let ch = self.chan(c, p);
+        ch.pos = Some(offset);
+        ch.last_seek = Some(offset);
+        let first = std::mem::replace(&mut ch.awaiting_first_seek, false);
+        if !first {
+            return;
+        }
+        // K2: resuming above the committed offset skips records.
+        let part = &self.parts[p];
+        let (limit, what) = match (part.last_acked_commit, part.unknown_commit_max) {
+            (Some(c), Some(u)) => (Some(c.max(u)), "last acknowledged (or unknown-outcome) commit"),
+            (Some(c), None) => (Some(c), "last acknowledged commit"),
+            (None, Some(u)) => (Some(u), "unknown-outcome commit"),
+            (None, None) => (part.lowest_acked, "lowest acknowledged offset (nothing committed)"),
+        };
+        if let Some(limit) = limit {
+            if offset > limit {
+                let name = part.name.clone();
+                self.safety(
+                    a::GAP_AFTER_RESTART,
+                    "K2",
+                    Some(p),
+                    Some(c),
+                    format!("{name}: c{c} resumed at offset {offset} after assignment, above the {what} {limit}: offsets {limit}-{} skipped", offset - 1),
+                );
+            }
+        }
+    }
+
+    // ---- consumption ------------------------------------------------------------------------
+
+    fn fetch(&mut self, c: u32, p: usize, runs: &[Run]) {
+        let now = self.now;
+        let n: u64 = runs.iter().map(|r| r.count as u64).sum();
+        if n == 0 {
+            return;
+        }
+        self.summary.records_consumed += n;
+        let name = self.parts[p].name.clone();
+        let credit_based = self.bounds.credits_max > 0;
+
+        // Poll order: each run must start where the previous one (or the position) left off.
+        let mut pos = self.chan(c, p).pos;
+        let mut order_issue = None;
+        for r in runs.iter().filter(|r| r.count > 0) {
+            if let Some(expect) = pos {
+                if order_issue.is_none() && r.offset != expect {
+                    order_issue = Some((expect, r.offset));
+                }
+            }
+            pos = Some(r.offset + r.count as u64);
+        }
+        let ch = self.chan(c, p);
+        ch.pos = pos;
+        let outstanding = ch.credits;
+        ch.credits -= n.min(outstanding);
+        let mut added = 0;
+        for r in runs {
+            added += ch.buffered.insert(r.offset, r.offset + r.count as u64);
+        }
+        let k = self.cons.get_mut(&c).expect("chan() created it");
+        k.credits -= n.min(outstanding);
+        k.buffered += added;
+        if let Some((expect, got)) = order_issue {
+            if got > expect {
+                self.safety(a::POLL_SKIP, "poll-skip", Some(p), Some(c), format!("{name}: c{c} fetched offset {got} after {} with no seek between: offsets {expect}-{} skipped", expect.saturating_sub(1), got - 1));
+            } else {
+                self.safety(a::NONMONOTONIC_POLL, "nonmonotonic-poll", Some(p), Some(c), format!("{name}: c{c} fetched offset {got} but its position was {expect}, with no seek between"));
+            }
+        }
+        if credit_based && n > outstanding {
+            self.safety(a::CREDIT_RULE, "C1", Some(p), Some(c), format!("{name}: c{c} fetched {n} records with {outstanding} credits outstanding on the channel"));
+        }
+
+        // Values: read flags, duplicates, inconsistent offsets.
+        for r in runs {
+            let mut dup = Vec::new();
+            let mut inc = Vec::new();
+            let part = &mut self.parts[p];
+            part.first_fetch.get_or_insert(r.offset);
+            if r.count > 0 {
+                let last = r.offset + r.count as u64 - 1;
+                part.max_read = Some(part.max_read.map_or(last, |m| m.max(last)));
+            }
+            let vals = part.vals.entry(r.producer).or_default();
+            for i in 0..r.count as u64 {
+                let (o, s) = (r.offset + i, r.seq + i);
+                let v = vals.get_mut(s);
+                v.read = true;
+                if v.offset == u64::MAX {
+                    v.offset = o;
+                } else if v.offset != o {
+                    dup.push((o, s, v.offset));
+                }
+                let slot = part.slots.get_mut(o);
+                if !slot.fetched {
+                    slot.fetched = true;
+                    slot.fetch_t = now;
+                }
+                if slot.producer == NO_PRODUCER {
+                    slot.producer = r.producer;
+                    slot.seq = s;
+                } else if (slot.producer, slot.seq) != (r.producer, s) {
+                    inc.push((o, slot.producer, slot.seq, s));
+                }
+            }
+            self.report_values(p, Some(c), &format!("fetched by c{c}"), r.producer, &dup, &inc);
+        }
+        self.check_buffer(c);
+        self.check_c3(c, None);
+    }
+
+    fn process_start(&mut self, c: u32, p: usize, offset: u64, count: u32) {
+        let part = &self.parts[p];
+        let name = part.name.clone();
+        let owners: Vec<String> = part.owners.iter().map(|&o| tp_consumer(o)).collect();
+        let others_busy: Vec<String> = part.in_flight.keys().filter(|&&o| o != c).map(|&o| tp_consumer(o)).collect();
+        let end = offset + count as u64;
+        if !part.owners.contains(&c) {
+            self.safety(a::PARTITION_OWNED_TWICE, "G1", Some(p), Some(c), format!("{name}: c{c} processes offsets {offset}-{} without owning the partition (owners: [{}])", end.saturating_sub(1), owners.join(", ")));
+        } else if owners.len() > 1 {
+            self.safety(a::PARTITION_OWNED_TWICE, "G1", Some(p), Some(c), format!("{name}: c{c} processes offsets {offset}-{} while the partition is assigned to [{}]", end.saturating_sub(1), owners.join(", ")));
+        } else if !others_busy.is_empty() {
+            self.safety(a::PARTITION_OWNED_TWICE, "G1", Some(p), Some(c), format!("{name}: c{c} processes offsets {offset}-{} while [{}] still process(es) it", end.saturating_sub(1), others_busy.join(", ")));
+        }
+        *self.parts[p].in_flight.entry(c).or_insert(0) += 1;
+    }
+
+    fn process_end(&mut self, c: u32, p: usize, offset: u64, ok: u32) {
+        let part = &mut self.parts[p];
+        if let Some(n) = part.in_flight.get_mut(&c) {
+            *n -= 1;
+            if *n == 0 {
+                part.in_flight.remove(&c);
+            }
+        }
+        let end = offset + ok as u64;
+        self.summary.records_processed += ok as u64;
+        let (epoch, floor) = (part.epoch, part.dup_floor);
+        let window_end = self.bounds.duplicate_window_records.map_or(u64::MAX, |w| floor.saturating_add(w));
+        let mut beyond = Vec::new();
+        let mut reprocessed = 0;
+        for o in offset..end {
+            let slot = part.slots.get_mut(o);
+            if slot.proc_epoch != 0 {
+                reprocessed += 1;
+                let allowed = slot.proc_epoch != epoch && o >= floor && o < window_end;
+                if !allowed {
+                    beyond.push(o);
+                }
+            }
+            slot.proc_epoch = epoch.max(1);
+        }
+        self.summary.records_reprocessed += reprocessed;
+        if !beyond.is_empty() {
+            let name = part.name.clone();
+            let w = self.bounds.duplicate_window_records.map_or("unbounded".to_string(), |w| w.to_string());
+            self.safety(
+                a::DUPLICATE_BEYOND_WINDOW,
+                "K2",
+                Some(p),
+                Some(c),
+                format!(
+                    "{name}: c{c} processed offsets {} again; re-processing is allowed only from the commit {floor} acknowledged at the last reassignment (window {w} records), never twice within one ownership",
+                    ranges(&beyond)
+                ),
+            );
+        }
+        self.mark_done(p, offset, end);
+        self.unbuffer(c, p, offset, end);
+    }
+
+    fn mark_done(&mut self, p: usize, lo: u64, hi: u64) {
+        let part = &mut self.parts[p];
+        part.done.insert(lo, hi);
+        for o in lo..hi {
+            part.slots.get_mut(o).done = true;
+        }
+    }
+
+    fn unbuffer(&mut self, c: u32, p: usize, lo: u64, hi: u64) {
+        let removed = self.chan(c, p).buffered.remove(lo, hi);
+        let k = self.cons.get_mut(&c).expect("chan() created it");
+        k.buffered -= removed;
+        if k.buffered <= self.bounds.buffer_records_max {
+            k.over_reconstructed = false;
+        }
+        self.check_c3(c, None);
+    }
+
+    // ---- commits ------------------------------------------------------------------------------
+
+    fn commit_k1(&mut self, c: u32, p: usize, offset: u64, what: &str) {
+        let base = {
+            let part = &self.parts[p];
+            let seek = self.chans.get(&(c, p)).and_then(|ch| ch.last_seek);
+            seek.or(part.last_acked_commit).or(part.first_fetch).or(part.lowest_acked).unwrap_or(0)
+        };
+        let part = &mut self.parts[p];
+        if offset <= base || part.done.covers(base, offset) {
+            return;
+        }
+        if part.k1_flagged == Some((c, offset)) {
+            return;
+        }
+        part.k1_flagged = Some((c, offset));
+        let frontier = part.done.containing(base).map_or(base, |(_, e)| e);
+        let name = part.name.clone();
+        self.safety(
+            a::COMMIT_BEYOND_PROCESSED,
+            "K1",
+            Some(p),
+            Some(c),
+            format!("{name}: c{c} {what} offset {offset}, but offsets from {base} are processed or dead-lettered only up to {frontier} (allowed commit ≤ {frontier})"),
+        );
+    }
+
+    // ---- flow control -------------------------------------------------------------------------
+
+    fn check_buffer(&mut self, c: u32) {
+        let max = self.bounds.buffer_records_max;
+        let k = self.cons.get_mut(&c).expect("consumer exists");
+        k.buffer_peak = k.buffer_peak.max(k.buffered);
+        if max == 0 || k.buffered <= max {
+            k.over_reconstructed = false;
+            return;
+        }
+        if k.over_reconstructed {
+            return;
+        }
+        k.over_reconstructed = true;
+        let b = k.buffered;
+        self.safety(a::BUFFER_BOUND_EXCEEDED, "buffer_records_max", None, Some(c), format!("c{c}: {b} records fetched and not yet processed, dead-lettered or revoked (reconstructed), above buffer_records_max {max}"));
+    }
+
+    fn buffer_sample(&mut self, c: u32, records: u64, credits_outstanding: u64) {
+        let max = self.bounds.buffer_records_max;
+        let k = self.cons.entry(c).or_default();
+        k.buffer_peak = k.buffer_peak.max(records);
+        if max > 0 && records > max {
+            if !k.over_reported {
+                k.over_reported = true;
+                self.safety(a::BUFFER_BOUND_EXCEEDED, "buffer_records_max", None, Some(c), format!("c{c}: buffer sample reports {records} records, above buffer_records_max {max}"));
+            }
+        } else {
+            k.over_reported = false;
+        }
+        self.check_c3(c, Some((records, credits_outstanding)));
+    }
+
+    /// C3: outstanding credits + buffered records within both credits_max and buffer_records_max.
+    /// `sample` is a reported (records, credits) pair; otherwise the reconstructed state is used.
+    fn check_c3(&mut self, c: u32, sample: Option<(u64, u64)>) {
+        let cmax = self.bounds.credits_max;
+        if cmax == 0 {
+            return;
+        }
+        let bmax = self.bounds.buffer_records_max;
+        let k = self.cons.get_mut(&c).expect("consumer exists");
+        let (buffered, credits, how) = match sample {
+            Some((b, cr)) => (b, cr, "reported"),
+            None => (k.buffered, k.credits, "reconstructed"),
+        };
+        let sum = buffered + credits;
+        let over = sum > cmax || (bmax > 0 && sum > bmax);
+        if !over {
+            if sample.is_none() {
+                k.c3_latched = false;
+            }
+            return;
+        }
+        if k.c3_latched {
+            return;
+        }
+        k.c3_latched = true;
+        self.safety(
+            a::CREDIT_RULE,
+            "C3",
+            None,
+            Some(c),
+            format!("c{c}: {credits} credits outstanding + {buffered} records buffered = {sum} ({how}), above credits_max {cmax} / buffer_records_max {bmax}"),
+        );
+    }
+
+    /// R1 for every configured tier named `tier`: over every window ending at an admission,
+    /// admitted ≤ burst + rate·t. Exact and O(1) per admission: with A the admitted total,
+    /// max over window starts i of (A − A_before_i − rate·(t − t_i)) = A − rate·t + max_i(rate·t_i − A_before_i).
+    fn token(&mut self, c: u32, tier: &str, n: u32) {
+        let now = self.now as f64;
+        let mut hits = Vec::new();
+        for (i, t) in self.tiers.iter_mut().enumerate() {
+            if t.name != tier {
+                continue;
+            }
+            t.best = t.best.max(t.rate_per_us * now - t.admitted);
+            t.admitted += n as f64;
+            let worst = t.admitted - t.rate_per_us * now + t.best;
+            let eps = 1e-9 * (1.0 + t.admitted.abs() + (t.rate_per_us * now).abs()) + 1e-6;
+            if worst > t.burst + eps {
+                if !t.latched {
+                    t.latched = true;
+                    hits.push((i, worst));
+                }
+            } else {
+                t.latched = false;
+            }
+        }
+        for (i, worst) in hits {
+            let t = &self.tiers[i];
+            let d = format!(
+                "tier {}: c{c}'s admission brings a window to {worst:.1} records admitted, above burst {} + {} records/s × window",
+                t.name,
+                t.burst,
+                t.rate_per_us * 1e6
+            );
+            self.safety(a::RATE_BOUND, "R1", None, Some(c), d);
+        }
+    }
+
+    // ---- lag and liveness ---------------------------------------------------------------------
+
+    fn lag(&mut self, p: usize, hw: u64, committed: u64) {
+        let part = &mut self.parts[p];
+        let prev = part.lag.last_lag();
+        let lag = part.lag.push(self.now, hw, committed);
+        self.total_lag = self.total_lag - prev + lag;
+        self.summary.max_lag_records = self.summary.max_lag_records.max(self.total_lag);
+        self.summary.max_partition_lag_records = self.summary.max_partition_lag_records.max(lag);
+        if let Some(t0) = self.liveness_start {
+            if self.recovered_at.is_none() && self.total_lag <= self.bounds.lag_ok_records {
+                self.recovered_at = Some(self.now);
+                self.summary.recovery_time_ms = Some((self.now - t0) / 1000);
+            }
+        }
+    }
+
+    fn deadline_us(&self) -> Option<u64> {
+        let t0 = self.liveness_start?;
+        (self.bounds.recovery_deadline_ms > 0).then(|| t0 + self.bounds.recovery_deadline_ms * 1000)
+    }
+
+    /// Once the recovery deadline has passed, judge recovery (once).
+    fn check_deadline(&mut self) {
+        if self.deadline_checked {
+            return;
+        }
+        if let Some(d) = self.deadline_us() {
+            if self.now >= d {
+                self.judge_recovery(d, false);
+            }
+        }
+    }
+
+    fn judge_recovery(&mut self, at: u64, ended_early: bool) {
+        self.deadline_checked = true;
+        let ms = self.bounds.recovery_deadline_ms;
+        let ok = self.bounds.lag_ok_records;
+        let recovered_in_time = self.recovered_at.is_some_and(|r| r <= at);
+        if !recovered_in_time {
+            let why = if ended_early { " (the history ended before the deadline)" } else { "" };
+            let lag = self.total_lag;
+            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("total lag {lag} still above lag_ok_records {ok} {ms} ms into the liveness phase{why}"));
+        }
+        if self.cons.is_empty() && self.chans.is_empty() {
+            return; // no consumer ever appeared: ownership is not judged
+        }
+        let unowned: Vec<String> = self.parts.iter().filter(|p| p.subscribed && p.owners.is_empty()).map(|p| p.name.clone()).collect();
+        if !unowned.is_empty() {
+            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("{} subscribed partition(s) unassigned {ms} ms into the liveness phase: {}", unowned.len(), unowned.join(", ")));
+        }
+    }
+
+    // ---- end of history -------------------------------------------------------------------------
+
+    pub fn finish(mut self) -> Report {
+        let end = self.now;
+        let drained_phase = self.liveness_start.is_some() && self.deadline_us().is_none_or(|d| end >= d);
+        for p in 0..self.parts.len() {
+            self.finish_values(p, drained_phase);
+            self.finish_dropped(p);
+        }
+        if self.liveness_start.is_some() && !self.deadline_checked && self.bounds.recovery_deadline_ms > 0 {
+            self.judge_recovery(end, true);
+        }
+
+        let mut liveness = Liveness {
+            phase_start_us: self.liveness_start,
+            recovered_at_us: self.recovered_at,
+            recovery_time_ms: self.summary.recovery_time_ms,
+            ..Liveness::default()
+        };
+        for part in &self.parts {
+            let pl = part.lag.evaluate(&part.name, end, self.bounds.recovery_deadline_ms);
+            liveness.overall = liveness.overall.max(pl.status);
+            liveness.partitions.push(pl);
+        }
+        liveness.partitions.sort_by(|x, y| x.tp.cmp(&y.tp));
+
+        let mut summary = std::mem::take(&mut self.summary);
+        for (c, k) in &self.cons {
+            summary.buffer_peak_records.insert(tp_consumer(*c), k.buffer_peak);
+        }
+        let anomalies: Vec<String> = crate::anomaly::ALL.iter().filter(|n| self.present.contains(**n)).map(|s| s.to_string()).collect();
+        Report {
+            violations: self.violations,
+            violations_unlisted: self.unlisted,
+            counts: self.counts,
+            anomalies,
+            expected_seen: Vec::new(),
+            expected_missing: Vec::new(),
+            unexpected: Vec::new(),
+            liveness,
+            summary,
+            input_errors: self.input_errors,
+        }
+        .with_expectations(&self.expect)
+    }
+
+    /// lost-write and unseen for one partition.
+    fn finish_values(&mut self, p: usize, drained_phase: bool) {
+        let part = &self.parts[p];
+        let max_read = part.max_read;
+        let mut lost: Vec<(u64, u32, u64, u64)> = Vec::new(); // (offset, producer, seq, ack_t)
+        let mut unseen: Vec<(u64, u32, u64, u64)> = Vec::new();
+        for (&producer, vals) in &part.vals {
+            for (seq, v) in vals.iter() {
+                if !v.acked || v.read {
+                    continue;
+                }
+                let item = (v.ack_offset, producer, seq, v.ack_t);
+                if max_read.is_some_and(|m| v.ack_offset <= m) {
+                    lost.push(item);
+                } else {
+                    unseen.push(item);
+                }
+            }
+        }
+        lost.sort();
+        unseen.sort();
+        let name = part.name.clone();
+        self.summary.records_unseen += unseen.len() as u64;
+        if !lost.is_empty() {
+            let offs: Vec<u64> = lost.iter().map(|l| l.0).collect();
+            let (o, pr, s, t) = lost[0];
+            let t_first = lost.iter().map(|l| l.3).min();
+            self.emit(
+                a::LOST_WRITE,
+                "lost-write",
+                Severity::Safety,
+                t_first.or(Some(t)),
+                Some(p),
+                None,
+                format!("{name}: {} acknowledged record(s) at offsets {} never read, though offsets up to {} were read (first: producer {pr} seq {s} acked at offset {o})", lost.len(), ranges(&offs), max_read.unwrap_or(0)),
+            );
+        }
+        if !unseen.is_empty() {
+            let offs: Vec<u64> = unseen.iter().map(|l| l.0).collect();
+            let sev = if drained_phase { Severity::Liveness } else { Severity::Info };
+            let t_first = unseen.iter().map(|l| l.3).min();
+            let why = if drained_phase { "after a liveness phase that should have drained them" } else { "when the history ended (no completed liveness phase: counted, not an anomaly)" };
+            self.emit(a::UNSEEN, "unseen", sev, t_first, Some(p), None, format!("{name}: {} acknowledged record(s) at offsets {} never polled {why}", unseen.len(), ranges(&offs)));
+        }
+    }
+
+    /// dropped-record: fetched, never processed OK nor dead-lettered, while later offsets of the
+    /// partition were. Fetched records at the end of the partition are pending, not dropped.
+    fn finish_dropped(&mut self, p: usize) {
+        let part = &self.parts[p];
+        let max_done = part.done.max();
+        let mut dropped = Vec::new();
+        let mut first_t = None;
+        let mut pending = 0;
+        for (o, s) in part.slots.iter() {
+            if !s.fetched || s.done {
+                continue;
+            }
+            if max_done.is_some_and(|m| o < m) {
+                dropped.push(o);
+                first_t = Some(first_t.map_or(s.fetch_t, |t: u64| t.min(s.fetch_t)));
+            } else {
+                pending += 1;
+            }
+        }
+        self.summary.records_pending_at_end += pending;
+        if !dropped.is_empty() {
+            let name = part.name.clone();
+            self.emit(
+                a::DROPPED_RECORD,
+                "dropped-record",
+                Severity::Safety,
+                first_t,
+                Some(p),
+                None,
+                format!("{name}: {} fetched record(s) at offsets {} neither processed nor dead-lettered, though later offsets up to {} were", dropped.len(), ranges(&dropped), max_done.unwrap_or(0)),
+            );
+        }
+    }
+}
