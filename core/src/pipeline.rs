@@ -19,15 +19,16 @@
 //! `buffer_records_max` (except under the `none` strategy, which exists to show what happens
 //! without one), the action queue by `actions_max`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
-use crate::bugs::Bugs;
-use crate::credit::CreditConfig;
-use crate::pause::PauseConfig;
-use crate::rate::{BucketConfig, BucketSnapshot, TierIdx};
-use crate::retry::RetryConfig;
-use crate::spec::{Protocol, Strategy};
-use crate::types::{Generation, MemberId, Offset, TimeUs, Tp};
+use crate::bugs::{Bug, Bugs};
+use crate::credit::{CreditConfig, Credits, Grant};
+use crate::ledger::Ledger;
+use crate::pause::{PauseConfig, PauseControl, Toggle};
+use crate::rate::{Admit, BucketConfig, BucketSnapshot, MultiTier, TierIdx};
+use crate::retry::{RetryConfig, RetryPolicy, Verdict};
+use crate::spec::{Protocol, Scenario, Strategy, TierKind};
+use crate::types::{Generation, MemberId, Offset, SplitMix64, TimeUs, Tp};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineConfig {
@@ -55,6 +56,8 @@ pub struct PipelineConfig {
     pub sample_interval_ms: u64,
     /// Bound on the pending action queue.
     pub actions_max: usize,
+    /// Seed of the pipeline's own random draws (retry jitter).
+    pub rng_seed: u64,
     pub bugs: Bugs,
 }
 
@@ -129,35 +132,878 @@ pub struct Stats {
     pub paused_partitions: u32,
 }
 
+
+/// Bound on out-of-order completion ranges the ledger keeps per partition. With one run in flight
+/// per partition completions are in order except around dead-lettered records, so this is generous.
+pub const LEDGER_PENDING_RANGES_MAX: usize = 1_024;
+
+impl PipelineConfig {
+    /// The configuration of member `member` for a scenario. Every consumer of a scenario gets the
+    /// same settings; the global rate tier is enforced as equal per-consumer shares (rate/n,
+    /// burst/n), so the group as a whole never exceeds it.
+    pub fn from_spec(spec: &Scenario, member: MemberId, bugs: Bugs) -> Self {
+        let k = &spec.consumers;
+        let partitions = spec.subscribed_partitions().len() as u32;
+        let exclusive = k.exclusive_credits;
+        let floating_default = k.buffer_records_max.saturating_sub(partitions.saturating_mul(exclusive));
+        let (high, low) = spec.pause_watermarks();
+        let mut tiers = Vec::new();
+        let mut tier_names = Vec::new();
+        let mut tier_paths: Vec<Vec<TierIdx>> = vec![Vec::new(); spec.topics.len()];
+        for l in &k.rate_limits {
+            let idx = tiers.len();
+            let (cfg, name) = match l.tier {
+                TierKind::Global => {
+                    let n = k.count.max(1) as f64;
+                    (BucketConfig { rate_per_s: l.rate_per_s / n, burst: (l.burst / n).max(1.0) }, "global".to_string())
+                }
+                TierKind::Topic => (
+                    BucketConfig { rate_per_s: l.rate_per_s / k.count.max(1) as f64, burst: (l.burst / k.count.max(1) as f64).max(1.0) },
+                    format!("topic:{}", l.topic.as_deref().unwrap_or("")),
+                ),
+                TierKind::Consumer => (BucketConfig { rate_per_s: l.rate_per_s, burst: l.burst }, format!("consumer:{member}")),
+            };
+            tiers.push(cfg);
+            tier_names.push(name);
+            for (ti, t) in spec.topics.iter().enumerate() {
+                let applies = match l.tier {
+                    TierKind::Topic => l.topic.as_deref() == Some(t.name.as_str()),
+                    TierKind::Global | TierKind::Consumer => true,
+                };
+                if applies {
+                    tier_paths[ti].push(idx);
+                }
+            }
+        }
+        PipelineConfig {
+            member,
+            strategy: k.strategy,
+            protocol: k.protocol,
+            buffer_records_max: k.buffer_records_max,
+            max_poll_records: k.max_poll_records,
+            process_batch_max: k.max_poll_records,
+            pause: PauseConfig { high_records: high, low_records: low },
+            credit: CreditConfig {
+                exclusive_per_channel: exclusive,
+                floating_max: k.floating_credits.unwrap_or(floating_default),
+                buffer_records_max: k.buffer_records_max,
+            },
+            workers: k.workers,
+            retry: RetryConfig {
+                max_attempts: k.retry.max_attempts,
+                backoff_initial_ms: k.retry.backoff_initial_ms,
+                backoff_max_ms: k.retry.backoff_max_ms,
+                jitter: k.retry.jitter,
+            },
+            commit_interval_ms: k.commit_interval_ms,
+            tiers,
+            tier_names,
+            tier_paths,
+            limiter_restore: None,
+            sample_interval_ms: 1_000,
+            actions_max: 4_096 + 16 * partitions as usize,
+            rng_seed: 0x5EED_0000 ^ member.0 as u64,
+            bugs,
+        }
+    }
+}
+
+/// One owned partition.
+#[derive(Debug)]
+struct Part {
+    /// Next offset to fetch.
+    fetch_pos: Offset,
+    /// Highest offset ever fetched + 1 (kept across revocation for the NoSeekOnAssign bug).
+    fetch_requested: u32,
+    fetch_outstanding: bool,
+    /// Buffered runs `(offset, count)` in offset order, not yet handed to a worker (the in-flight run
+    /// is taken off the front).
+    buffer: VecDeque<(Offset, u32)>,
+    buffered: u64,
+    in_flight: bool,
+    /// A failed record waiting for its retry: `(offset, attempt, not_before_us)`.
+    retry: Option<(Offset, u32, TimeUs)>,
+    paused: bool,
+    revoking: bool,
+    /// Commit on revoke sent, outcome pending.
+    revoke_commit_pending: bool,
+    hw: Offset,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    tp: Tp,
+    offset: Offset,
+    count: u32,
+    attempt: u32,
+}
+
+#[derive(Debug)]
+struct PendingRevoke {
+    generation: Generation,
+    tps: Vec<Tp>,
+}
+
+/// Worker-time accounting for the Flink metrics, in worker-microseconds.
+#[derive(Debug, Default, Clone, Copy)]
+struct TimeAcc {
+    busy: u64,
+    back_pressured: u64,
+    idle: u64,
+}
+
 pub struct Pipeline {
-    _cfg: PipelineConfig,
-    _actions: VecDeque<Action>,
+    cfg: PipelineConfig,
+    generation: Generation,
+    parts: BTreeMap<Tp, Part>,
+    /// Parts revoked but kept for processing (only under the ProcessRevoked bug).
+    zombie: BTreeMap<Tp, Part>,
+    /// Fetch positions of partitions given up (for the NoSeekOnAssign bug only).
+    old_positions: BTreeMap<Tp, Offset>,
+    workers: Vec<Option<Job>>,
+    free_workers: u32,
+    credits: Credits,
+    pause: PauseControl,
+    limiter: Option<MultiTier>,
+    limiter_wait_until: Option<TimeUs>,
+    limiter_refused_reported: bool,
+    ledger: Ledger,
+    retry: RetryPolicy,
+    rng: SplitMix64,
+    actions: VecDeque<Action>,
+    pending_revoke: Option<PendingRevoke>,
+    buffered_total: u64,
+    reserved_total: u64,
+    stats: Stats,
+    now_us: TimeUs,
+    last_poll_us: TimeUs,
+    next_commit_us: TimeUs,
+    next_sample_us: TimeUs,
+    acc: TimeAcc,
+    acc_since_us: TimeUs,
+    /// Whether free workers are held back by the rate limiter or a retry backoff (back-pressured)
+    /// rather than having nothing to do (idle).
+    blocked: bool,
+    grants: Vec<Grant>,
+    dirty: Vec<(Tp, Offset)>,
+    /// Round-robin cursor for fair dispatch across partitions.
+    cursor: Option<Tp>,
 }
 
 impl Pipeline {
-    pub fn new(_cfg: PipelineConfig, _now_us: TimeUs) -> Self {
-        todo!()
+    pub fn new(cfg: PipelineConfig, now_us: TimeUs) -> Self {
+        assert!(cfg.workers >= 1, "workers must be at least 1");
+        assert!(cfg.max_poll_records >= 1 && cfg.process_batch_max >= 1);
+        assert!(cfg.buffer_records_max >= 1);
+        assert!(cfg.commit_interval_ms >= 1 && cfg.sample_interval_ms >= 1);
+        assert_eq!(cfg.tiers.len(), cfg.tier_names.len());
+        let limiter = if cfg.tiers.is_empty() {
+            None
+        } else {
+            Some(match &cfg.limiter_restore {
+                Some(snaps) => MultiTier::restore(&cfg.tiers, snaps).with_bugs(cfg.bugs),
+                None => MultiTier::new(&cfg.tiers, now_us).with_bugs(cfg.bugs),
+            })
+        };
+        let credits = Credits::new(cfg.credit).with_bugs(cfg.bugs);
+        let ledger = Ledger::new(LEDGER_PENDING_RANGES_MAX).with_bugs(cfg.bugs);
+        Pipeline {
+            generation: 0,
+            parts: BTreeMap::new(),
+            zombie: BTreeMap::new(),
+            old_positions: BTreeMap::new(),
+            workers: vec![None; cfg.workers as usize],
+            free_workers: cfg.workers,
+            credits,
+            pause: PauseControl::new(cfg.pause),
+            limiter,
+            limiter_wait_until: None,
+            limiter_refused_reported: false,
+            ledger,
+            retry: RetryPolicy::new(cfg.retry),
+            rng: SplitMix64(cfg.rng_seed),
+            actions: VecDeque::with_capacity(64),
+            pending_revoke: None,
+            buffered_total: 0,
+            reserved_total: 0,
+            stats: Stats::default(),
+            now_us,
+            last_poll_us: now_us,
+            next_commit_us: now_us + cfg.commit_interval_ms * 1_000,
+            next_sample_us: now_us + cfg.sample_interval_ms * 1_000,
+            acc: TimeAcc::default(),
+            acc_since_us: now_us,
+            blocked: false,
+            grants: Vec::new(),
+            dirty: Vec::new(),
+            cursor: None,
+            cfg,
+        }
     }
-    pub fn handle(&mut self, _now_us: TimeUs, _input: Input<'_>) {
-        todo!()
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.cfg
     }
+
+    pub fn handle(&mut self, now_us: TimeUs, input: Input<'_>) {
+        self.advance(now_us);
+        match input {
+            Input::Assigned { generation, tps } => self.on_assigned(generation, tps),
+            Input::Revoke { generation, tps } => self.on_revoke(generation, tps),
+            Input::Lost { tps } => {
+                for tp in tps {
+                    self.drop_part(*tp);
+                }
+                // A revocation waiting on these partitions no longer can commit them.
+                if let Some(p) = &mut self.pending_revoke {
+                    p.tps.retain(|tp| !tps.contains(tp));
+                }
+            }
+            Input::Fetched { tp, offset, count, hw } => self.on_fetched(tp, offset, count, hw),
+            Input::FetchEmpty { tp, hw } => {
+                let strategy_credit = self.cfg.strategy == Strategy::Credit;
+                if let Some(p) = self.parts.get_mut(&tp) {
+                    p.fetch_outstanding = false;
+                    self.reserved_total -= p.fetch_requested as u64;
+                    p.fetch_requested = 0;
+                    if let Some(hw) = hw {
+                        p.hw = p.hw.max(hw);
+                    }
+                    if strategy_credit {
+                        let backlog = p.hw.saturating_sub(p.fetch_pos);
+                        self.credits.announce_backlog(tp, backlog);
+                    }
+                }
+            }
+            Input::ProcessDone { worker, ok } => self.on_process_done(worker, ok),
+            Input::CommitDone { tp, offset, outcome } => {
+                match outcome {
+                    CommitOutcome::Acked => self.ledger.commit_acked(tp, offset),
+                    CommitOutcome::Failed => self.ledger.commit_failed(tp, offset, false),
+                    CommitOutcome::Unknown => self.ledger.commit_failed(tp, offset, true),
+                }
+                if let Some(p) = self.parts.get_mut(&tp) {
+                    p.revoke_commit_pending = false;
+                }
+            }
+            Input::DeadLetterDone { tp, offset } => {
+                // The record left the buffer when it was sent to the DLQ; it is done now.
+                let _ = self.ledger.done(tp, offset, 1);
+            }
+            Input::Tick => {}
+        }
+        self.drive();
+    }
+
     pub fn poll_action(&mut self) -> Option<Action> {
-        todo!()
+        self.actions.pop_front()
     }
-    /// When the pipeline next wants a `Tick` (retry backoff, rate-limit refill, commit or sample
-    /// period), if ever.
+
     pub fn poll_timeout(&self) -> Option<TimeUs> {
-        todo!()
+        let mut t = self.next_commit_us.min(self.next_sample_us);
+        if let Some(w) = self.limiter_wait_until {
+            t = t.min(w);
+        }
+        if self.free_workers > 0 {
+            for p in self.parts.values() {
+                if let Some((_, _, at)) = p.retry {
+                    if !p.in_flight {
+                        t = t.min(at);
+                    }
+                }
+            }
+        }
+        Some(t.max(self.now_us))
     }
-    /// The last time the application "polled" (took records or had none to take): the driver
-    /// compares it with `max.poll.interval.ms`.
+
     pub fn last_poll_us(&self) -> TimeUs {
-        todo!()
+        self.last_poll_us
     }
+
     pub fn stats(&self) -> Stats {
-        todo!()
+        let mut s = self.stats.clone();
+        s.buffered_records = self.buffered_total;
+        s.credits_outstanding = self.credits.outstanding();
+        s.busy_workers = self.cfg.workers - self.free_workers;
+        s.owned_partitions = self.parts.len() as u32;
+        s.paused_partitions = self.parts.values().filter(|p| p.paused).count() as u32;
+        s
     }
+
     pub fn owned(&self) -> Vec<Tp> {
-        todo!()
+        self.parts.keys().copied().collect()
+    }
+
+    pub fn generation(&self) -> Generation {
+        self.generation
+    }
+
+    /// The committed offset the ledger knows for `tp` (last acknowledged commit).
+    pub fn committed(&self, tp: Tp) -> Option<Offset> {
+        self.ledger.committed(tp)
+    }
+
+    // ----- internals -------------------------------------------------------------------------
+
+    fn push(&mut self, a: Action) {
+        assert!(self.actions.len() < self.cfg.actions_max, "pipeline action queue exceeded actions_max ({}): the driver must drain poll_action()", self.cfg.actions_max);
+        self.actions.push_back(a);
+    }
+
+    fn push_grants(&mut self) {
+        let grants = std::mem::take(&mut self.grants);
+        for g in &grants {
+            self.push(Action::CreditGrant { tp: g.tp, n: g.n, floating: g.floating });
+        }
+        self.grants = grants;
+        self.grants.clear();
+    }
+
+    /// Accounts worker time up to `now_us` and emits the periodic samples that fall due.
+    fn advance(&mut self, now_us: TimeUs) {
+        let now_us = now_us.max(self.now_us);
+        while self.next_sample_us <= now_us {
+            let boundary = self.next_sample_us;
+            self.account(boundary);
+            self.emit_samples();
+            self.next_sample_us += self.cfg.sample_interval_ms * 1_000;
+        }
+        self.account(now_us);
+        self.now_us = now_us;
+    }
+
+    fn account(&mut self, until_us: TimeUs) {
+        if until_us <= self.acc_since_us {
+            return;
+        }
+        let dt = until_us - self.acc_since_us;
+        let busy = (self.cfg.workers - self.free_workers) as u64;
+        let free = self.free_workers as u64;
+        self.acc.busy += busy * dt;
+        if self.blocked {
+            self.acc.back_pressured += free * dt;
+        } else {
+            self.acc.idle += free * dt;
+        }
+        self.acc_since_us = until_us;
+    }
+
+    fn emit_samples(&mut self) {
+        let total = self.acc.busy + self.acc.back_pressured + self.acc.idle;
+        if total > 0 {
+            let per_s = |x: u64| ((x as u128 * 1_000 + total as u128 / 2) / total as u128) as u32;
+            let busy = per_s(self.acc.busy);
+            let bp = per_s(self.acc.back_pressured);
+            let idle = 1_000u32.saturating_sub(busy + bp);
+            self.push(Action::Metrics { back_pressured_ms_per_s: bp, busy_ms_per_s: busy, idle_ms_per_s: idle });
+        }
+        self.acc = TimeAcc::default();
+        let records = self.buffered_total;
+        let credits_outstanding = self.credits.outstanding();
+        self.push(Action::Buffer { records, credits_outstanding });
+    }
+
+    fn on_assigned(&mut self, generation: Generation, tps: &[(Tp, Offset)]) {
+        self.generation = self.generation.max(generation);
+        for &(tp, committed) in tps {
+            if self.parts.contains_key(&tp) {
+                continue; // cooperative: already owned, keeps its state
+            }
+            // A zombie (ProcessRevoked bug) partition coming back just becomes owned again.
+            self.zombie.remove(&tp);
+            let start = if self.cfg.bugs.has(Bug::NoSeekOnAssign) {
+                self.old_positions.get(&tp).copied().unwrap_or(committed).max(committed)
+            } else {
+                committed
+            };
+            self.ledger.track(tp, start);
+            if self.cfg.strategy == Strategy::Credit {
+                match self.credits.add_channel(tp) {
+                    Ok(g) => self.push(Action::CreditGrant { tp, n: g.n, floating: g.floating }),
+                    Err(e) => panic!("credit channel for {tp} refused: {e:?} (the spec's validation guarantees room)"),
+                }
+            }
+            let paused = self.uses_pause() && self.pause.on_assigned(tp);
+            self.parts.insert(
+                tp,
+                Part {
+                    fetch_pos: start,
+                    fetch_requested: 0,
+                    fetch_outstanding: false,
+                    buffer: VecDeque::new(),
+                    buffered: 0,
+                    in_flight: false,
+                    retry: None,
+                    paused,
+                    revoking: false,
+                    revoke_commit_pending: false,
+                    hw: start,
+                },
+            );
+            self.push(Action::Seek { tp, offset: start });
+            if paused {
+                self.push(Action::Pause { tp });
+            }
+        }
+    }
+
+    fn uses_pause(&self) -> bool {
+        self.cfg.strategy == Strategy::Pause && !self.cfg.bugs.has(Bug::UnboundedBuffer)
+    }
+
+    fn on_revoke(&mut self, generation: Generation, tps: &[Tp]) {
+        let tps: Vec<Tp> = tps.iter().copied().filter(|tp| self.parts.contains_key(tp)).collect();
+        if self.cfg.bugs.has(Bug::ProcessRevoked) && self.cfg.protocol == Protocol::Eager {
+            // Planted: acknowledge at once and keep processing what is buffered.
+            for tp in &tps {
+                if let Some(mut p) = self.parts.remove(tp) {
+                    self.ledger.untrack(*tp);
+                    if self.cfg.strategy == Strategy::Credit {
+                        let n = self.credits.remove_channel(*tp);
+                        if n > 0 {
+                            self.push(Action::CreditReturn { tp: *tp, n });
+                        }
+                    }
+                    p.revoking = false;
+                    self.zombie.insert(*tp, p);
+                }
+            }
+            self.push(Action::RevokeDone { generation, tps });
+            return;
+        }
+        for tp in &tps {
+            if let Some(p) = self.parts.get_mut(tp) {
+                p.revoking = true;
+            }
+        }
+        // A second revoke while one is pending joins it (the later generation answers).
+        match &mut self.pending_revoke {
+            Some(p) => {
+                p.generation = generation;
+                for tp in tps {
+                    if !p.tps.contains(&tp) {
+                        p.tps.push(tp);
+                    }
+                }
+            }
+            None => self.pending_revoke = Some(PendingRevoke { generation, tps }),
+        }
+    }
+
+    /// Finishes a pending revocation once nothing of its partitions is in flight: commit (K1),
+    /// wait for the outcome, then give them up.
+    fn progress_revoke(&mut self) {
+        let Some(pr) = self.pending_revoke.take() else { return };
+        let mut waiting = false;
+        for tp in &pr.tps {
+            if let Some(p) = self.parts.get(tp) {
+                if p.in_flight {
+                    waiting = true;
+                }
+            }
+        }
+        if waiting {
+            self.pending_revoke = Some(pr);
+            return;
+        }
+        // Send the commits on revoke once.
+        let mut sent_any = false;
+        for tp in &pr.tps {
+            let Some(p) = self.parts.get(tp) else { continue };
+            if p.revoke_commit_pending {
+                sent_any = true;
+                continue;
+            }
+        }
+        if !sent_any {
+            let mut to_commit = Vec::new();
+            if !self.cfg.bugs.has(Bug::NoCommitOnRevoke) {
+                for tp in &pr.tps {
+                    if !self.parts.contains_key(tp) {
+                        continue;
+                    }
+                    if let Some(off) = self.commit_offset(*tp) {
+                        let last = self.ledger.committed(*tp);
+                        if last.map_or(true, |c| off > c) {
+                            to_commit.push((*tp, off));
+                        }
+                    }
+                }
+            }
+            for (tp, off) in to_commit {
+                self.ledger.commit_sent(tp, off);
+                if let Some(p) = self.parts.get_mut(&tp) {
+                    p.revoke_commit_pending = true;
+                }
+                self.push(Action::Commit { generation: self.generation, tp, offset: off });
+            }
+        }
+        let still = pr.tps.iter().any(|tp| self.parts.get(tp).is_some_and(|p| p.revoke_commit_pending));
+        if still {
+            self.pending_revoke = Some(pr);
+            return;
+        }
+        for tp in &pr.tps {
+            if let Some(p) = self.parts.get(tp) {
+                self.old_positions.insert(*tp, p.fetch_pos);
+            }
+            self.drop_part(*tp);
+        }
+        self.push(Action::RevokeDone { generation: pr.generation, tps: pr.tps });
+    }
+
+    /// Gives a partition up: drops its buffered records (the next owner re-fetches them from the
+    /// committed offset), returns its credits, stops tracking it.
+    fn drop_part(&mut self, tp: Tp) {
+        let Some(p) = self.parts.remove(&tp) else {
+            self.zombie.remove(&tp);
+            return;
+        };
+        self.old_positions.insert(tp, p.fetch_pos);
+        self.buffered_total -= p.buffered;
+        self.reserved_total -= p.fetch_requested as u64;
+        self.ledger.untrack(tp);
+        if self.cfg.strategy == Strategy::Credit {
+            let n = self.credits.remove_channel(tp);
+            if n > 0 {
+                self.push(Action::CreditReturn { tp, n });
+            }
+            // Buffered records of the closed channel give their space back.
+            if p.buffered > 0 {
+                self.credits.discard(tp, p.buffered as u32);
+            }
+        }
+        self.level_changed();
+    }
+
+    fn on_fetched(&mut self, tp: Tp, offset: Offset, count: u32, hw: Offset) {
+        let credit = self.cfg.strategy == Strategy::Credit;
+        let Some(p) = self.parts.get_mut(&tp) else { return };
+        let requested = p.fetch_requested;
+        p.fetch_outstanding = false;
+        self.reserved_total -= requested as u64;
+        p.fetch_requested = 0;
+        p.hw = p.hw.max(hw);
+        if p.revoking || count == 0 {
+            return;
+        }
+        // Never accept more than was asked for (the bound the fetch was sized by).
+        let mut count = count.min(requested);
+        let mut offset = offset;
+        if offset < p.fetch_pos {
+            // Overlap with what we already hold: keep only the new tail.
+            let skip = (p.fetch_pos - offset).min(count as u64) as u32;
+            offset += skip as u64;
+            count -= skip;
+            if count == 0 {
+                return;
+            }
+        }
+        if credit {
+            if let Err(_e) = self.credits.consume(tp, count) {
+                // Only the credits we hold may be used (C1): keep what they cover.
+                let avail = self.credits.available(tp);
+                count = count.min(avail);
+                if count == 0 {
+                    return;
+                }
+                self.credits.consume(tp, count).expect("consume within available");
+            }
+        }
+        p.fetch_pos = offset + count as u64;
+        match p.buffer.back_mut() {
+            Some((o, c)) if *o + *c as u64 == offset => *c += count,
+            _ => p.buffer.push_back((offset, count)),
+        }
+        p.buffered += count as u64;
+        if credit {
+            let backlog = p.hw.saturating_sub(p.fetch_pos);
+            self.credits.announce_backlog(tp, backlog);
+        }
+        self.buffered_total += count as u64;
+        if self.buffered_total > self.stats.buffered_records_peak {
+            self.stats.buffered_records_peak = self.buffered_total;
+        }
+        self.level_changed();
+    }
+
+    fn level_changed(&mut self) {
+        if !self.uses_pause() {
+            return;
+        }
+        if let Some(t) = self.pause.on_level(self.buffered_total) {
+            let paused = t == Toggle::Pause;
+            let tps: Vec<Tp> = self.parts.iter().filter(|(_, p)| p.paused != paused).map(|(tp, _)| *tp).collect();
+            for tp in tps {
+                self.parts.get_mut(&tp).expect("owned").paused = paused;
+                self.push(if paused { Action::Pause { tp } } else { Action::Resume { tp } });
+            }
+        }
+    }
+
+    fn on_process_done(&mut self, worker: u32, ok: u32) {
+        let Some(job) = self.workers.get_mut(worker as usize).and_then(|w| w.take()) else {
+            return; // unknown or already free: a stale answer
+        };
+        self.free_workers += 1;
+        assert!(ok <= job.count, "ProcessDone reports more ok records than the run had");
+        let credit = self.cfg.strategy == Strategy::Credit;
+        let owned = self.parts.contains_key(&job.tp);
+        let part = if owned { self.parts.get_mut(&job.tp) } else { self.zombie.get_mut(&job.tp) };
+        let Some(p) = part else { return }; // lost meanwhile: results are void
+        p.in_flight = false;
+        // The run was taken off the buffer front when it started; what failed goes back in front.
+        if ok > 0 {
+            if owned {
+                let _ = self.ledger.done(job.tp, job.offset, ok);
+            }
+            self.stats.processed_records += ok as u64;
+        }
+        let mut released = ok as u64;
+        if ok < job.count {
+            let failed = job.offset + ok as u64;
+            let rest = job.count - ok - 1;
+            if rest > 0 {
+                p.buffer.push_front((failed + 1, rest));
+            }
+            match self.retry.on_failure(job.attempt, self.now_us, &mut self.rng) {
+                Verdict::RetryAt { at_us, attempt } => {
+                    p.buffer.push_front((failed, 1));
+                    p.retry = Some((failed, attempt, at_us));
+                }
+                Verdict::DeadLetter { attempts } => {
+                    p.retry = None;
+                    released += 1;
+                    if self.cfg.bugs.has(Bug::DropAfterRetries) {
+                        if owned {
+                            let _ = self.ledger.done(job.tp, failed, 1);
+                        }
+                    } else {
+                        self.stats.dead_lettered_records += 1;
+                        self.actions.push_back(Action::DeadLetter { tp: job.tp, offset: failed, attempts });
+                    }
+                }
+            }
+        } else {
+            p.retry = None;
+        }
+        p.buffered -= released;
+        self.buffered_total -= released;
+        if credit && owned && released > 0 {
+            self.credits.release(job.tp, released as u32, &mut self.grants);
+            self.push_grants();
+        }
+        self.level_changed();
+    }
+
+    /// The offset to commit for `tp` now: the ledger's processed prefix + 1 (K1), or under the
+    /// CommitBeforeProcess bug the fetch position.
+    fn commit_offset(&self, tp: Tp) -> Option<Offset> {
+        if self.cfg.bugs.has(Bug::CommitBeforeProcess) {
+            return self.parts.get(&tp).map(|p| p.fetch_pos);
+        }
+        self.ledger.committable(tp)
+    }
+
+    /// Decides what to do next: revocations, dispatch to workers, fetches, commits.
+    fn drive(&mut self) {
+        self.progress_revoke();
+        self.dispatch();
+        self.fetch();
+        if self.now_us >= self.next_commit_us {
+            self.periodic_commit();
+            while self.next_commit_us <= self.now_us {
+                self.next_commit_us += self.cfg.commit_interval_ms * 1_000;
+            }
+        }
+        if self.credits_floating_enabled() {
+            self.credits.grant_floating(&mut self.grants);
+            if !self.grants.is_empty() {
+                self.push_grants();
+                self.fetch();
+            }
+        }
+    }
+
+    fn credits_floating_enabled(&self) -> bool {
+        self.cfg.strategy == Strategy::Credit && self.cfg.credit.floating_max > 0
+    }
+
+    fn periodic_commit(&mut self) {
+        self.dirty.clear();
+        if self.cfg.bugs.has(Bug::CommitBeforeProcess) {
+            for (tp, p) in &self.parts {
+                if !p.revoking && self.ledger.committed(*tp).map_or(true, |c| p.fetch_pos > c) {
+                    self.dirty.push((*tp, p.fetch_pos));
+                }
+            }
+        } else {
+            self.ledger.dirty(&mut self.dirty);
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        for &(tp, off) in &dirty {
+            if self.parts.get(&tp).is_some_and(|p| p.revoking) {
+                continue; // the revoke commits it
+            }
+            self.ledger.commit_sent(tp, off);
+            self.push(Action::Commit { generation: self.generation, tp, offset: off });
+        }
+        self.dirty = dirty;
+    }
+
+    /// Hands runs to free workers, round-robin over partitions, one run per partition at a time.
+    fn dispatch(&mut self) {
+        self.blocked = false;
+        if self.free_workers == 0 {
+            return;
+        }
+        let now = self.now_us;
+        if let Some(w) = self.limiter_wait_until {
+            if now < w {
+                self.blocked = self.has_work();
+                return;
+            }
+            self.limiter_wait_until = None;
+        }
+        let mut any_buffered = false;
+        // Visit partitions starting after the cursor, wrapping around once.
+        let order: Vec<(bool, Tp)> = {
+            let start = self.cursor;
+            let mut v: Vec<(bool, Tp)> = Vec::new();
+            let after = |tp: &Tp| start.map_or(true, |c| *tp > c);
+            v.extend(self.parts.keys().filter(|tp| after(tp)).map(|tp| (false, *tp)));
+            v.extend(self.parts.keys().filter(|tp| !after(tp)).map(|tp| (false, *tp)));
+            v.extend(self.zombie.keys().map(|tp| (true, *tp)));
+            v
+        };
+        for (zombie, tp) in order {
+            if self.free_workers == 0 {
+                break;
+            }
+            let p = if zombie { self.zombie.get(&tp) } else { self.parts.get(&tp) };
+            let Some(p) = p else { continue };
+            if p.in_flight || p.buffer.is_empty() || (p.revoking && !zombie) {
+                continue;
+            }
+            any_buffered = true;
+            let (offset, avail, attempt) = match p.retry {
+                Some((off, attempt, at)) => {
+                    if now < at {
+                        self.blocked = true;
+                        continue;
+                    }
+                    (off, 1, attempt)
+                }
+                None => {
+                    let (o, c) = *p.buffer.front().expect("non-empty");
+                    (o, c.min(self.cfg.process_batch_max), 1)
+                }
+            };
+            let mut n = avail;
+            if let Some(lim) = &mut self.limiter {
+                let path = &self.cfg.tier_paths[tp.topic as usize];
+                if !path.is_empty() {
+                    let can = lim.available(path, now);
+                    if can == 0 {
+                        if let Admit::Refused { tier, retry_at_us } = lim.admit(path, 1, now) {
+                            if !self.limiter_refused_reported {
+                                self.limiter_refused_reported = true;
+                                self.actions.push_back(Action::Token { tier, n: 1, admitted: false });
+                            }
+                            self.limiter_wait_until = Some(retry_at_us.unwrap_or(now + 1_000_000).max(now + 1));
+                        }
+                        self.blocked = true;
+                        break;
+                    }
+                    n = n.min(can.min(u32::MAX as u64) as u32);
+                    match lim.admit(path, n, now) {
+                        Admit::Admitted => {
+                            self.limiter_refused_reported = false;
+                            for &tier in path.iter() {
+                                self.actions.push_back(Action::Token { tier, n, admitted: true });
+                            }
+                            let snaps = lim.snapshot();
+                            self.actions.push_back(Action::LimiterSnapshot { snaps });
+                        }
+                        Admit::Refused { .. } => {
+                            self.blocked = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            // Take the run off the buffer front.
+            let p = if zombie { self.zombie.get_mut(&tp) } else { self.parts.get_mut(&tp) }.expect("present");
+            let front = p.buffer.front_mut().expect("non-empty");
+            debug_assert_eq!(front.0, offset);
+            if front.1 == n {
+                p.buffer.pop_front();
+            } else {
+                front.0 += n as u64;
+                front.1 -= n;
+            }
+            if attempt > 1 {
+                p.retry = None;
+            }
+            p.in_flight = true;
+            let worker = self.workers.iter().position(|w| w.is_none()).expect("a free worker") as u32;
+            self.workers[worker as usize] = Some(Job { tp, offset, count: n, attempt });
+            self.free_workers -= 1;
+            self.cursor = Some(tp);
+            self.last_poll_us = now;
+            self.push(Action::Process { worker, tp, offset, count: n, attempt });
+        }
+        if !any_buffered && self.free_workers > 0 {
+            // Nothing to hand out: the application is polling for more.
+            self.last_poll_us = now;
+        }
+    }
+
+    fn has_work(&self) -> bool {
+        self.parts.values().any(|p| !p.buffer.is_empty() && !p.in_flight)
+    }
+
+    /// Issues fetches for partitions that may fetch, sized by the strategy's bound.
+    fn fetch(&mut self) {
+        let strategy = if self.cfg.bugs.has(Bug::UnboundedBuffer) { Strategy::None } else { self.cfg.strategy };
+        let ignore_credits = self.cfg.bugs.has(Bug::IgnoreCredits);
+        let max = self.cfg.max_poll_records;
+        let cap = self.cfg.buffer_records_max as u64;
+        let mut issued: Vec<(Tp, Offset, u32)> = Vec::new();
+        let mut room = cap.saturating_sub(self.buffered_total + self.reserved_total);
+        for (tp, p) in self.parts.iter() {
+            if p.fetch_outstanding || p.revoking {
+                continue;
+            }
+            let n = match strategy {
+                Strategy::None => max,
+                Strategy::Pause => {
+                    if p.paused {
+                        continue;
+                    }
+                    let n = (max as u64).min(room) as u32;
+                    room -= n as u64;
+                    n
+                }
+                Strategy::Credit => {
+                    if ignore_credits {
+                        max
+                    } else {
+                        max.min(self.credits.available(*tp))
+                    }
+                }
+            };
+            if n == 0 {
+                continue;
+            }
+            issued.push((*tp, p.fetch_pos, n));
+        }
+        for (tp, offset, n) in issued {
+            let p = self.parts.get_mut(&tp).expect("owned");
+            p.fetch_outstanding = true;
+            p.fetch_requested = n;
+            self.reserved_total += n as u64;
+            self.push(Action::Fetch { tp, offset, max_records: n });
+        }
     }
 }
