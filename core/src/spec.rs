@@ -490,8 +490,11 @@ impl Default for Faults {
 
 /// One scheduled fault, starting `at_s` into the run and healing after `for_s` (0 = instantaneous,
 /// e.g. a crash whose restart is a separate concern of the fault kind).
+///
+/// No `deny_unknown_fields` here: serde cannot combine it with `flatten` (every field, `kind`
+/// included, would be rejected as unknown). The scenario loader rejects unknown fault fields
+/// itself, by comparing the written keys with the parsed fault's own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Fault {
     pub at_s: f64,
     #[serde(default)]
