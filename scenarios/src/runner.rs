@@ -1,0 +1,787 @@
+//! Runners: one run with its files and plots, a comparison of variants, a many-seed exploration
+//! with shrinking, and checking a recorded history.
+//!
+//! Every simulation runs on its own fresh OS thread ([`on_fresh_thread`]): the simulator is
+//! deterministic per seed only when each run starts on a new thread (FEASIBILITY.md, madsim note
+//! 7), and a panic inside one run becomes an error for that run instead of ending the process.
+//! Threads are used here only, outside the simulated path.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use sluice_core::bugs::Bugs;
+use sluice_core::history::{self, Entry, Event};
+use sluice_core::spec::{AssignorKind, Fault, Faults, Placement, Protocol, Scenario, SpecError, Strategy, SwarmWord};
+use sluice_sim::{SimError, SimOptions};
+use sluice_verification::{Online, Report, Violation};
+
+use crate::catalogue;
+use crate::load::to_toml;
+use crate::summary::{judge, Judgement, RunSummary, Stats};
+
+/// Stack for each simulation thread, bytes (the simulated world nests deep futures).
+pub const SIM_THREAD_STACK_BYTES: usize = 64 << 20;
+/// The most reruns one shrink may spend.
+pub const SHRINK_RUNS_MAX: usize = 200;
+/// The most seeds one exploration may run.
+pub const EXPLORE_SEEDS_MAX: u64 = 1_000_000;
+
+/// Why a run could not be carried out (as opposed to a run that found a violation).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("invalid scenario {scenario}: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
+    Invalid { scenario: String, problems: Vec<SpecError> },
+    #[error("simulation of {scenario} failed: {source}")]
+    Sim { scenario: String, source: SimError },
+    #[error("the simulation of {scenario} at seed {seed} panicked: {message}")]
+    Panicked { scenario: String, seed: u64, message: String },
+    #[error("cannot write {path}: {message}")]
+    Write { path: String, message: String },
+    #[error("cannot read {path}: {message}")]
+    Read { path: String, message: String },
+    #[error("{path}: {source}")]
+    History { path: String, source: history::HistoryError },
+    #[error("{0}")]
+    Options(String),
+}
+
+impl RunError {
+    /// Whether the error is the caller's input (exit code 2) rather than a failure of the run.
+    pub fn is_bad_input(&self) -> bool {
+        matches!(
+            self,
+            RunError::Invalid { .. }
+                | RunError::Sim { source: SimError::Invalid(_), .. }
+                | RunError::Read { .. }
+                | RunError::History { .. }
+                | RunError::Options(_)
+                | RunError::Write { .. }
+        )
+    }
+}
+
+/// Runs `f` on a new OS thread and waits for it; a panic becomes [`RunError::Panicked`].
+pub fn on_fresh_thread<T: Send + 'static>(
+    scenario: &str,
+    seed: u64,
+    f: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+) -> Result<T, RunError> {
+    let panicked = |message: String| RunError::Panicked { scenario: scenario.to_string(), seed, message };
+    let handle = std::thread::Builder::new()
+        .name(format!("sim-{scenario}-{seed}"))
+        .stack_size(SIM_THREAD_STACK_BYTES)
+        .spawn(f)
+        .map_err(|e| panicked(format!("cannot start a thread: {e}")))?;
+    handle.join().map_err(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "(no message)".into());
+        panicked(message)
+    })?
+}
+
+/// One simulated run, checked.
+#[derive(Clone, Debug)]
+pub struct Simulated {
+    pub history: Vec<Entry>,
+    pub hash: u64,
+    pub faults: Vec<Fault>,
+    pub stopped_early: bool,
+    pub first_online: Option<Violation>,
+    pub report: Report,
+    pub judgement: Judgement,
+}
+
+/// Simulates `scenario` at `seed` with the online checker watching, then checks the whole history.
+/// With `stop_on_unexpected` the run stops at the first online violation the scenario does not
+/// expect (exploration does this; single runs record the whole history for the plots).
+pub fn simulate(scenario: &Scenario, seed: u64, bugs: Bugs, stop_on_unexpected: bool) -> Result<Simulated, RunError> {
+    let sc = scenario.clone();
+    on_fresh_thread(&scenario.name, seed, move || {
+        let expected = sc.expect.anomalies.clone();
+        let mut online = Online::new();
+        let mut first: Option<Violation> = None;
+        let mut observer = |e: &Entry| -> bool {
+            if first.is_some() {
+                return true;
+            }
+            match online.observe(e) {
+                Some(v) => {
+                    let stop = stop_on_unexpected && !expected.contains(&v.anomaly);
+                    first = Some(v);
+                    !stop
+                }
+                None => true,
+            }
+        };
+        let out = sluice_sim::run(&sc, SimOptions { seed, bugs, observer: Some(&mut observer) })
+            .map_err(|source| RunError::Sim { scenario: sc.name.clone(), source })?;
+        let report = sluice_verification::check(&out.history);
+        let judgement = judge(&report, &sc.expect.anomalies, sc.expect.anomalies_may_be_absent);
+        Ok(Simulated {
+            hash: out.hash,
+            faults: out.faults,
+            stopped_early: out.stopped_early,
+            first_online: first,
+            history: out.history,
+            report,
+            judgement,
+        })
+    })
+}
+
+/// The exact command line that replays a run.
+pub fn replay_command(target: &str, seed: u64, strategy: Option<Strategy>, bugs: Bugs) -> String {
+    let mut s = format!("cargo sluice run {target} --seed {seed}");
+    if let Some(st) = strategy {
+        let _ = write!(s, " --strategy {}", st.name());
+    }
+    for b in bugs.iter() {
+        let _ = write!(s, " --plant {}", b.name());
+    }
+    s
+}
+
+/// The catalogue name if `scenario` is exactly that catalogue entry.
+fn catalogue_name(scenario: &Scenario) -> Option<&'static str> {
+    let name = catalogue::names().find(|n| *n == scenario.name)?;
+    let text = catalogue::text(name)?;
+    let parsed: Scenario = toml::from_str(text).ok()?;
+    (parsed == *scenario).then_some(name)
+}
+
+fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), RunError> {
+    std::fs::write(path, bytes).map_err(|e| RunError::Write { path: path.display().to_string(), message: e.to_string() })
+}
+
+fn create_dir(dir: &Path) -> Result<(), RunError> {
+    std::fs::create_dir_all(dir).map_err(|e| RunError::Write { path: dir.display().to_string(), message: e.to_string() })
+}
+
+fn with_strategy(scenario: &Scenario, strategy: Option<Strategy>) -> Result<Scenario, RunError> {
+    let mut sc = scenario.clone();
+    if let Some(st) = strategy {
+        sc.consumers.strategy = st;
+    }
+    sc.validate().map_err(|problems| RunError::Invalid { scenario: sc.name.clone(), problems })?;
+    Ok(sc)
+}
+
+fn hex(hash: u64) -> String {
+    format!("{hash:016x}")
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+/// Draws the per-run plots and the index; a failure (or a panic in the drawing code) is returned as
+/// text, because the verdict does not depend on pictures.
+fn draw_run(history: &[Entry], dir: &Path, title: &str, table: &str) -> Option<String> {
+    let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let images = sluice_plots::render_run(history, dir).map_err(|e| e.to_string())?;
+        let html = format!("<pre>{}</pre>", escape_html(table));
+        sluice_plots::write_index(dir, title, &html, &images).map_err(|e| e.to_string())?;
+        Ok::<(), String>(())
+    }));
+    match drawn {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some("the plotting code panicked".into()),
+    }
+}
+
+/// The full record of one run as written to `report.json`.
+#[derive(Serialize)]
+struct ReportFile<'a> {
+    summary: &'a RunSummary,
+    report: &'a Report,
+}
+
+fn run_inner(
+    scenario: &Scenario,
+    seed: u64,
+    strategy: Option<Strategy>,
+    bugs: Bugs,
+    out_dir: Option<&Path>,
+) -> Result<(RunSummary, Vec<Entry>), RunError> {
+    let sc = with_strategy(scenario, strategy)?;
+    let sim = simulate(&sc, seed, bugs, false)?;
+    let target = match (catalogue_name(scenario), out_dir) {
+        (Some(name), _) => name.to_string(),
+        (None, Some(dir)) => dir.join("scenario.toml").display().to_string(),
+        (None, None) => scenario.name.clone(),
+    };
+    let mut summary = RunSummary {
+        scenario: sc.name.clone(),
+        seed,
+        strategy: sc.consumers.strategy.name().to_string(),
+        bugs: bugs.iter().map(|b| b.name().to_string()).collect(),
+        hash: hex(sim.hash),
+        history_entries: sim.history.len(),
+        first_online: sim.first_online.clone(),
+        stopped_early: sim.stopped_early,
+        expected: sc.expect.anomalies.clone(),
+        judgement: sim.judgement.clone(),
+        stats: Stats::of(&sim.history),
+        replay: replay_command(&target, seed, strategy, bugs),
+        out_dir: out_dir.map(|d| d.display().to_string()),
+        plot_error: None,
+    };
+    if let Some(dir) = out_dir {
+        create_dir(dir)?;
+        let mut jsonl = String::new();
+        for e in &sim.history {
+            jsonl.push_str(&history::to_line(e));
+            jsonl.push('\n');
+        }
+        write(&dir.join("history.jsonl"), jsonl)?;
+        let scenario_toml = to_toml(scenario).map_err(|e| RunError::Write { path: "scenario.toml".into(), message: e.to_string() })?;
+        write(&dir.join("scenario.toml"), scenario_toml)?;
+        summary.plot_error = draw_run(&sim.history, dir, &format!("{} seed {seed}", sc.name), &summary.table());
+        let json = serde_json::to_string_pretty(&ReportFile { summary: &summary, report: &sim.report })
+            .map_err(|e| RunError::Write { path: "report.json".into(), message: e.to_string() })?;
+        write(&dir.join("report.json"), json)?;
+    }
+    Ok((summary, sim.history))
+}
+
+/// Runs `scenario` at `seed` (optionally overriding the backpressure strategy, with planted bugs),
+/// and, when `out_dir` is given, writes `history.jsonl`, `report.json`, `scenario.toml`, the plots and
+/// `index.html` there.
+pub fn run_one(
+    scenario: &Scenario,
+    seed: u64,
+    strategy: Option<Strategy>,
+    bugs: Bugs,
+    out_dir: Option<&Path>,
+) -> Result<RunSummary, RunError> {
+    run_inner(scenario, seed, strategy, bugs, out_dir).map(|(s, _)| s)
+}
+
+/// A named change to a scenario, compared against its siblings.
+pub struct Variant {
+    pub name: String,
+    pub patch: Box<dyn Fn(&mut Scenario) + Send + Sync>,
+}
+
+impl Variant {
+    pub fn new(name: &str, patch: impl Fn(&mut Scenario) + Send + Sync + 'static) -> Variant {
+        Variant { name: name.to_string(), patch: Box::new(patch) }
+    }
+}
+
+/// What a comparison varies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompareBy {
+    /// none, pause, credit.
+    Strategy,
+    /// eager (range), cooperative (cooperative-sticky), static (cooperative + static membership).
+    Protocol,
+    /// hash, load-aware.
+    Placement,
+}
+
+impl CompareBy {
+    pub fn name(self) -> &'static str {
+        match self {
+            CompareBy::Strategy => "strategy",
+            CompareBy::Protocol => "protocol",
+            CompareBy::Placement => "placement",
+        }
+    }
+
+    /// The variants this comparison runs.
+    pub fn variants(self) -> Vec<Variant> {
+        match self {
+            CompareBy::Strategy => Strategy::ALL
+                .into_iter()
+                .map(|st| Variant::new(st.name(), move |s: &mut Scenario| s.consumers.strategy = st))
+                .collect(),
+            CompareBy::Protocol => vec![
+                Variant::new("eager", |s: &mut Scenario| {
+                    s.consumers.protocol = Protocol::Eager;
+                    s.consumers.assignor = AssignorKind::Range;
+                    s.consumers.static_membership = false;
+                }),
+                Variant::new("cooperative", |s: &mut Scenario| {
+                    s.consumers.protocol = Protocol::Cooperative;
+                    s.consumers.assignor = AssignorKind::CooperativeSticky;
+                    s.consumers.static_membership = false;
+                }),
+                Variant::new("static", |s: &mut Scenario| {
+                    s.consumers.protocol = Protocol::Cooperative;
+                    s.consumers.assignor = AssignorKind::CooperativeSticky;
+                    s.consumers.static_membership = true;
+                }),
+            ],
+            CompareBy::Placement => [("hash", Placement::Hash), ("load-aware", Placement::LoadAware)]
+                .into_iter()
+                .map(|(name, pl)| {
+                    Variant::new(name, move |s: &mut Scenario| {
+                        for p in &mut s.producers {
+                            p.placement = pl;
+                        }
+                    })
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One comparison: the same scenario and seed under each variant.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CompareSummary {
+    pub scenario: String,
+    pub seed: u64,
+    pub by: String,
+    /// `(variant name, its run)`.
+    pub runs: Vec<(String, RunSummary)>,
+    /// Whether no variant broke an invariant the scenario does not expect. Expected anomalies may be
+    /// absent in some variants: showing which variant avoids them is what a comparison is for.
+    pub pass: bool,
+    pub plot_error: Option<String>,
+}
+
+impl CompareSummary {
+    /// A side-by-side table, one row per variant.
+    pub fn table(&self) -> String {
+        let mut t = format!("{} (seed {}) by {}\n", self.scenario, self.seed, self.by);
+        let _ = writeln!(
+            t,
+            "  {:<14} {:<6} {:>10} {:>12} {:>12} {:>10} {:>10}  {:<16} anomalies",
+            "variant", "held", "processed/s", "buffer peak", "lag peak", "lag final", "rebalances", "hash"
+        );
+        for (name, r) in &self.runs {
+            let held = if r.judgement.unexpected.is_empty() { "yes" } else { "NO" };
+            let s = &r.stats;
+            let _ = writeln!(
+                t,
+                "  {name:<14} {held:<6} {:>10.1} {:>12} {:>12} {:>10} {:>10}  {:<16} {}",
+                s.throughput_per_s,
+                s.buffer_peak_records,
+                s.lag_peak_records,
+                s.lag_final_records,
+                s.rebalances,
+                r.hash,
+                if r.judgement.observed.is_empty() { "-".to_string() } else { r.judgement.observed.join(",") }
+            );
+        }
+        t
+    }
+}
+
+/// Runs `scenario` at `seed` once per variant, writing each run under `out_dir/<variant>` and the
+/// comparison plots and index into `out_dir`.
+pub fn compare(
+    scenario: &Scenario,
+    seed: u64,
+    by: CompareBy,
+    variants: &[Variant],
+    bugs: Bugs,
+    out_dir: Option<&Path>,
+) -> Result<CompareSummary, RunError> {
+    let mut runs = Vec::new();
+    let mut histories = Vec::new();
+    for v in variants {
+        let mut sc = scenario.clone();
+        (v.patch)(&mut sc);
+        let dir = out_dir.map(|d| d.join(&v.name));
+        let (summary, history) = run_inner(&sc, seed, None, bugs, dir.as_deref())?;
+        histories.push((v.name.clone(), history));
+        runs.push((v.name.clone(), summary));
+    }
+    let pass = runs.iter().all(|(_, r)| r.judgement.unexpected.is_empty());
+    let mut summary =
+        CompareSummary { scenario: scenario.name.clone(), seed, by: by.name().to_string(), runs, pass, plot_error: None };
+    if let Some(dir) = out_dir {
+        create_dir(dir)?;
+        let table = summary.table();
+        let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let images = sluice_plots::render_compare(&histories, dir).map_err(|e| e.to_string())?;
+            let html = format!("<pre>{}</pre>", escape_html(&table));
+            sluice_plots::write_index(dir, &format!("{} by {}", scenario.name, by.name()), &html, &images)
+                .map_err(|e| e.to_string())?;
+            Ok::<(), String>(())
+        }));
+        summary.plot_error = match drawn {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some("the plotting code panicked".into()),
+        };
+        let json = serde_json::to_string_pretty(&summary)
+            .map_err(|e| RunError::Write { path: "compare.json".into(), message: e.to_string() })?;
+        write(&dir.join("compare.json"), json)?;
+    }
+    Ok(summary)
+}
+
+/// How to explore.
+#[derive(Clone, Debug)]
+pub struct ExploreOptions {
+    /// First seed; seeds `first_seed..first_seed + seeds` are run.
+    pub first_seed: u64,
+    pub seeds: u64,
+    pub bugs: Bugs,
+    /// Replace the scenario's fault schedule with swarm faults (the seed picks them).
+    pub swarm: bool,
+    /// Worker threads (each run still gets its own fresh thread).
+    pub threads: usize,
+    /// Shrink the first failure's fault schedule.
+    pub shrink: bool,
+    /// Where the explored scenario and the shrunk replay are written.
+    pub out_dir: PathBuf,
+}
+
+/// Progress of an exploration, reported after every seed.
+#[derive(Clone, Copy, Debug)]
+pub struct ExploreProgress {
+    pub done: u64,
+    pub total: u64,
+    pub failures: u64,
+}
+
+/// One failing seed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SeedFailure {
+    pub seed: u64,
+    /// Unexpected anomaly names, or empty when the run itself failed (see `error`).
+    pub anomalies: Vec<String>,
+    pub first: Option<Violation>,
+    pub error: Option<String>,
+    pub replay: String,
+}
+
+/// The first failure reduced to a minimal fault schedule that still fails.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Shrunk {
+    pub seed: u64,
+    pub faults_before: usize,
+    pub faults_after: usize,
+    /// Whether the shrunk schedule still fails (false: the failure did not reproduce from the
+    /// schedule alone, and the file holds the unshrunk schedule).
+    pub reproduced: bool,
+    pub file: String,
+    pub replay: String,
+    pub runs: usize,
+}
+
+/// What an exploration found.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExploreSummary {
+    pub scenario: String,
+    pub seeds_run: u64,
+    /// Seeds on which every expected anomaly appeared.
+    pub expected_seen: u64,
+    /// Failing seeds in seed order.
+    pub failures: Vec<SeedFailure>,
+    pub shrunk: Option<Shrunk>,
+}
+
+impl ExploreSummary {
+    pub fn pass(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    pub fn table(&self) -> String {
+        let mut t = format!(
+            "{}: {} seeds, {} failing, expected anomalies seen on {}\n",
+            self.scenario,
+            self.seeds_run,
+            self.failures.len(),
+            self.expected_seen
+        );
+        for f in self.failures.iter().take(20) {
+            let what = match (&f.error, f.anomalies.is_empty()) {
+                (Some(e), _) => e.clone(),
+                (None, false) => f.anomalies.join(", "),
+                (None, true) => "?".into(),
+            };
+            let _ = writeln!(t, "  seed {:<8} {what}\n    replay: {}", f.seed, f.replay);
+        }
+        if self.failures.len() > 20 {
+            let _ = writeln!(t, "  … and {} more failing seeds", self.failures.len() - 20);
+        }
+        if let Some(s) = &self.shrunk {
+            let _ = writeln!(
+                t,
+                "  shrunk seed {}: {} -> {} faults in {} runs{}\n    {}\n    replay: {}",
+                s.seed,
+                s.faults_before,
+                s.faults_after,
+                s.runs,
+                if s.reproduced { "" } else { " (did NOT reproduce from the schedule alone)" },
+                s.file,
+                s.replay
+            );
+        }
+        t
+    }
+}
+
+/// Whether a finished run counts as a failure in exploration: an anomaly the scenario does not
+/// expect (expected anomalies may be absent on some seeds), or a run that could not finish.
+fn unexpected_names(sim: &Simulated) -> Vec<String> {
+    let mut names: Vec<String> = sim.judgement.unexpected.iter().map(|v| v.anomaly.clone()).collect();
+    names.dedup();
+    names
+}
+
+/// Runs many seeds on `opts.threads` workers, reports failing seeds with their replay command, and
+/// shrinks the first failure's fault schedule to a minimal one written as a scenario file.
+pub fn explore(
+    scenario: &Scenario,
+    opts: &ExploreOptions,
+    progress: &(dyn Fn(ExploreProgress) + Sync),
+) -> Result<ExploreSummary, RunError> {
+    if opts.seeds == 0 || opts.seeds > EXPLORE_SEEDS_MAX {
+        return Err(RunError::Options(format!("--seeds must be within 1..={EXPLORE_SEEDS_MAX}, got {}", opts.seeds)));
+    }
+    let Some(_) = opts.first_seed.checked_add(opts.seeds) else {
+        return Err(RunError::Options("the seed range overflows u64".into()));
+    };
+    let mut sc = scenario.clone();
+    if opts.swarm {
+        sc.faults = Faults::Swarm(SwarmWord::Swarm);
+        sc.name = format!("{}-swarm", scenario.name);
+    }
+    sc.validate().map_err(|problems| RunError::Invalid { scenario: sc.name.clone(), problems })?;
+    create_dir(&opts.out_dir)?;
+    let explored_file = opts.out_dir.join(format!("{}.toml", sc.name));
+    let target = if !opts.swarm && catalogue_name(&sc).is_some() {
+        sc.name.clone()
+    } else {
+        let text = to_toml(&sc).map_err(|e| RunError::Write { path: explored_file.display().to_string(), message: e.to_string() })?;
+        write(&explored_file, text)?;
+        explored_file.display().to_string()
+    };
+
+    let next = AtomicU64::new(0);
+    let done = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let results: Mutex<Vec<(u64, Result<Simulated, String>)>> = Mutex::new(Vec::new());
+    let threads = opts.threads.clamp(1, 256);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= opts.seeds {
+                    break;
+                }
+                let seed = opts.first_seed + i;
+                let r = simulate(&sc, seed, opts.bugs, true);
+                let is_failure = match &r {
+                    Ok(sim) => !unexpected_names(sim).is_empty(),
+                    Err(_) => true,
+                };
+                // Keep only what the report needs: histories of passing seeds are dropped at once.
+                let kept = match r {
+                    Ok(sim) if is_failure => Ok(Simulated { history: Vec::new(), ..sim }),
+                    Ok(sim) => Ok(Simulated { history: Vec::new(), faults: Vec::new(), ..sim }),
+                    Err(e) => Err(e.to_string()),
+                };
+                if is_failure {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                results.lock().unwrap_or_else(|p| p.into_inner()).push((seed, kept));
+                let d = done.fetch_add(1, Ordering::Relaxed) + 1;
+                progress(ExploreProgress { done: d, total: opts.seeds, failures: failed.load(Ordering::Relaxed) });
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.sort_by_key(|(seed, _)| *seed);
+
+    let mut failures = Vec::new();
+    let mut expected_seen = 0;
+    let mut first_failure: Option<(u64, Simulated)> = None;
+    for (seed, r) in results {
+        let replay = replay_command(&target, seed, None, opts.bugs);
+        match r {
+            Ok(sim) => {
+                if sim.judgement.missing.is_empty() && !sc.expect.anomalies.is_empty() {
+                    expected_seen += 1;
+                }
+                let names = unexpected_names(&sim);
+                if !names.is_empty() {
+                    failures.push(SeedFailure { seed, anomalies: names, first: sim.judgement.unexpected.first().cloned(), error: None, replay });
+                    if first_failure.is_none() {
+                        first_failure = Some((seed, sim));
+                    }
+                }
+            }
+            Err(e) => failures.push(SeedFailure { seed, anomalies: Vec::new(), first: None, error: Some(e), replay }),
+        }
+    }
+    let shrunk = match first_failure {
+        Some((seed, sim)) if opts.shrink => Some(shrink_failure(&sc, seed, opts.bugs, &sim, &opts.out_dir)?),
+        _ => None,
+    };
+    Ok(ExploreSummary { scenario: sc.name.clone(), seeds_run: opts.seeds, expected_seen, failures, shrunk })
+}
+
+/// Reduces the failing run's injected faults to a minimal schedule that, replayed at the same seed,
+/// still shows the same first unexpected anomaly; writes it as a scenario file.
+fn shrink_failure(sc: &Scenario, seed: u64, bugs: Bugs, sim: &Simulated, out_dir: &Path) -> Result<Shrunk, RunError> {
+    let anomaly = sim.judgement.unexpected.first().map(|v| v.anomaly.clone()).unwrap_or_default();
+    let mut base = sc.clone();
+    base.name = format!("{}-seed{seed}-shrunk", sc.name.trim_end_matches("-swarm"));
+    base.description = format!(
+        "Minimal fault schedule that reproduces {anomaly} at seed {seed}, shrunk from {} faults. {}",
+        sim.faults.len(),
+        sc.description
+    );
+    let runs = std::cell::Cell::new(0usize);
+    let fails = |faults: &[Fault]| -> bool {
+        runs.set(runs.get() + 1);
+        let mut s = base.clone();
+        s.faults = Faults::Schedule(faults.to_vec());
+        match simulate(&s, seed, bugs, true) {
+            Ok(r) => r.judgement.unexpected.iter().any(|v| v.anomaly == anomaly),
+            Err(_) => false,
+        }
+    };
+    let before = sim.faults.clone();
+    let (minimal, reproduced) = match sluice_verification::shrink::shrink(&before, SHRINK_RUNS_MAX, |fs| fails(fs)) {
+        Ok(s) => (s.events, true),
+        Err(_) => (before.clone(), false),
+    };
+    base.faults = Faults::Schedule(minimal.clone());
+    let file = out_dir.join(format!("{}.toml", base.name));
+    let text = to_toml(&base).map_err(|e| RunError::Write { path: file.display().to_string(), message: e.to_string() })?;
+    write(&file, text)?;
+    Ok(Shrunk {
+        seed,
+        faults_before: before.len(),
+        faults_after: minimal.len(),
+        reproduced,
+        file: file.display().to_string(),
+        replay: replay_command(&file.display().to_string(), seed, None, bugs),
+        runs: runs.get(),
+    })
+}
+
+/// The result of checking a recorded history.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct CheckSummary {
+    pub file: String,
+    pub scenario: String,
+    pub seed: u64,
+    pub source: String,
+    pub entries: usize,
+    pub hash: String,
+    pub expected: Vec<String>,
+    pub judgement: Judgement,
+    pub stats: Stats,
+    pub report: Report,
+}
+
+impl CheckSummary {
+    pub fn table(&self) -> String {
+        let j = &self.judgement;
+        let mut t = format!("{} ({} history of {}, seed {})\n", self.file, self.source, self.scenario, self.seed);
+        let verdict = if j.pass { "PASS" } else { "FAIL" };
+        let seen = if j.observed.is_empty() { "all invariants held".to_string() } else { format!("anomalies seen: {}", j.observed.join(", ")) };
+        let _ = writeln!(t, "  verdict: {verdict} ({seen})");
+        if !j.missing.is_empty() {
+            let _ = writeln!(t, "  expected but missing: {}", j.missing.join(", "));
+        }
+        for v in j.unexpected.iter().take(10) {
+            let _ = writeln!(t, "  violation: {} [{}]: {}", v.anomaly, v.rule, v.detail);
+        }
+        let _ = write!(t, "  {} entries, hash {}", self.entries, self.hash);
+        t
+    }
+}
+
+/// Reads a JSON Lines history.
+pub fn read_history(path: &Path) -> Result<Vec<Entry>, RunError> {
+    let text = std::fs::read_to_string(path).map_err(|e| RunError::Read { path: path.display().to_string(), message: e.to_string() })?;
+    history::parse_jsonl(&text).map_err(|source| RunError::History { path: path.display().to_string(), source })
+}
+
+/// Runs every checker over a recorded history (simulated or real) and judges it against the
+/// expectations its meta line declares.
+pub fn check_file(path: &Path) -> Result<CheckSummary, RunError> {
+    let h = read_history(path)?;
+    let Some(Entry { ev: Event::Meta { scenario, seed, source, expect, settings, .. }, .. }) = h.first() else {
+        return Err(RunError::History {
+            path: path.display().to_string(),
+            source: history::HistoryError { line: 1, message: "the first line must be the meta line".into() },
+        });
+    };
+    let may_be_absent = settings.get("anomalies_may_be_absent").is_some_and(|v| v == "true");
+    let report = sluice_verification::check(&h);
+    let judgement = judge(&report, expect, may_be_absent);
+    Ok(CheckSummary {
+        file: path.display().to_string(),
+        scenario: scenario.clone(),
+        seed: *seed,
+        source: source.clone(),
+        entries: h.len(),
+        hash: hex(history::hash_entries(&h)),
+        expected: expect.clone(),
+        judgement,
+        stats: Stats::of(&h),
+        report,
+    })
+}
+
+/// Draws the plots of a history file, or of `dir/history.jsonl` for a run directory, next to it.
+pub fn plot(path: &Path) -> Result<(PathBuf, Option<String>), RunError> {
+    let (file, dir) = if path.is_dir() {
+        (path.join("history.jsonl"), path.to_path_buf())
+    } else {
+        (path.to_path_buf(), path.parent().map_or_else(|| PathBuf::from("."), |p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() }))
+    };
+    let h = read_history(&file)?;
+    let table = Stats::of(&h);
+    let title = match h.first().map(|e| &e.ev) {
+        Some(Event::Meta { scenario, seed, .. }) => format!("{scenario} seed {seed}"),
+        _ => file.display().to_string(),
+    };
+    let text = serde_json::to_string_pretty(&table).unwrap_or_default();
+    Ok((dir.join("index.html"), draw_run(&h, &dir, &title, &text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_commands_name_every_choice() {
+        use sluice_core::bugs::Bug;
+        let cases = [
+            (None, Bugs::NONE, "cargo sluice run s0 --seed 7"),
+            (Some(Strategy::Pause), Bugs::NONE, "cargo sluice run s0 --seed 7 --strategy pause"),
+            (
+                None,
+                Bugs::only(Bug::IgnoreCredits).with(Bug::TierLeak),
+                "cargo sluice run s0 --seed 7 --plant ignore-credits --plant tier-leak",
+            ),
+        ];
+        for (st, bugs, want) in cases {
+            assert_eq!(replay_command("s0", 7, st, bugs), want);
+        }
+    }
+
+    #[test]
+    fn every_comparison_variant_keeps_a_valid_scenario() {
+        for by in [CompareBy::Strategy, CompareBy::Protocol, CompareBy::Placement] {
+            for name in catalogue::names() {
+                let base = crate::load(name).unwrap();
+                for v in by.variants() {
+                    let mut s = base.clone();
+                    (v.patch)(&mut s);
+                    assert!(s.validate().is_ok(), "{name} by {} / {}: {:?}", by.name(), v.name, s.validate());
+                }
+            }
+        }
+    }
+}
