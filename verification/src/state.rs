@@ -106,8 +106,11 @@ struct Tier {
     rate_per_us: f64,
     burst: f64,
     admitted: f64,
-    /// max over admissions i of rate·t_i − (admitted before i).
+    /// max over admissions i of rate·t_i − (admitted before i), and that admission's time and
+    /// admitted-before total (the start of the worst window).
     best: f64,
+    best_t_us: u64,
+    best_before: f64,
     latched: bool,
 }
 
@@ -134,6 +137,15 @@ pub(crate) struct Checker {
     recovered_at: Option<u64>,
     deadline_checked: bool,
     total_lag: u64,
+}
+
+/// `a-b`, or `a` when the range holds one offset.
+fn span(lo: u64, hi_inclusive: u64) -> String {
+    if lo == hi_inclusive {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi_inclusive}")
+    }
 }
 
 fn tp_consumer(c: u32) -> String {
@@ -265,6 +277,8 @@ impl Checker {
                         burst: t.burst,
                         admitted: 0.0,
                         best: f64::NEG_INFINITY,
+                        best_t_us: 0,
+                        best_before: 0.0,
                         latched: false,
                     })
                     .collect();
@@ -442,7 +456,7 @@ impl Checker {
                 Some(p),
                 consumer,
                 format!(
-                    "{name}: {} value(s) of producer {producer} {how} at offsets {} already seen at other offsets (first: seq {s} at {o} and {first})",
+                    "{name}: {} value(s) of producer {producer} {how} at offsets {} already seen at other offsets (first: producer {producer} seq {s} at offsets {first} and {o})",
                     dup.len(),
                     ranges(&offs)
                 ),
@@ -540,7 +554,7 @@ impl Checker {
                     "K2",
                     Some(p),
                     Some(c),
-                    format!("{name}: c{c} resumed at offset {offset} after assignment, above the {what} {limit}: offsets {limit}-{} skipped", offset - 1),
+                    format!("{name}: c{c} resumed at offset {offset} after assignment, above the {what} {limit}: offsets {} skipped", span(limit, offset - 1)),
                 );
             }
         }
@@ -582,7 +596,7 @@ impl Checker {
         k.buffered += added;
         if let Some((expect, got)) = order_issue {
             if got > expect {
-                self.safety(a::POLL_SKIP, "poll-skip", Some(p), Some(c), format!("{name}: c{c} fetched offset {got} after {} with no seek between: offsets {expect}-{} skipped", expect.saturating_sub(1), got - 1));
+                self.safety(a::POLL_SKIP, "poll-skip", Some(p), Some(c), format!("{name}: c{c} fetched offset {got} with its position at {expect} and no seek between: offsets {} skipped", span(expect, got - 1)));
             } else {
                 self.safety(a::NONMONOTONIC_POLL, "nonmonotonic-poll", Some(p), Some(c), format!("{name}: c{c} fetched offset {got} but its position was {expect}, with no seek between"));
             }
@@ -656,6 +670,10 @@ impl Checker {
         let end = offset + ok as u64;
         self.summary.records_processed += ok as u64;
         let (epoch, floor) = (part.epoch, part.dup_floor);
+        // A non-owner's processing is G1's concern; it is marked so the owner's later processing of
+        // the same offsets counts as a legitimate hand-over, not a re-processing within one ownership.
+        let owner = part.owners.contains(&c);
+        let mark = if owner { epoch.max(1) } else { u32::MAX };
         let window_end = self.bounds.duplicate_window_records.map_or(u64::MAX, |w| floor.saturating_add(w));
         let mut beyond = Vec::new();
         let mut reprocessed = 0;
@@ -663,24 +681,24 @@ impl Checker {
             let slot = part.slots.get_mut(o);
             if slot.proc_epoch != 0 {
                 reprocessed += 1;
-                let allowed = slot.proc_epoch != epoch && o >= floor && o < window_end;
+                let allowed = !owner || (slot.proc_epoch != epoch && o >= floor && o < window_end);
                 if !allowed {
                     beyond.push(o);
                 }
             }
-            slot.proc_epoch = epoch.max(1);
+            slot.proc_epoch = mark;
         }
         self.summary.records_reprocessed += reprocessed;
         if !beyond.is_empty() {
             let name = part.name.clone();
-            let w = self.bounds.duplicate_window_records.map_or("unbounded".to_string(), |w| w.to_string());
+            let w = self.bounds.duplicate_window_records.map_or("unbounded".to_string(), |w| format!("{w} records"));
             self.safety(
                 a::DUPLICATE_BEYOND_WINDOW,
                 "K2",
                 Some(p),
                 Some(c),
                 format!(
-                    "{name}: c{c} processed offsets {} again; re-processing is allowed only from the commit {floor} acknowledged at the last reassignment (window {w} records), never twice within one ownership",
+                    "{name}: c{c} processed offsets {} again; re-processing is allowed only from the commit {floor} acknowledged at the last reassignment (window: {w}), never twice within one ownership",
                     ranges(&beyond)
                 ),
             );
@@ -730,7 +748,7 @@ impl Checker {
             "K1",
             Some(p),
             Some(c),
-            format!("{name}: c{c} {what} offset {offset}, but offsets from {base} are processed or dead-lettered only up to {frontier} (allowed commit ≤ {frontier})"),
+            format!("{name}: c{c} {what} offset {offset}, but from offset {base} only {} processed or dead-lettered (a commit may be at most {frontier})", if frontier > base { format!("offsets {} are", span(base, frontier - 1)) } else { "nothing is".to_string() }),
         );
     }
 
@@ -811,26 +829,36 @@ impl Checker {
             if t.name != tier {
                 continue;
             }
-            t.best = t.best.max(t.rate_per_us * now - t.admitted);
+            let cand = t.rate_per_us * now - t.admitted;
+            if cand > t.best {
+                t.best = cand;
+                t.best_t_us = self.now;
+                t.best_before = t.admitted;
+            }
             t.admitted += n as f64;
             let worst = t.admitted - t.rate_per_us * now + t.best;
             let eps = 1e-9 * (1.0 + t.admitted.abs() + (t.rate_per_us * now).abs()) + 1e-6;
             if worst > t.burst + eps {
                 if !t.latched {
                     t.latched = true;
-                    hits.push((i, worst));
+                    hits.push(i);
                 }
             } else {
                 t.latched = false;
             }
         }
-        for (i, worst) in hits {
+        for i in hits {
             let t = &self.tiers[i];
+            let window_us = self.now - t.best_t_us;
             let d = format!(
-                "tier {}: c{c}'s admission brings a window to {worst:.1} records admitted, above burst {} + {} records/s × window",
+                "tier {}: c{c}'s admission makes {} records admitted in the {window_us} µs from t_us {} to {}, above burst {} + {} records/s × window = {:.3}",
                 t.name,
+                t.admitted - t.best_before,
+                t.best_t_us,
+                self.now,
                 t.burst,
-                t.rate_per_us * 1e6
+                t.rate_per_us * 1e6,
+                t.burst + t.rate_per_us * window_us as f64
             );
             self.safety(a::RATE_BOUND, "R1", None, Some(c), d);
         }
