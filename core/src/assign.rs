@@ -59,11 +59,18 @@ pub fn assign(kind: AssignorKind, members: &[MemberInfo], partitions: &[Tp]) -> 
 }
 
 /// [`assign`] with planted bugs; only [`Bug::UnbalancedAssignor`] affects assignment.
-pub fn assign_with_bugs(kind: AssignorKind, members: &[MemberInfo], partitions: &[Tp], bugs: Bugs) -> Assignment {
+pub fn assign_with_bugs(
+    kind: AssignorKind,
+    members: &[MemberInfo],
+    partitions: &[Tp],
+    bugs: Bugs,
+) -> Assignment {
     let input = Input::new(members, partitions);
     let out = match kind {
         AssignorKind::Range => range(&input),
-        AssignorKind::RoundRobin if bugs.has(Bug::UnbalancedAssignor) => first_member_takes_all(&input),
+        AssignorKind::RoundRobin if bugs.has(Bug::UnbalancedAssignor) => {
+            first_member_takes_all(&input)
+        }
         AssignorKind::RoundRobin => round_robin(&input),
         AssignorKind::Sticky | AssignorKind::CooperativeSticky => sticky(&input),
     };
@@ -88,9 +95,21 @@ impl<'a> Input<'a> {
             by_id.entry(m.id).or_insert(m);
         }
         let members: Vec<&MemberInfo> = by_id.into_values().collect();
-        let subs = members.iter().map(|m| m.topics.iter().copied().collect()).collect();
-        let partitions = partitions.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
-        Input { members, subs, partitions }
+        let subs = members
+            .iter()
+            .map(|m| m.topics.iter().copied().collect())
+            .collect();
+        let partitions = partitions
+            .iter()
+            .copied()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        Input {
+            members,
+            subs,
+            partitions,
+        }
     }
 
     fn empty(&self) -> Assignment {
@@ -105,14 +124,18 @@ impl<'a> Input<'a> {
     fn is_total(&self, out: &Assignment) -> bool {
         let mut seen = BTreeSet::new();
         for (id, tps) in out {
-            let Some(i) = self.members.iter().position(|m| m.id == *id) else { return false };
+            let Some(i) = self.members.iter().position(|m| m.id == *id) else {
+                return false;
+            };
             for tp in tps {
                 if !seen.insert(*tp) || !self.subs[i].contains(&tp.topic) {
                     return false;
                 }
             }
         }
-        self.partitions.iter().all(|tp| seen.contains(tp) || self.subscribers(tp.topic).next().is_none())
+        self.partitions
+            .iter()
+            .all(|tp| seen.contains(tp) || self.subscribers(tp.topic).next().is_none())
     }
 }
 
@@ -132,7 +155,9 @@ fn range(input: &Input) -> Assignment {
         let mut at = 0;
         for (k, &i) in subs.iter().enumerate() {
             let len = base + usize::from(k < extra);
-            out.get_mut(&input.members[i].id).expect("member present").extend_from_slice(&tps[at..at + len]);
+            out.get_mut(&input.members[i].id)
+                .expect("member present")
+                .extend_from_slice(&tps[at..at + len]);
             at += len;
         }
         debug_assert_eq!(at, n);
@@ -146,9 +171,13 @@ fn round_robin(input: &Input) -> Assignment {
     let mut cursor = 0usize;
     for tp in &input.partitions {
         // At most one full turn of the circle: no subscriber means the partition stays unassigned.
-        let Some(step) = (0..m).find(|s| input.subs[(cursor + s) % m].contains(&tp.topic)) else { continue };
+        let Some(step) = (0..m).find(|s| input.subs[(cursor + s) % m].contains(&tp.topic)) else {
+            continue;
+        };
         let i = (cursor + step) % m;
-        out.get_mut(&input.members[i].id).expect("member present").push(*tp);
+        out.get_mut(&input.members[i].id)
+            .expect("member present")
+            .push(*tp);
         cursor = (i + 1) % m;
     }
     out
@@ -158,7 +187,9 @@ fn first_member_takes_all(input: &Input) -> Assignment {
     let mut out = input.empty();
     for tp in &input.partitions {
         if let Some(i) = input.subscribers(tp.topic).next() {
-            out.get_mut(&input.members[i].id).expect("member present").push(*tp);
+            out.get_mut(&input.members[i].id)
+                .expect("member present")
+                .push(*tp);
         }
     }
     out
@@ -183,23 +214,41 @@ fn sticky(input: &Input) -> Assignment {
         if taken.contains(tp) {
             continue;
         }
-        if let Some(i) = input.subscribers(tp.topic).min_by_key(|&i| (held[i].len(), i)) {
+        if let Some(i) = input
+            .subscribers(tp.topic)
+            .min_by_key(|&i| (held[i].len(), i))
+        {
             held[i].insert(*tp);
             taken.insert(*tp);
         }
     }
     // 3. Balance.
-    let moves_max = input.partitions.len().saturating_mul(input.partitions.len()).max(1);
+    let moves_max = input
+        .partitions
+        .len()
+        .saturating_mul(input.partitions.len())
+        .max(1);
     for _ in 0..moves_max {
-        let Some((a, b, tp)) = best_move(input, &held, &kept) else { break };
+        let Some((a, b, tp)) = best_move(input, &held, &kept) else {
+            break;
+        };
         held[a].remove(&tp);
         held[b].insert(tp);
     }
-    input.members.iter().zip(held).map(|(mi, h)| (mi.id, h.into_iter().collect())).collect()
+    input
+        .members
+        .iter()
+        .zip(held)
+        .map(|(mi, h)| (mi.id, h.into_iter().collect()))
+        .collect()
 }
 
 /// The next balancing move of the sticky assignor, if any: (from, to, partition).
-fn best_move(input: &Input, held: &[BTreeSet<Tp>], kept: &[BTreeSet<Tp>]) -> Option<(usize, usize, Tp)> {
+fn best_move(
+    input: &Input,
+    held: &[BTreeSet<Tp>],
+    kept: &[BTreeSet<Tp>],
+) -> Option<(usize, usize, Tp)> {
     let m = held.len();
     let mut donors: Vec<usize> = (0..m).collect();
     donors.sort_by_key(|&i| (std::cmp::Reverse(held[i].len()), i));
@@ -211,7 +260,11 @@ fn best_move(input: &Input, held: &[BTreeSet<Tp>], kept: &[BTreeSet<Tp>]) -> Opt
                 break;
             }
             let movable = |tp: &&Tp| input.subs[b].contains(&tp.topic);
-            let fresh = held[a].iter().rev().filter(movable).find(|tp| !kept[a].contains(tp));
+            let fresh = held[a]
+                .iter()
+                .rev()
+                .filter(movable)
+                .find(|tp| !kept[a].contains(tp));
             if let Some(tp) = fresh.or_else(|| held[a].iter().rev().find(movable)) {
                 return Some((a, b, *tp));
             }
@@ -243,7 +296,10 @@ pub struct Plan {
 /// The plan from `current` to `target` (see [`plan_rounds`]), flattened.
 pub fn plan(protocol: Protocol, current: &Assignment, target: &Assignment) -> Plan {
     let rounds = plan_rounds(protocol, current, target);
-    Plan { rounds: rounds.len() as u32, steps: rounds.into_iter().flatten().collect() }
+    Plan {
+        rounds: rounds.len() as u32,
+        steps: rounds.into_iter().flatten().collect(),
+    }
 }
 
 /// The plan from `current` to `target`, one `Vec<Step>` per join/sync round, steps by member id.
@@ -257,33 +313,61 @@ pub fn plan(protocol: Protocol, current: &Assignment, target: &Assignment) -> Pl
 ///   if round 1 revoked something — the revoked partitions are assigned to their new owners.
 ///   Cooperative `Assign` steps are increments: the member owns them in addition to what it kept.
 ///   Empty steps are left out.
-pub fn plan_rounds(protocol: Protocol, current: &Assignment, target: &Assignment) -> Vec<Vec<Step>> {
+pub fn plan_rounds(
+    protocol: Protocol,
+    current: &Assignment,
+    target: &Assignment,
+) -> Vec<Vec<Step>> {
     match protocol {
         Protocol::Eager => {
             let mut steps: Vec<Step> = current
                 .iter()
-                .map(|(&member, tps)| Step::Revoke { member, tps: sorted(tps.iter().copied()) })
+                .map(|(&member, tps)| Step::Revoke {
+                    member,
+                    tps: sorted(tps.iter().copied()),
+                })
                 .collect();
-            steps.extend(target.iter().map(|(&member, tps)| Step::Assign { member, tps: sorted(tps.iter().copied()) }));
+            steps.extend(target.iter().map(|(&member, tps)| Step::Assign {
+                member,
+                tps: sorted(tps.iter().copied()),
+            }));
             vec![steps]
         }
         Protocol::Cooperative => {
             let owned: BTreeSet<Tp> = current.values().flatten().copied().collect();
             let empty = Vec::new();
-            let members: BTreeSet<MemberId> = current.keys().chain(target.keys()).copied().collect();
+            let members: BTreeSet<MemberId> =
+                current.keys().chain(target.keys()).copied().collect();
             let mut revokes = Vec::new();
             let mut fresh = Vec::new();
             let mut freed_for = Vec::new();
             let mut revoked_any: BTreeSet<Tp> = BTreeSet::new();
             for &member in &members {
-                let cur: BTreeSet<Tp> = current.get(&member).unwrap_or(&empty).iter().copied().collect();
-                let tgt: BTreeSet<Tp> = target.get(&member).unwrap_or(&empty).iter().copied().collect();
+                let cur: BTreeSet<Tp> = current
+                    .get(&member)
+                    .unwrap_or(&empty)
+                    .iter()
+                    .copied()
+                    .collect();
+                let tgt: BTreeSet<Tp> = target
+                    .get(&member)
+                    .unwrap_or(&empty)
+                    .iter()
+                    .copied()
+                    .collect();
                 let revoke: Vec<Tp> = cur.difference(&tgt).copied().collect();
                 revoked_any.extend(revoke.iter().copied());
                 if !revoke.is_empty() {
-                    revokes.push(Step::Revoke { member, tps: revoke });
+                    revokes.push(Step::Revoke {
+                        member,
+                        tps: revoke,
+                    });
                 }
-                let new: Vec<Tp> = tgt.iter().filter(|tp| !owned.contains(tp)).copied().collect();
+                let new: Vec<Tp> = tgt
+                    .iter()
+                    .filter(|tp| !owned.contains(tp))
+                    .copied()
+                    .collect();
                 if !new.is_empty() {
                     fresh.push(Step::Assign { member, tps: new });
                 }
@@ -327,25 +411,40 @@ mod tests {
     }
 
     fn member(id: u32, topics: &[u16], owned: &[(u16, u32)]) -> MemberInfo {
-        MemberInfo { id: MemberId(id), topics: topics.to_vec(), owned: owned.iter().map(|&(t, p)| tp(t, p)).collect() }
+        MemberInfo {
+            id: MemberId(id),
+            topics: topics.to_vec(),
+            owned: owned.iter().map(|&(t, p)| tp(t, p)).collect(),
+        }
     }
 
     fn parts(spec: &[(u16, u32)]) -> Vec<Tp> {
-        spec.iter().flat_map(|&(t, n)| (0..n).map(move |p| tp(t, p))).collect()
+        spec.iter()
+            .flat_map(|&(t, n)| (0..n).map(move |p| tp(t, p)))
+            .collect()
     }
 
     /// Renders an assignment as `c0: 0/0 0/1; c1: …` for compact expectations.
     fn render(a: &Assignment) -> String {
         a.iter()
             .map(|(id, tps)| {
-                let list: Vec<String> = tps.iter().map(|t| format!("{}/{}", t.topic, t.partition)).collect();
+                let list: Vec<String> = tps
+                    .iter()
+                    .map(|t| format!("{}/{}", t.topic, t.partition))
+                    .collect();
                 format!("{id}: {}", list.join(" "))
             })
             .collect::<Vec<_>>()
             .join("; ")
     }
 
-    fn check(kind: AssignorKind, bugs: Bugs, members: &[MemberInfo], partitions: &[Tp], expect: &str) {
+    fn check(
+        kind: AssignorKind,
+        bugs: Bugs,
+        members: &[MemberInfo],
+        partitions: &[Tp],
+        expect: &str,
+    ) {
         let got = assign_with_bugs(kind, members, partitions, bugs);
         assert_eq!(render(&got), expect, "{} {members:?}", kind.name());
         // Same input in another order: same output.
@@ -356,14 +455,27 @@ mod tests {
         assert_eq!(assign_with_bugs(kind, &rev_m, &rev_p, bugs), got);
     }
 
+    /// (assignor, planted bugs, members, partitions, expected rendering)
+    type Case = (AssignorKind, Bugs, Vec<MemberInfo>, Vec<Tp>, &'static str);
+
     #[test]
     fn assignor_table() {
         use AssignorKind::*;
         let n = Bugs::NONE;
-        let three = [member(0, &[0], &[]), member(1, &[0], &[]), member(2, &[0], &[])];
-        let cases: Vec<(AssignorKind, Bugs, Vec<MemberInfo>, Vec<Tp>, &str)> = vec![
+        let three = [
+            member(0, &[0], &[]),
+            member(1, &[0], &[]),
+            member(2, &[0], &[]),
+        ];
+        let cases: Vec<Case> = vec![
             // Range, 3 members × 7 partitions: 3, 2, 2 contiguous.
-            (Range, n, three.to_vec(), parts(&[(0, 7)]), "c0: 0/0 0/1 0/2; c1: 0/3 0/4; c2: 0/5 0/6"),
+            (
+                Range,
+                n,
+                three.to_vec(),
+                parts(&[(0, 7)]),
+                "c0: 0/0 0/1 0/2; c1: 0/3 0/4; c2: 0/5 0/6",
+            ),
             // Range per topic: the first member gets the extra of both topics.
             (
                 Range,
@@ -376,7 +488,11 @@ mod tests {
             (
                 Range,
                 n,
-                vec![member(0, &[0], &[]), member(1, &[0, 1], &[]), member(2, &[1], &[])],
+                vec![
+                    member(0, &[0], &[]),
+                    member(1, &[0, 1], &[]),
+                    member(2, &[1], &[]),
+                ],
                 parts(&[(0, 2), (1, 3)]),
                 "c0: 0/0; c1: 0/1 1/0 1/1; c2: 1/2",
             ),
@@ -392,12 +508,22 @@ mod tests {
             (
                 RoundRobin,
                 n,
-                vec![member(0, &[0], &[]), member(1, &[0, 1], &[]), member(2, &[1], &[])],
+                vec![
+                    member(0, &[0], &[]),
+                    member(1, &[0, 1], &[]),
+                    member(2, &[1], &[]),
+                ],
                 parts(&[(0, 3), (1, 3)]),
                 "c0: 0/0 0/2; c1: 0/1 1/0 1/2; c2: 1/1",
             ),
             // Unsubscribed topic: unassigned; member with nothing: present, empty.
-            (RoundRobin, n, vec![member(0, &[0], &[]), member(5, &[0], &[])], parts(&[(0, 1), (3, 2)]), "c0: 0/0; c5: "),
+            (
+                RoundRobin,
+                n,
+                vec![member(0, &[0], &[]), member(5, &[0], &[])],
+                parts(&[(0, 1), (3, 2)]),
+                "c0: 0/0; c5: ",
+            ),
             (
                 RoundRobin,
                 Bugs::only(Bug::UnbalancedAssignor),
@@ -406,14 +532,30 @@ mod tests {
                 "c0: 0/0 0/1 0/2 0/3; c1: ; c2: ",
             ),
             // The bug does not touch the other assignors.
-            (Range, Bugs::only(Bug::UnbalancedAssignor), three.to_vec(), parts(&[(0, 3)]), "c0: 0/0; c1: 0/1; c2: 0/2"),
+            (
+                Range,
+                Bugs::only(Bug::UnbalancedAssignor),
+                three.to_vec(),
+                parts(&[(0, 3)]),
+                "c0: 0/0; c1: 0/1; c2: 0/2",
+            ),
             // Sticky from scratch: fill to the fewest.
-            (Sticky, n, three.to_vec(), parts(&[(0, 7)]), "c0: 0/0 0/3 0/6; c1: 0/1 0/4; c2: 0/2 0/5"),
+            (
+                Sticky,
+                n,
+                three.to_vec(),
+                parts(&[(0, 7)]),
+                "c0: 0/0 0/3 0/6; c1: 0/1 0/4; c2: 0/2 0/5",
+            ),
             // Sticky: a joiner takes from the most loaded; the rest stays.
             (
                 Sticky,
                 n,
-                vec![member(0, &[0], &[(0, 0), (0, 1), (0, 2)]), member(1, &[0], &[(0, 3), (0, 4), (0, 5)]), member(2, &[0], &[])],
+                vec![
+                    member(0, &[0], &[(0, 0), (0, 1), (0, 2)]),
+                    member(1, &[0], &[(0, 3), (0, 4), (0, 5)]),
+                    member(2, &[0], &[]),
+                ],
                 parts(&[(0, 6)]),
                 "c0: 0/0 0/1; c1: 0/3 0/4; c2: 0/2 0/5",
             ),
@@ -422,7 +564,10 @@ mod tests {
             (
                 CooperativeSticky,
                 n,
-                vec![member(1, &[0], &[(0, 0), (0, 1), (1, 0)]), member(2, &[0], &[(0, 1), (0, 2)])],
+                vec![
+                    member(1, &[0], &[(0, 0), (0, 1), (1, 0)]),
+                    member(2, &[0], &[(0, 1), (0, 2)]),
+                ],
                 parts(&[(0, 5), (1, 1)]),
                 "c1: 0/0 0/1 0/4; c2: 0/2 0/3",
             ),
@@ -433,7 +578,9 @@ mod tests {
     }
 
     fn a(spec: &[(u32, &[(u16, u32)])]) -> Assignment {
-        spec.iter().map(|&(id, tps)| (MemberId(id), tps.iter().map(|&(t, p)| tp(t, p)).collect())).collect()
+        spec.iter()
+            .map(|&(id, tps)| (MemberId(id), tps.iter().map(|&(t, p)| tp(t, p)).collect()))
+            .collect()
     }
 
     fn render_plan(p: &Plan) -> String {
@@ -445,7 +592,10 @@ mod tests {
                     Step::Revoke { member, tps } => ("-", member, tps),
                     Step::Assign { member, tps } => ("+", member, tps),
                 };
-                let list: Vec<String> = tps.iter().map(|t| format!("{}/{}", t.topic, t.partition)).collect();
+                let list: Vec<String> = tps
+                    .iter()
+                    .map(|t| format!("{}/{}", t.topic, t.partition))
+                    .collect();
                 format!("{m}{verb}[{}]", list.join(" "))
             })
             .collect();
@@ -463,13 +613,37 @@ mod tests {
                 target.clone(),
                 "1 round(s): c0-[0/0 0/1] c1-[0/2] c0+[0/0] c1+[0/2 0/3] c2+[0/1]",
             ),
-            (Protocol::Cooperative, current.clone(), target.clone(), "2 round(s): c0-[0/1] c1+[0/3] c2+[0/1]"),
-            (Protocol::Cooperative, current.clone(), current.clone(), "1 round(s): "),
-            (Protocol::Cooperative, a(&[]), current.clone(), "1 round(s): c0+[0/0 0/1] c1+[0/2]"),
-            (Protocol::Cooperative, current.clone(), a(&[(1, &[(0, 0), (0, 1), (0, 2)])]), "2 round(s): c0-[0/0 0/1] c1+[0/0 0/1]"),
+            (
+                Protocol::Cooperative,
+                current.clone(),
+                target.clone(),
+                "2 round(s): c0-[0/1] c1+[0/3] c2+[0/1]",
+            ),
+            (
+                Protocol::Cooperative,
+                current.clone(),
+                current.clone(),
+                "1 round(s): ",
+            ),
+            (
+                Protocol::Cooperative,
+                a(&[]),
+                current.clone(),
+                "1 round(s): c0+[0/0 0/1] c1+[0/2]",
+            ),
+            (
+                Protocol::Cooperative,
+                current.clone(),
+                a(&[(1, &[(0, 0), (0, 1), (0, 2)])]),
+                "2 round(s): c0-[0/0 0/1] c1+[0/0 0/1]",
+            ),
         ];
         for (protocol, cur, tgt, expect) in cases {
-            assert_eq!(render_plan(&plan(protocol, &cur, &tgt)), expect, "{protocol:?}");
+            assert_eq!(
+                render_plan(&plan(protocol, &cur, &tgt)),
+                expect,
+                "{protocol:?}"
+            );
         }
         let rounds = plan_rounds(Protocol::Cooperative, &current, &target);
         assert_eq!(rounds.iter().map(Vec::len).collect::<Vec<_>>(), vec![2, 1]);

@@ -38,10 +38,16 @@ impl fmt::Display for AlignError {
         match self {
             AlignError::Stale { id } => write!(f, "barrier for stale checkpoint {id}"),
             AlignError::Blocked { channel } => {
-                write!(f, "input on channel {channel} while it is blocked for alignment")
+                write!(
+                    f,
+                    "input on channel {channel} while it is blocked for alignment"
+                )
             }
             AlignError::NoSuchChannel { channel, channels } => {
-                write!(f, "channel {channel} does not exist (the stage has {channels})")
+                write!(
+                    f,
+                    "channel {channel} does not exist (the stage has {channels})"
+                )
             }
         }
     }
@@ -65,7 +71,13 @@ pub struct Aligner {
 
 impl Aligner {
     pub fn new(channels: usize) -> Self {
-        Aligner { blocked: vec![false; channels], arrived: 0, current: None, newest: None, aborted: 0 }
+        Aligner {
+            blocked: vec![false; channels],
+            arrived: 0,
+            current: None,
+            newest: None,
+            aborted: 0,
+        }
     }
 
     pub fn channels(&self) -> usize {
@@ -91,7 +103,10 @@ impl Aligner {
     /// Data arrived on `channel`: `Ok` if it may be processed now, `Blocked` if it must wait.
     pub fn on_data(&self, channel: usize) -> Result<(), AlignError> {
         match self.blocked.get(channel) {
-            None => Err(AlignError::NoSuchChannel { channel, channels: self.blocked.len() }),
+            None => Err(AlignError::NoSuchChannel {
+                channel,
+                channels: self.blocked.len(),
+            }),
             Some(true) => Err(AlignError::Blocked { channel }),
             Some(false) => Ok(()),
         }
@@ -188,7 +203,9 @@ impl Coordinator {
     /// Acks for unknown, aborted, complete or already acknowledged checkpoints, and from stages
     /// that do not exist, change nothing and return false.
     pub fn ack(&mut self, stage: usize, id: u64) -> bool {
-        let Some(acks) = self.pending.get_mut(&id) else { return false };
+        let Some(acks) = self.pending.get_mut(&id) else {
+            return false;
+        };
         match acks.get_mut(stage) {
             Some(a) if !*a => *a = true,
             _ => return false,
@@ -253,21 +270,65 @@ mod tests {
         check(1, &[Barrier(0, 1), Data(0)], &["aligned 1", "accepts true"]);
         check(
             2,
-            &[Barrier(0, 1), Data(0), Data(1), Barrier(0, 1), Barrier(1, 1), Data(0)],
-            &["wait", "accepts false", "accepts true", "Blocked { channel: 0 }", "aligned 1", "accepts true"],
+            &[
+                Barrier(0, 1),
+                Data(0),
+                Data(1),
+                Barrier(0, 1),
+                Barrier(1, 1),
+                Data(0),
+            ],
+            &[
+                "wait",
+                "accepts false",
+                "accepts true",
+                "Blocked { channel: 0 }",
+                "aligned 1",
+                "accepts true",
+            ],
         );
         check(
             2,
-            &[Barrier(0, 2), Barrier(1, 2), Barrier(0, 1), Barrier(0, 2), Barrier(1, 3)],
-            &["wait", "aligned 2", "Stale { id: 1 }", "Stale { id: 2 }", "wait"],
+            &[
+                Barrier(0, 2),
+                Barrier(1, 2),
+                Barrier(0, 1),
+                Barrier(0, 2),
+                Barrier(1, 3),
+            ],
+            &[
+                "wait",
+                "aligned 2",
+                "Stale { id: 1 }",
+                "Stale { id: 2 }",
+                "wait",
+            ],
         );
         // A newer barrier aborts the alignment of an older one; the older one is then stale.
         check(
             3,
-            &[Barrier(0, 1), Barrier(1, 2), Data(0), Barrier(0, 1), Barrier(0, 2), Barrier(2, 2)],
-            &["wait", "wait", "accepts true", "Stale { id: 1 }", "wait", "aligned 2"],
+            &[
+                Barrier(0, 1),
+                Barrier(1, 2),
+                Data(0),
+                Barrier(0, 1),
+                Barrier(0, 2),
+                Barrier(2, 2),
+            ],
+            &[
+                "wait",
+                "wait",
+                "accepts true",
+                "Stale { id: 1 }",
+                "wait",
+                "aligned 2",
+            ],
         );
-        check(2, &[Barrier(2, 1), Data(5)], &["NoSuchChannel { channel: 2, channels: 2 }", "accepts false"]);
+        check(
+            2,
+            &[Barrier(2, 1), Data(5)],
+            &["NoSuchChannel { channel: 2, channels: 2 }", "accepts false"],
+        );
     }
 
     #[test]

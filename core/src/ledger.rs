@@ -51,7 +51,10 @@ impl fmt::Display for LedgerError {
             }
             LedgerError::Unknown(tp) => write!(f, "{tp} is not tracked"),
             LedgerError::TooManyRanges { tp } => {
-                write!(f, "{tp} has too many out-of-order done ranges (pending_ranges_max)")
+                write!(
+                    f,
+                    "{tp} has too many out-of-order done ranges (pending_ranges_max)"
+                )
             }
             LedgerError::Overflow { tp, offset, count } => {
                 write!(f, "{tp} offset {offset} + {count} overflows")
@@ -83,7 +86,11 @@ pub struct Ledger {
 impl Ledger {
     /// `pending_ranges_max` bounds the out-of-order ranges kept per partition.
     pub fn new(pending_ranges_max: usize) -> Self {
-        Ledger { pending_ranges_max, parts: BTreeMap::new(), bugs: Bugs::NONE }
+        Ledger {
+            pending_ranges_max,
+            parts: BTreeMap::new(),
+            bugs: Bugs::NONE,
+        }
     }
 
     /// Enables planted bugs (only [`Bug::CommitBeyondProcessed`] affects the ledger).
@@ -147,7 +154,10 @@ impl Ledger {
         // `end` does.
         if let Some((&first, &last_end)) = p.ranges.range(..end).next_back() {
             if last_end > offset {
-                return Err(LedgerError::AlreadyDone { tp, offset: offset.max(first) });
+                return Err(LedgerError::AlreadyDone {
+                    tp,
+                    offset: offset.max(first),
+                });
             }
         }
         if offset == p.next {
@@ -156,9 +166,15 @@ impl Ledger {
                 p.next = e;
             }
         } else {
-            let pred = p.ranges.range(..offset).next_back().filter(|(_, &e)| e == offset).map(|(&f, _)| f);
+            let pred = p
+                .ranges
+                .range(..offset)
+                .next_back()
+                .filter(|(_, &e)| e == offset)
+                .map(|(&f, _)| f);
             let succ = p.ranges.get(&end).copied();
-            let after = p.ranges.len() + 1 - usize::from(pred.is_some()) - usize::from(succ.is_some());
+            let after =
+                p.ranges.len() + 1 - usize::from(pred.is_some()) - usize::from(succ.is_some());
             if after > max {
                 return Err(LedgerError::TooManyRanges { tp });
             }
@@ -182,7 +198,13 @@ impl Ledger {
     /// count as done.
     pub fn is_done(&self, tp: Tp, offset: Offset) -> Option<bool> {
         let p = self.parts.get(&tp)?;
-        Some(offset < p.next || p.ranges.range(..=offset).next_back().is_some_and(|(_, &e)| e > offset))
+        Some(
+            offset < p.next
+                || p.ranges
+                    .range(..=offset)
+                    .next_back()
+                    .is_some_and(|(_, &e)| e > offset),
+        )
     }
 
     /// Out-of-order done ranges kept for `tp` (bounded by `pending_ranges_max`).
@@ -203,7 +225,9 @@ impl Ledger {
     /// Appends `(tp, committable)` in partition order.
     pub fn dirty(&self, out: &mut Vec<(Tp, Offset)>) {
         for (&tp, p) in &self.parts {
-            let Some(c) = self.committable(tp) else { continue };
+            let Some(c) = self.committable(tp) else {
+                continue;
+            };
             if c > p.acked && p.in_flight.is_none_or(|f| c > f) {
                 out.push((tp, c));
             }
@@ -280,21 +304,38 @@ mod tests {
 
     /// Applies `ops` to a ledger tracking `TP` from 10 with `pending_ranges_max = 2`, and checks
     /// each op's result and the state after the last: (committable, committed, dirty).
-    fn check(bugs: Bugs, ops: &[(Op, Result<(), LedgerError>)], expect: (Offset, Offset, Vec<(Tp, Offset)>)) {
+    fn check(
+        bugs: Bugs,
+        ops: &[(Op, Result<(), LedgerError>)],
+        expect: (Offset, Offset, Vec<(Tp, Offset)>),
+    ) {
         let mut l = Ledger::new(2).with_bugs(bugs);
         l.track(TP, 10);
         for &(op, ref want) in ops {
             let got = match op {
                 Op::Done(o, n) => l.done(TP, o, n),
-                Op::Sent(o) => Ok(l.commit_sent(TP, o)),
-                Op::Acked(o) => Ok(l.commit_acked(TP, o)),
-                Op::Failed(o, u) => Ok(l.commit_failed(TP, o, u)),
+                Op::Sent(o) => {
+                    l.commit_sent(TP, o);
+                    Ok(())
+                }
+                Op::Acked(o) => {
+                    l.commit_acked(TP, o);
+                    Ok(())
+                }
+                Op::Failed(o, u) => {
+                    l.commit_failed(TP, o, u);
+                    Ok(())
+                }
             };
             assert_eq!(&got, want, "{op:?} in {ops:?}");
         }
         let mut dirty = Vec::new();
         l.dirty(&mut dirty);
-        assert_eq!((l.committable(TP).unwrap(), l.committed(TP).unwrap(), dirty), expect, "{ops:?}");
+        assert_eq!(
+            (l.committable(TP).unwrap(), l.committed(TP).unwrap(), dirty),
+            expect,
+            "{ops:?}"
+        );
     }
 
     #[test]
@@ -305,15 +346,28 @@ mod tests {
         check(n, &[], (10, 10, vec![]));
         check(n, &[(Done(10, 3), ok)], (13, 10, vec![(TP, 13)]));
         check(n, &[(Done(12, 1), ok)], (10, 10, vec![]));
-        check(n, &[(Done(12, 1), ok), (Done(10, 2), ok)], (13, 10, vec![(TP, 13)]));
         check(
             n,
-            &[(Done(9, 1), Err(LedgerError::AlreadyDone { tp: TP, offset: 9 }))],
+            &[(Done(12, 1), ok), (Done(10, 2), ok)],
+            (13, 10, vec![(TP, 13)]),
+        );
+        check(
+            n,
+            &[(
+                Done(9, 1),
+                Err(LedgerError::AlreadyDone { tp: TP, offset: 9 }),
+            )],
             (10, 10, vec![]),
         );
         check(
             n,
-            &[(Done(12, 3), ok), (Done(11, 2), Err(LedgerError::AlreadyDone { tp: TP, offset: 12 }))],
+            &[
+                (Done(12, 3), ok),
+                (
+                    Done(11, 2),
+                    Err(LedgerError::AlreadyDone { tp: TP, offset: 12 }),
+                ),
+            ],
             (10, 10, vec![]),
         );
         check(
@@ -329,17 +383,43 @@ mod tests {
             (15, 10, vec![(TP, 15)]),
         );
         check(n, &[(Done(10, 5), ok), (Sent(15), ok)], (15, 10, vec![]));
-        check(n, &[(Done(10, 5), ok), (Sent(15), ok), (Acked(15), ok)], (15, 15, vec![]));
-        check(n, &[(Done(10, 5), ok), (Sent(12), ok), (Done(15, 1), ok)], (16, 10, vec![(TP, 16)]));
-        check(n, &[(Done(10, 5), ok), (Sent(15), ok), (Failed(15, false), ok)], (15, 10, vec![(TP, 15)]));
-        check(n, &[(Done(10, 5), ok), (Sent(15), ok), (Failed(15, true), ok)], (15, 10, vec![(TP, 15)]));
+        check(
+            n,
+            &[(Done(10, 5), ok), (Sent(15), ok), (Acked(15), ok)],
+            (15, 15, vec![]),
+        );
+        check(
+            n,
+            &[(Done(10, 5), ok), (Sent(12), ok), (Done(15, 1), ok)],
+            (16, 10, vec![(TP, 16)]),
+        );
+        check(
+            n,
+            &[(Done(10, 5), ok), (Sent(15), ok), (Failed(15, false), ok)],
+            (15, 10, vec![(TP, 15)]),
+        );
+        check(
+            n,
+            &[(Done(10, 5), ok), (Sent(15), ok), (Failed(15, true), ok)],
+            (15, 10, vec![(TP, 15)]),
+        );
         // An older commit's ack arriving after a newer one's is ignored.
         check(
             n,
-            &[(Done(10, 5), ok), (Sent(12), ok), (Sent(15), ok), (Acked(15), ok), (Acked(12), ok)],
+            &[
+                (Done(10, 5), ok),
+                (Sent(12), ok),
+                (Sent(15), ok),
+                (Acked(15), ok),
+                (Acked(12), ok),
+            ],
             (15, 15, vec![]),
         );
-        check(Bugs::only(Bug::CommitBeyondProcessed), &[(Done(12, 3), ok)], (15, 10, vec![(TP, 15)]));
+        check(
+            Bugs::only(Bug::CommitBeyondProcessed),
+            &[(Done(12, 3), ok)],
+            (15, 10, vec![(TP, 15)]),
+        );
     }
 
     #[test]
@@ -349,7 +429,10 @@ mod tests {
         l.done(TP, 0, 10).unwrap();
         l.commit_sent(TP, 10);
         l.commit_failed(TP, 10, true);
-        assert_eq!((l.committed(TP), l.maybe_committed(TP)), (Some(0), Some(10)));
+        assert_eq!(
+            (l.committed(TP), l.maybe_committed(TP)),
+            (Some(0), Some(10))
+        );
         l.commit_sent(TP, 10);
         l.commit_acked(TP, 10);
         assert_eq!((l.committed(TP), l.maybe_committed(TP)), (Some(10), None));
@@ -367,7 +450,14 @@ mod tests {
         assert_eq!(l.committed(other), None);
         assert_eq!(l.done(TP, u64::MAX, 2), Err(LedgerError::Unknown(TP)));
         l.track(TP, u64::MAX - 1);
-        assert_eq!(l.done(TP, u64::MAX, 2), Err(LedgerError::Overflow { tp: TP, offset: u64::MAX, count: 2 }));
+        assert_eq!(
+            l.done(TP, u64::MAX, 2),
+            Err(LedgerError::Overflow {
+                tp: TP,
+                offset: u64::MAX,
+                count: 2
+            })
+        );
         assert_eq!(l.is_done(TP, u64::MAX - 1), Some(false));
     }
 }

@@ -37,14 +37,18 @@ pub enum PlacementError {
     NoPartitions,
     NoTrackedKeys,
     /// `hot_share` must lie in `(0, 1]`.
-    HotShareOutOfRange { hot_share: f64 },
+    HotShareOutOfRange {
+        hot_share: f64,
+    },
 }
 
 impl fmt::Display for PlacementError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PlacementError::NoPartitions => write!(f, "placement needs at least one partition"),
-            PlacementError::NoTrackedKeys => write!(f, "placement tracked_keys_max must be at least 1"),
+            PlacementError::NoTrackedKeys => {
+                write!(f, "placement tracked_keys_max must be at least 1")
+            }
             PlacementError::HotShareOutOfRange { hot_share } => {
                 write!(f, "placement hot_share {hot_share} is outside (0, 1]")
             }
@@ -63,7 +67,9 @@ impl PlacementConfig {
             return Err(PlacementError::NoTrackedKeys);
         }
         if !(self.hot_share > 0.0 && self.hot_share <= 1.0) {
-            return Err(PlacementError::HotShareOutOfRange { hot_share: self.hot_share });
+            return Err(PlacementError::HotShareOutOfRange {
+                hot_share: self.hot_share,
+            });
         }
         Ok(())
     }
@@ -186,10 +192,14 @@ impl LoadAwareRouter {
 
     /// Whether `key` is hot right now.
     pub fn is_hot(&self, key: u64) -> bool {
-        if self.total < HOT_EVIDENCE_RECORDS || !(self.cfg.hot_share > 0.0 && self.cfg.hot_share <= 1.0) {
+        if self.total < HOT_EVIDENCE_RECORDS
+            || !(self.cfg.hot_share > 0.0 && self.cfg.hot_share <= 1.0)
+        {
             return false;
         }
-        let Some(c) = self.counters.get(&key) else { return false };
+        let Some(c) = self.counters.get(&key) else {
+            return false;
+        };
         (c.count - c.error) as f64 > self.cfg.hot_share * self.total as f64
     }
 
@@ -208,7 +218,10 @@ impl LoadAwareRouter {
                 error = min;
             }
         }
-        let c = Counter { count: error + 1, error };
+        let c = Counter {
+            count: error + 1,
+            error,
+        };
         self.counters.insert(key, c);
         self.by_count.insert((c.count, key));
         debug_assert!(self.counters.len() <= self.tracked_keys_max());
@@ -232,7 +245,10 @@ impl LoadAwareRouter {
         let old = std::mem::take(&mut self.counters);
         self.by_count.clear();
         for (key, c) in old {
-            let c = Counter { count: c.count / 2, error: c.error / 2 };
+            let c = Counter {
+                count: c.count / 2,
+                error: c.error / 2,
+            };
             if c.count > 0 {
                 self.counters.insert(key, c);
                 self.by_count.insert((c.count, key));
@@ -246,7 +262,11 @@ mod tests {
     use super::*;
 
     fn cfg(partitions: u32, tracked_keys_max: u32, hot_share: f64) -> PlacementConfig {
-        PlacementConfig { partitions, tracked_keys_max, hot_share }
+        PlacementConfig {
+            partitions,
+            tracked_keys_max,
+            hot_share,
+        }
     }
 
     #[test]
@@ -256,7 +276,10 @@ mod tests {
         for &(key, partitions) in cases {
             let h = key_hash(key);
             assert_eq!(h, key_hash(key));
-            assert_eq!(hash_partition(key, partitions), (h % partitions as u64) as u32);
+            assert_eq!(
+                hash_partition(key, partitions),
+                (h % partitions as u64) as u32
+            );
         }
         assert_ne!(key_hash(0), 0);
         assert_ne!(key_hash(0), key_hash(1));
@@ -266,7 +289,10 @@ mod tests {
         for k in 0..8_000 {
             counts[hash_partition(k, 8) as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (900..=1_100).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (900..=1_100).contains(&c)),
+            "{counts:?}"
+        );
     }
 
     /// Routes `records` (key per record) and returns the final load.
@@ -315,7 +341,10 @@ mod tests {
             (cfg(4, 8, 0.2), Ok(())),
             (cfg(0, 8, 0.2), Err(PlacementError::NoPartitions)),
             (cfg(4, 0, 0.2), Err(PlacementError::NoTrackedKeys)),
-            (cfg(4, 8, 0.0), Err(PlacementError::HotShareOutOfRange { hot_share: 0.0 })),
+            (
+                cfg(4, 8, 0.0),
+                Err(PlacementError::HotShareOutOfRange { hot_share: 0.0 }),
+            ),
         ];
         for (c, expect) in cases {
             assert_eq!(&c.validate(), expect);
@@ -328,6 +357,9 @@ mod tests {
     #[test]
     fn routing_is_deterministic() {
         let keys = || (0..3_000u64).map(|i| key_hash(i) % 40);
-        assert_eq!(run(cfg(6, 4, 0.05), 128, keys()), run(cfg(6, 4, 0.05), 128, keys()));
+        assert_eq!(
+            run(cfg(6, 4, 0.05), 128, keys()),
+            run(cfg(6, 4, 0.05), 128, keys())
+        );
     }
 }

@@ -30,7 +30,10 @@ pub enum RetryConfigError {
     /// `jitter` must lie in `[0, 1]`.
     JitterOutOfRange { jitter: f64 },
     /// `backoff_initial_ms` must not exceed `backoff_max_ms`.
-    InitialAboveMax { backoff_initial_ms: u64, backoff_max_ms: u64 },
+    InitialAboveMax {
+        backoff_initial_ms: u64,
+        backoff_max_ms: u64,
+    },
 }
 
 impl fmt::Display for RetryConfigError {
@@ -59,7 +62,9 @@ impl RetryConfig {
             return Err(RetryConfigError::NoAttempts);
         }
         if !(0.0..=1.0).contains(&self.jitter) {
-            return Err(RetryConfigError::JitterOutOfRange { jitter: self.jitter });
+            return Err(RetryConfigError::JitterOutOfRange {
+                jitter: self.jitter,
+            });
         }
         if self.backoff_initial_ms > self.backoff_max_ms {
             return Err(RetryConfigError::InitialAboveMax {
@@ -101,7 +106,9 @@ impl RetryPolicy {
         } else if doublings >= 64 {
             u64::MAX
         } else {
-            self.cfg.backoff_initial_ms.saturating_mul(1u64 << doublings)
+            self.cfg
+                .backoff_initial_ms
+                .saturating_mul(1u64 << doublings)
         };
         raw.min(self.cfg.backoff_max_ms)
     }
@@ -130,7 +137,10 @@ impl RetryPolicy {
         // `cut` ≤ backoff_us as f64; the float-to-int cast saturates, the subtraction too.
         let delay_us = backoff_us.saturating_sub(cut as u64);
         debug_assert!(delay_us <= backoff_us);
-        Verdict::RetryAt { at_us: now_us.saturating_add(delay_us), attempt: attempt.max(1) + 1 }
+        Verdict::RetryAt {
+            at_us: now_us.saturating_add(delay_us),
+            attempt: attempt.max(1) + 1,
+        }
     }
 }
 
@@ -140,7 +150,12 @@ mod tests {
     use crate::types::SplitMix64;
 
     fn cfg(max_attempts: u32, initial: u64, max: u64, jitter: f64) -> RetryConfig {
-        RetryConfig { max_attempts, backoff_initial_ms: initial, backoff_max_ms: max, jitter }
+        RetryConfig {
+            max_attempts,
+            backoff_initial_ms: initial,
+            backoff_max_ms: max,
+            jitter,
+        }
     }
 
     #[test]
@@ -162,7 +177,11 @@ mod tests {
         ];
         for &(initial, max, retry, expect) in cases {
             let p = RetryPolicy::new(cfg(5, initial, max, 0.0));
-            assert_eq!(p.backoff_ms(retry), expect, "initial={initial} max={max} retry={retry}");
+            assert_eq!(
+                p.backoff_ms(retry),
+                expect,
+                "initial={initial} max={max} retry={retry}"
+            );
         }
     }
 
@@ -179,16 +198,76 @@ mod tests {
         // (max_attempts, jitter, rng word, attempt, now_us, expected)
         let half = 1u64 << 63; // next_f64 = 0.5
         let cases: &[(u32, f64, u64, u32, u64, Verdict)] = &[
-            (3, 0.0, half, 1, 0, Verdict::RetryAt { at_us: 100_000, attempt: 2 }),
-            (3, 0.0, half, 2, 5, Verdict::RetryAt { at_us: 200_005, attempt: 3 }),
+            (
+                3,
+                0.0,
+                half,
+                1,
+                0,
+                Verdict::RetryAt {
+                    at_us: 100_000,
+                    attempt: 2,
+                },
+            ),
+            (
+                3,
+                0.0,
+                half,
+                2,
+                5,
+                Verdict::RetryAt {
+                    at_us: 200_005,
+                    attempt: 3,
+                },
+            ),
             (3, 0.0, half, 3, 5, Verdict::DeadLetter { attempts: 3 }),
             (3, 0.0, half, 9, 5, Verdict::DeadLetter { attempts: 9 }),
-            (3, 1.0, half, 1, 0, Verdict::RetryAt { at_us: 50_000, attempt: 2 }),
-            (3, 0.5, half, 1, 0, Verdict::RetryAt { at_us: 75_000, attempt: 2 }),
-            (3, 1.0, 0, 1, 0, Verdict::RetryAt { at_us: 100_000, attempt: 2 }),
+            (
+                3,
+                1.0,
+                half,
+                1,
+                0,
+                Verdict::RetryAt {
+                    at_us: 50_000,
+                    attempt: 2,
+                },
+            ),
+            (
+                3,
+                0.5,
+                half,
+                1,
+                0,
+                Verdict::RetryAt {
+                    at_us: 75_000,
+                    attempt: 2,
+                },
+            ),
+            (
+                3,
+                1.0,
+                0,
+                1,
+                0,
+                Verdict::RetryAt {
+                    at_us: 100_000,
+                    attempt: 2,
+                },
+            ),
             (1, 0.0, half, 1, 0, Verdict::DeadLetter { attempts: 1 }),
             (0, 0.0, half, 1, 0, Verdict::DeadLetter { attempts: 1 }),
-            (3, 0.0, half, 1, u64::MAX, Verdict::RetryAt { at_us: u64::MAX, attempt: 2 }),
+            (
+                3,
+                0.0,
+                half,
+                1,
+                u64::MAX,
+                Verdict::RetryAt {
+                    at_us: u64::MAX,
+                    attempt: 2,
+                },
+            ),
         ];
         for &(max_attempts, jitter, word, attempt, now, expect) in cases {
             let p = RetryPolicy::new(cfg(max_attempts, 100, 1_000, jitter));
@@ -201,10 +280,16 @@ mod tests {
         let cases: &[(RetryConfig, Result<(), RetryConfigError>)] = &[
             (cfg(3, 100, 1_000, 0.5), Ok(())),
             (cfg(0, 100, 1_000, 0.5), Err(RetryConfigError::NoAttempts)),
-            (cfg(3, 100, 1_000, 1.5), Err(RetryConfigError::JitterOutOfRange { jitter: 1.5 })),
+            (
+                cfg(3, 100, 1_000, 1.5),
+                Err(RetryConfigError::JitterOutOfRange { jitter: 1.5 }),
+            ),
             (
                 cfg(3, 2_000, 1_000, 0.0),
-                Err(RetryConfigError::InitialAboveMax { backoff_initial_ms: 2_000, backoff_max_ms: 1_000 }),
+                Err(RetryConfigError::InitialAboveMax {
+                    backoff_initial_ms: 2_000,
+                    backoff_max_ms: 1_000,
+                }),
             ),
         ];
         for (c, expect) in cases {
@@ -218,7 +303,9 @@ mod tests {
         let p = RetryPolicy::new(cfg(10, 10, 5_000, 1.0));
         let run = |seed| {
             let mut rng = SplitMix64(seed);
-            (1..12).map(|a| p.on_failure(a, 1_000, &mut rng)).collect::<Vec<_>>()
+            (1..12)
+                .map(|a| p.on_failure(a, 1_000, &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(run(7), run(7));
         assert_ne!(run(7), run(8));

@@ -15,26 +15,44 @@ use sluice_core::bugs::{Bug, Bugs};
 use sluice_core::spec::{AssignorKind, Protocol};
 use sluice_core::{MemberId, Tp};
 
-const KINDS: [AssignorKind; 4] =
-    [AssignorKind::Range, AssignorKind::RoundRobin, AssignorKind::Sticky, AssignorKind::CooperativeSticky];
+const KINDS: [AssignorKind; 4] = [
+    AssignorKind::Range,
+    AssignorKind::RoundRobin,
+    AssignorKind::Sticky,
+    AssignorKind::CooperativeSticky,
+];
 
 /// Member id slots the generators draw from.
 const MEMBER_SLOTS: usize = 7;
 
 fn config(cases: u32) -> Config {
-    Config { cases, rng_seed: RngSeed::Fixed(0x5EED_0001), failure_persistence: None, ..Config::default() }
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(0x5EED_0001),
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 /// Runs `body` over `strategy` with a fixed seed and asserts that it finds a failing case whose
 /// message names `rule`.
-fn assert_caught<S: Strategy>(strategy: S, rule: &str, body: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
+fn assert_caught<S: Strategy>(
+    strategy: S,
+    rule: &str,
+    body: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
     S::Value: std::fmt::Debug,
 {
-    let mut runner = TestRunner::new(Config { max_shrink_iters: 64, ..config(512) });
+    let mut runner = TestRunner::new(Config {
+        max_shrink_iters: 64,
+        ..config(512)
+    });
     match runner.run(&strategy, body) {
         Err(TestError::Fail(reason, input)) => {
-            assert!(reason.message().contains(rule), "failure found but not for {rule}: {reason} on {input:?}")
+            assert!(
+                reason.message().contains(rule),
+                "failure found but not for {rule}: {reason} on {input:?}"
+            )
         }
         Err(TestError::Abort(reason)) => panic!("runner aborted: {reason}"),
         Ok(()) => panic!("the broken variant passed the {rule} property: the property cannot fail"),
@@ -42,11 +60,19 @@ where
 }
 
 fn partitions_of(topics: &[u32]) -> Vec<Tp> {
-    topics.iter().enumerate().flat_map(|(t, &n)| (0..n).map(move |p| Tp::new(t as u16, p))).collect()
+    topics
+        .iter()
+        .enumerate()
+        .flat_map(|(t, &n)| (0..n).map(move |p| Tp::new(t as u16, p)))
+        .collect()
 }
 
 fn ids_of(mask: &[bool]) -> Vec<MemberId> {
-    mask.iter().enumerate().filter(|(_, &b)| b).map(|(i, _)| MemberId(i as u32)).collect()
+    mask.iter()
+        .enumerate()
+        .filter(|(_, &b)| b)
+        .map(|(i, _)| MemberId(i as u32))
+        .collect()
 }
 
 /// Owner per partition → assignment over `members` (every member present). Slot `k` picks
@@ -90,26 +116,36 @@ fn plan_case() -> impl Strategy<Value = PlanCase> {
                 prop::collection::vec(0..MEMBER_SLOTS + 1, n),
             )
         })
-        .prop_map(|((topics, before, after, kind, arbitrary_target, eager), cur_slots, tgt_slots)| {
-            let parts = partitions_of(&topics);
-            let (before, after) = (ids_of(&before), ids_of(&after));
-            let current = assignment_from_slots(&before, &parts, &cur_slots);
-            let target = if arbitrary_target {
-                assignment_from_slots(&after, &parts, &tgt_slots)
-            } else {
-                let members: Vec<MemberInfo> = after
-                    .iter()
-                    .map(|&id| MemberInfo {
-                        id,
-                        topics: (0..topics.len() as u16).collect(),
-                        owned: current.get(&id).cloned().unwrap_or_default(),
-                    })
-                    .collect();
-                assign(KINDS[kind], &members, &parts)
-            };
-            let protocol = if eager { Protocol::Eager } else { Protocol::Cooperative };
-            PlanCase { protocol, current, target }
-        })
+        .prop_map(
+            |((topics, before, after, kind, arbitrary_target, eager), cur_slots, tgt_slots)| {
+                let parts = partitions_of(&topics);
+                let (before, after) = (ids_of(&before), ids_of(&after));
+                let current = assignment_from_slots(&before, &parts, &cur_slots);
+                let target = if arbitrary_target {
+                    assignment_from_slots(&after, &parts, &tgt_slots)
+                } else {
+                    let members: Vec<MemberInfo> = after
+                        .iter()
+                        .map(|&id| MemberInfo {
+                            id,
+                            topics: (0..topics.len() as u16).collect(),
+                            owned: current.get(&id).cloned().unwrap_or_default(),
+                        })
+                        .collect();
+                    assign(KINDS[kind], &members, &parts)
+                };
+                let protocol = if eager {
+                    Protocol::Eager
+                } else {
+                    Protocol::Cooperative
+                };
+                PlanCase {
+                    protocol,
+                    current,
+                    target,
+                }
+            },
+        )
 }
 
 type Planner = fn(Protocol, &Assignment, &Assignment) -> Plan;
@@ -145,8 +181,16 @@ fn g1_body(planner: Planner, case: &PlanCase) -> Result<(), TestCaseError> {
         }
     }
     owners.retain(|_, s| !s.is_empty());
-    prop_assert_eq!(&owners, &owners_of(&case.target), "plan does not end at the target");
-    let revoked: Vec<&Step> = p.steps.iter().filter(|s| matches!(s, Step::Revoke { .. })).collect();
+    prop_assert_eq!(
+        &owners,
+        &owners_of(&case.target),
+        "plan does not end at the target"
+    );
+    let revoked: Vec<&Step> = p
+        .steps
+        .iter()
+        .filter(|s| matches!(s, Step::Revoke { .. }))
+        .collect();
     match case.protocol {
         Protocol::Eager => {
             prop_assert_eq!(p.rounds, 1);
@@ -159,7 +203,10 @@ fn g1_body(planner: Planner, case: &PlanCase) -> Result<(), TestCaseError> {
             for s in revoked {
                 if let Step::Revoke { member, tps } = s {
                     let keep = case.target.get(member).cloned().unwrap_or_default();
-                    prop_assert!(tps.iter().all(|tp| !keep.contains(tp)), "{member} revokes a partition it keeps");
+                    prop_assert!(
+                        tps.iter().all(|tp| !keep.contains(tp)),
+                        "{member} revokes a partition it keeps"
+                    );
                 }
             }
         }
@@ -169,7 +216,11 @@ fn g1_body(planner: Planner, case: &PlanCase) -> Result<(), TestCaseError> {
 
 /// Broken planner: cooperative without the revoke round — new owners are assigned before the old
 /// owners revoke.
-fn plan_without_revoke_round(_protocol: Protocol, current: &Assignment, target: &Assignment) -> Plan {
+fn plan_without_revoke_round(
+    _protocol: Protocol,
+    current: &Assignment,
+    target: &Assignment,
+) -> Plan {
     let mut steps = Vec::new();
     for (&member, tgt) in target {
         let cur = current.get(&member).cloned().unwrap_or_default();
@@ -218,27 +269,49 @@ fn equal_case() -> impl Strategy<Value = EqualCase> {
                 .map(|&id| MemberInfo {
                     id,
                     topics: subs.clone(),
-                    owned: owned[id.0 as usize].iter().map(|&(t, p)| Tp::new(t, p)).collect(),
+                    owned: owned[id.0 as usize]
+                        .iter()
+                        .map(|&(t, p)| Tp::new(t, p))
+                        .collect(),
                 })
                 .collect();
             let mut partitions = partitions_of(&topics);
             partitions.extend((0..orphan).map(|p| Tp::new(9, p)));
-            EqualCase { members, partitions }
+            EqualCase {
+                members,
+                partitions,
+            }
         })
 }
 
 type Assigner = fn(AssignorKind, &[MemberInfo], &[Tp]) -> Assignment;
 
 fn assign_unbalanced(kind: AssignorKind, members: &[MemberInfo], partitions: &[Tp]) -> Assignment {
-    assign_with_bugs(kind, members, partitions, Bugs::only(Bug::UnbalancedAssignor))
+    assign_with_bugs(
+        kind,
+        members,
+        partitions,
+        Bugs::only(Bug::UnbalancedAssignor),
+    )
 }
 
 fn g3_balance_body(assigner: Assigner, case: &EqualCase) -> Result<(), TestCaseError> {
-    for kind in [AssignorKind::RoundRobin, AssignorKind::Sticky, AssignorKind::CooperativeSticky] {
+    for kind in [
+        AssignorKind::RoundRobin,
+        AssignorKind::Sticky,
+        AssignorKind::CooperativeSticky,
+    ] {
         let a = assigner(kind, &case.members, &case.partitions);
         let counts: Vec<usize> = a.values().map(Vec::len).collect();
-        let (lo, hi) = (counts.iter().min().copied().unwrap_or(0), counts.iter().max().copied().unwrap_or(0));
-        prop_assert!(hi - lo <= 1, "G3: {} counts {counts:?} differ by more than 1", kind.name());
+        let (lo, hi) = (
+            counts.iter().min().copied().unwrap_or(0),
+            counts.iter().max().copied().unwrap_or(0),
+        );
+        prop_assert!(
+            hi - lo <= 1,
+            "G3: {} counts {counts:?} differ by more than 1",
+            kind.name()
+        );
     }
     Ok(())
 }
@@ -255,7 +328,9 @@ fn valid_owned(case: &EqualCase) -> BTreeMap<MemberId, BTreeSet<Tp>> {
         let mine: BTreeSet<Tp> = m
             .owned
             .iter()
-            .filter(|tp| exists.contains(tp) && m.topics.contains(&tp.topic) && !taken.contains(*tp))
+            .filter(|tp| {
+                exists.contains(tp) && m.topics.contains(&tp.topic) && !taken.contains(*tp)
+            })
             .copied()
             .collect();
         taken.extend(mine.iter().copied());
@@ -267,7 +342,11 @@ fn valid_owned(case: &EqualCase) -> BTreeMap<MemberId, BTreeSet<Tp>> {
 fn g3_sticky_body(assigner: Assigner, case: &EqualCase) -> Result<(), TestCaseError> {
     let valid = valid_owned(case);
     let subscribed = &case.members[0].topics;
-    let n = case.partitions.iter().filter(|tp| subscribed.contains(&tp.topic)).count();
+    let n = case
+        .partitions
+        .iter()
+        .filter(|tp| subscribed.contains(&tp.topic))
+        .count();
     let m = case.members.len();
     let (q, r) = (n / m, n % m);
     // Any assignment with counts in {q, q+1} keeps at most q+1 per member and at most r members at
@@ -282,11 +361,21 @@ fn g3_sticky_body(assigner: Assigner, case: &EqualCase) -> Result<(), TestCaseEr
             let now: BTreeSet<Tp> = a[id].iter().copied().collect();
             let lost = kept.difference(&now).count();
             if kept.len() <= q {
-                prop_assert_eq!(lost, 0, "G3: {} took partitions from {} at or below the floor", kind.name(), id);
+                prop_assert_eq!(
+                    lost,
+                    0,
+                    "G3: {} took partitions from {} at or below the floor",
+                    kind.name(),
+                    id
+                );
             }
             moved += lost;
         }
-        prop_assert!(moved <= moves_min, "G3: {} moved {moved} owned partitions, {moves_min} needed", kind.name());
+        prop_assert!(
+            moved <= moves_min,
+            "G3: {} moved {moved} owned partitions, {moves_min} needed",
+            kind.name()
+        );
     }
     Ok(())
 }
@@ -302,7 +391,10 @@ struct AnyCase {
 }
 
 fn any_case() -> impl Strategy<Value = AnyCase> {
-    let member = (prop::collection::btree_set(0..4u16, 0..=3), prop::collection::vec((0..4u16, 0..8u32), 0..6));
+    let member = (
+        prop::collection::btree_set(0..4u16, 0..=3),
+        prop::collection::vec((0..4u16, 0..8u32), 0..6),
+    );
     (
         prop::collection::vec(0..=7u32, 1..=4),
         prop::collection::btree_map(0..20u32, member, 0..=6),
@@ -326,22 +418,48 @@ fn total_body(case: &AnyCase) -> Result<(), TestCaseError> {
     for kind in KINDS {
         let a = assign(kind, &case.members, &case.partitions);
         let ids: BTreeSet<MemberId> = case.members.iter().map(|m| m.id).collect();
-        prop_assert_eq!(a.keys().copied().collect::<BTreeSet<_>>(), ids, "every member is in the result");
+        prop_assert_eq!(
+            a.keys().copied().collect::<BTreeSet<_>>(),
+            ids,
+            "every member is in the result"
+        );
         let mut owner: BTreeMap<Tp, MemberId> = BTreeMap::new();
         for (id, tps) in &a {
-            prop_assert!(tps.windows(2).all(|w| w[0] < w[1]), "{} list not sorted", kind.name());
+            prop_assert!(
+                tps.windows(2).all(|w| w[0] < w[1]),
+                "{} list not sorted",
+                kind.name()
+            );
             let subs = &case.members.iter().find(|m| m.id == *id).unwrap().topics;
             for tp in tps {
-                prop_assert!(subs.contains(&tp.topic), "{} gave {tp} to unsubscribed {id}", kind.name());
-                prop_assert!(owner.insert(*tp, *id).is_none(), "{} gave {tp} twice", kind.name());
+                prop_assert!(
+                    subs.contains(&tp.topic),
+                    "{} gave {tp} to unsubscribed {id}",
+                    kind.name()
+                );
+                prop_assert!(
+                    owner.insert(*tp, *id).is_none(),
+                    "{} gave {tp} twice",
+                    kind.name()
+                );
             }
         }
         for tp in &case.partitions {
             let wanted = case.members.iter().any(|m| m.topics.contains(&tp.topic));
-            prop_assert_eq!(owner.contains_key(tp), wanted, "{} {}: assigned iff subscribed", kind.name(), tp);
+            prop_assert_eq!(
+                owner.contains_key(tp),
+                wanted,
+                "{} {}: assigned iff subscribed",
+                kind.name(),
+                tp
+            );
         }
         let known: BTreeSet<Tp> = case.partitions.iter().copied().collect();
-        prop_assert!(owner.keys().all(|tp| known.contains(tp)), "{} assigned an unknown partition", kind.name());
+        prop_assert!(
+            owner.keys().all(|tp| known.contains(tp)),
+            "{} assigned an unknown partition",
+            kind.name()
+        );
         // Deterministic, and independent of input order.
         prop_assert_eq!(&assign(kind, &case.members, &case.partitions), &a);
         let mut members = case.members.clone();
@@ -352,7 +470,12 @@ fn total_body(case: &AnyCase) -> Result<(), TestCaseError> {
         partitions.reverse();
         let k = case.rotate % partitions.len().max(1);
         partitions.rotate_left(k);
-        prop_assert_eq!(&assign(kind, &members, &partitions), &a, "{} depends on input order", kind.name());
+        prop_assert_eq!(
+            &assign(kind, &members, &partitions),
+            &a,
+            "{} depends on input order",
+            kind.name()
+        );
     }
     Ok(())
 }
@@ -383,21 +506,31 @@ proptest! {
 
 #[test]
 fn g1_catches_cooperative_without_revoke_round() {
-    assert_caught(plan_case(), "G1", |case| g1_body(plan_without_revoke_round, &case));
+    assert_caught(plan_case(), "G1", |case| {
+        g1_body(plan_without_revoke_round, &case)
+    });
 }
 
 #[test]
 fn g3_catches_unbalanced_assignor() {
-    assert_caught(equal_case(), "G3", |case| g3_balance_body(assign_unbalanced, &case));
+    assert_caught(equal_case(), "G3", |case| {
+        g3_balance_body(assign_unbalanced, &case)
+    });
 }
 
 /// Round-robin ignores previous ownership: run as if it were the sticky assignor, the stickiness
 /// property must reject it.
-fn assign_forgetting_ownership(_kind: AssignorKind, members: &[MemberInfo], partitions: &[Tp]) -> Assignment {
+fn assign_forgetting_ownership(
+    _kind: AssignorKind,
+    members: &[MemberInfo],
+    partitions: &[Tp],
+) -> Assignment {
     assign(AssignorKind::RoundRobin, members, partitions)
 }
 
 #[test]
 fn g3_sticky_catches_an_assignor_that_forgets_ownership() {
-    assert_caught(equal_case(), "G3", |case| g3_sticky_body(assign_forgetting_ownership, &case));
+    assert_caught(equal_case(), "G3", |case| {
+        g3_sticky_body(assign_forgetting_ownership, &case)
+    });
 }

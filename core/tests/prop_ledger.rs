@@ -19,19 +19,33 @@ use sluice_core::{Offset, SplitMix64, Tp};
 const TP: Tp = Tp::new(0, 0);
 
 fn config(cases: u32) -> Config {
-    Config { cases, rng_seed: RngSeed::Fixed(0x5EED_0002), failure_persistence: None, ..Config::default() }
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(0x5EED_0002),
+        failure_persistence: None,
+        ..Config::default()
+    }
 }
 
 /// Runs `body` over `strategy` with a fixed seed and asserts that it finds a failing case whose
 /// message names `rule`.
-fn assert_caught<S: Strategy>(strategy: S, rule: &str, body: impl Fn(S::Value) -> Result<(), TestCaseError>)
-where
+fn assert_caught<S: Strategy>(
+    strategy: S,
+    rule: &str,
+    body: impl Fn(S::Value) -> Result<(), TestCaseError>,
+) where
     S::Value: std::fmt::Debug,
 {
-    let mut runner = TestRunner::new(Config { max_shrink_iters: 64, ..config(512) });
+    let mut runner = TestRunner::new(Config {
+        max_shrink_iters: 64,
+        ..config(512)
+    });
     match runner.run(&strategy, body) {
         Err(TestError::Fail(reason, input)) => {
-            assert!(reason.message().contains(rule), "failure found but not for {rule}: {reason} on {input:?}")
+            assert!(
+                reason.message().contains(rule),
+                "failure found but not for {rule}: {reason} on {input:?}"
+            )
         }
         Err(TestError::Abort(reason)) => panic!("runner aborted: {reason}"),
         Ok(()) => panic!("the broken variant passed the {rule} property: the property cannot fail"),
@@ -60,14 +74,28 @@ fn chunks_of(start: Offset, sizes: &[u32]) -> Vec<(Offset, u32)> {
 }
 
 fn completion_case() -> impl Strategy<Value = CompletionCase> {
-    (0..1_000u64, prop::collection::vec(1..=4u32, 1..40), 1..10usize, prop::collection::vec(any::<prop::sample::Index>(), 0..4))
+    (
+        0..1_000u64,
+        prop::collection::vec(1..=4u32, 1..40),
+        1..10usize,
+        prop::collection::vec(any::<prop::sample::Index>(), 0..4),
+    )
         .prop_flat_map(|(start, sizes, pending_ranges_max, dups)| {
             let mut chunks = chunks_of(start, &sizes);
-            let again: Vec<(Offset, u32)> = dups.iter().map(|i| chunks[i.index(chunks.len())]).collect();
+            let again: Vec<(Offset, u32)> =
+                dups.iter().map(|i| chunks[i.index(chunks.len())]).collect();
             chunks.extend(again);
-            (Just(start), Just(chunks).prop_shuffle(), Just(pending_ranges_max))
+            (
+                Just(start),
+                Just(chunks).prop_shuffle(),
+                Just(pending_ranges_max),
+            )
         })
-        .prop_map(|(start, chunks, pending_ranges_max)| CompletionCase { start, chunks, pending_ranges_max })
+        .prop_map(|(start, chunks, pending_ranges_max)| CompletionCase {
+            start,
+            chunks,
+            pending_ranges_max,
+        })
 }
 
 /// Reference: the first offset at or above `start` not in `done`.
@@ -113,20 +141,29 @@ fn k1_body(bugs: Bugs, case: &CompletionCase) -> Result<(), TestCaseError> {
             }
             Err(LedgerError::AlreadyDone { offset: o, .. }) => {
                 prop_assert!(already, "refused a new chunk {offset}+{count}");
-                prop_assert!(done.contains(&o), "AlreadyDone names {o}, which is not done");
+                prop_assert!(
+                    done.contains(&o),
+                    "AlreadyDone names {o}, which is not done"
+                );
             }
             Err(LedgerError::TooManyRanges { .. }) => {
                 prop_assert!(!already);
                 let mut with: BTreeSet<Offset> = done.clone();
                 with.extend(chunk);
-                prop_assert!(ranges_above(case.start, &with) > case.pending_ranges_max, "TooManyRanges below the bound");
+                prop_assert!(
+                    ranges_above(case.start, &with) > case.pending_ranges_max,
+                    "TooManyRanges below the bound"
+                );
                 queue.push_back((offset, count));
             }
             Err(e) => prop_assert!(false, "unexpected {e:?}"),
         }
         let expect = first_not_done(case.start, &done);
         let got = l.committable(TP).unwrap();
-        prop_assert!(got <= expect, "K1: committable {got} beyond the first not-done offset {expect}");
+        prop_assert!(
+            got <= expect,
+            "K1: committable {got} beyond the first not-done offset {expect}"
+        );
         prop_assert_eq!(got, expect, "committable lags the done prefix");
         prop_assert!(l.pending_ranges(TP).unwrap() <= case.pending_ranges_max);
     }
@@ -141,7 +178,9 @@ enum Outcome {
     Acked,
     Failed,
     /// The reply was lost; `applied` says whether the broker applied it anyway.
-    Unknown { applied: bool },
+    Unknown {
+        applied: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -163,7 +202,11 @@ struct ResumeCase {
 }
 
 fn outcome() -> impl Strategy<Value = Outcome> {
-    prop_oneof![Just(Outcome::Acked), Just(Outcome::Failed), any::<bool>().prop_map(|applied| Outcome::Unknown { applied })]
+    prop_oneof![
+        Just(Outcome::Acked),
+        Just(Outcome::Failed),
+        any::<bool>().prop_map(|applied| Outcome::Unknown { applied })
+    ]
 }
 
 fn resume_case() -> impl Strategy<Value = ResumeCase> {
@@ -173,18 +216,32 @@ fn resume_case() -> impl Strategy<Value = ResumeCase> {
         1 => Just(Op::Send),
         1 => outcome().prop_map(Op::Late),
     ];
-    (prop::collection::vec(1..=3u32, 1..30), prop::collection::vec(op, 0..80))
+    (
+        prop::collection::vec(1..=3u32, 1..30),
+        prop::collection::vec(op, 0..80),
+    )
         .prop_flat_map(|(sizes, ops)| {
             // Shuffle only within windows of 4 chunks: a few records in flight at a time.
             let chunks = chunks_of(0, &sizes);
-            let windows: Vec<_> = chunks.chunks(4).map(|w| Just(w.to_vec()).prop_shuffle()).collect();
+            let windows: Vec<_> = chunks
+                .chunks(4)
+                .map(|w| Just(w.to_vec()).prop_shuffle())
+                .collect();
             (windows, Just(ops))
         })
-        .prop_map(|(windows, ops)| ResumeCase { chunks: windows.into_iter().flatten().collect(), ops })
+        .prop_map(|(windows, ops)| ResumeCase {
+            chunks: windows.into_iter().flatten().collect(),
+            ops,
+        })
 }
 
 fn k2_body(bugs: Bugs, case: &ResumeCase) -> Result<(), TestCaseError> {
-    let end: Offset = case.chunks.iter().map(|&(o, n)| o + u64::from(n)).max().unwrap_or(0);
+    let end: Offset = case
+        .chunks
+        .iter()
+        .map(|&(o, n)| o + u64::from(n))
+        .max()
+        .unwrap_or(0);
     let mut processed: BTreeMap<Offset, u32> = BTreeMap::new();
     let mut l = Ledger::new(64).with_bugs(bugs);
     l.track(TP, 0);
@@ -193,28 +250,32 @@ fn k2_body(bugs: Bugs, case: &ResumeCase) -> Result<(), TestCaseError> {
     let mut last_acked: Offset = 0;
     let mut late: VecDeque<Offset> = VecDeque::new();
     let mut dirty = Vec::new();
-    let resolve = |l: &mut Ledger, broker: &mut Offset, last_acked: &mut Offset, c: Offset, out: Outcome| match out {
-        Outcome::Acked => {
-            // The broker keeps the newest commit it applied; an older, late one is applied too
-            // (that is how offsets go backwards on the wire), but the ledger must not follow it.
-            *broker = c;
-            *last_acked = (*last_acked).max(c);
-            l.commit_acked(TP, c);
-        }
-        Outcome::Failed => l.commit_failed(TP, c, false),
-        Outcome::Unknown { applied } => {
-            if applied {
-                *broker = c;
+    let resolve =
+        |l: &mut Ledger, broker: &mut Offset, last_acked: &mut Offset, c: Offset, out: Outcome| {
+            match out {
+                Outcome::Acked => {
+                    // The broker keeps the newest commit it applied; an older, late one is applied too
+                    // (that is how offsets go backwards on the wire), but the ledger must not follow it.
+                    *broker = c;
+                    *last_acked = (*last_acked).max(c);
+                    l.commit_acked(TP, c);
+                }
+                Outcome::Failed => l.commit_failed(TP, c, false),
+                Outcome::Unknown { applied } => {
+                    if applied {
+                        *broker = c;
+                    }
+                    l.commit_failed(TP, c, true);
+                }
             }
-            l.commit_failed(TP, c, true);
-        }
-    };
+        };
     for op in &case.ops {
         match *op {
             Op::Process => {
                 if let Some(&(o, n)) = case.chunks.get(next_chunk) {
                     next_chunk += 1;
-                    l.done(TP, o, n).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                    l.done(TP, o, n)
+                        .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
                     (o..o + u64::from(n)).for_each(|x| *processed.entry(x).or_default() += 1);
                 }
             }
@@ -242,7 +303,11 @@ fn k2_body(bugs: Bugs, case: &ResumeCase) -> Result<(), TestCaseError> {
                 }
             }
         }
-        prop_assert_eq!(l.committed(TP).unwrap(), last_acked, "committed is not the highest acked commit");
+        prop_assert_eq!(
+            l.committed(TP).unwrap(),
+            last_acked,
+            "committed is not the highest acked commit"
+        );
     }
     // Crash. Whatever the broker holds (an unknown-outcome commit may have landed) is within the
     // done prefix, so even resuming from it leaves no gap.
@@ -251,21 +316,36 @@ fn k2_body(bugs: Bugs, case: &ResumeCase) -> Result<(), TestCaseError> {
     while phase1.contains(&prefix_end) {
         prefix_end += 1;
     }
-    prop_assert!(broker <= prefix_end, "K2: the broker holds commit {broker} beyond the processed prefix {prefix_end}");
+    prop_assert!(
+        broker <= prefix_end,
+        "K2: the broker holds commit {broker} beyond the processed prefix {prefix_end}"
+    );
     // Resume from the ledger's committed offset.
     let resume = l.committed(TP).unwrap();
     let mut l2 = Ledger::new(64);
     l2.track(TP, resume);
     for o in resume..end {
-        l2.done(TP, o, 1).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+        l2.done(TP, o, 1)
+            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
         *processed.entry(o).or_default() += 1;
     }
     for o in 0..end {
-        prop_assert!(processed.contains_key(&o), "K2: offset {o} never processed (resumed at {resume})");
+        prop_assert!(
+            processed.contains_key(&o),
+            "K2: offset {o} never processed (resumed at {resume})"
+        );
     }
-    let again: BTreeSet<Offset> = processed.iter().filter(|(_, &n)| n > 1).map(|(&o, _)| o).collect();
+    let again: BTreeSet<Offset> = processed
+        .iter()
+        .filter(|(_, &n)| n > 1)
+        .map(|(&o, _)| o)
+        .collect();
     let expect: BTreeSet<Offset> = phase1.range(last_acked..).copied().collect();
-    prop_assert_eq!(again, expect, "re-processed offsets are not exactly those after the last acked commit");
+    prop_assert_eq!(
+        again,
+        expect,
+        "re-processed offsets are not exactly those after the last acked commit"
+    );
     Ok(())
 }
 
@@ -307,7 +387,9 @@ impl Align for NonBlocking {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Item {
     /// A record of epoch `epoch` (after barrier `epoch`, before barrier `epoch + 1`).
-    Data { epoch: u64 },
+    Data {
+        epoch: u64,
+    },
     Barrier(u64),
 }
 
@@ -324,12 +406,19 @@ fn align_case() -> impl Strategy<Value = AlignCase> {
     (1..=4usize, 1..=4u64)
         .prop_flat_map(|(channels, barriers)| {
             (
-                prop::collection::vec(prop::collection::vec(0..4u8, barriers as usize + 1), channels),
+                prop::collection::vec(
+                    prop::collection::vec(0..4u8, barriers as usize + 1),
+                    channels,
+                ),
                 Just(barriers),
                 prop::collection::vec(0..channels, 0..60),
             )
         })
-        .prop_map(|(records, barriers, schedule)| AlignCase { records, barriers, schedule })
+        .prop_map(|(records, barriers, schedule)| AlignCase {
+            records,
+            barriers,
+            schedule,
+        })
 }
 
 fn k3_align_body(aligner: &mut dyn Align, case: &AlignCase) -> Result<(), TestCaseError> {
@@ -355,7 +444,9 @@ fn k3_align_body(aligner: &mut dyn Align, case: &AlignCase) -> Result<(), TestCa
         if !aligner.accepts(ch) {
             continue;
         }
-        let Some(item) = queues[ch].pop_front() else { continue };
+        let Some(item) = queues[ch].pop_front() else {
+            continue;
+        };
         match item {
             Item::Data { epoch } => {
                 // Aligned mode: a record of epoch e is processed after barrier e went out and
@@ -366,7 +457,9 @@ fn k3_align_body(aligner: &mut dyn Align, case: &AlignCase) -> Result<(), TestCa
                 );
             }
             Item::Barrier(id) => {
-                let r = aligner.on_barrier(ch, id).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                let r = aligner
+                    .on_barrier(ch, id)
+                    .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
                 if let Some(id) = r {
                     prop_assert_eq!(id, forwarded + 1, "barriers forwarded out of order");
                     forwarded = id;
@@ -383,7 +476,10 @@ fn k3_align_body(aligner: &mut dyn Align, case: &AlignCase) -> Result<(), TestCa
 enum CoordOp {
     Trigger,
     /// Stage `stage` acks the `pick`-th id triggered so far (modulo).
-    Ack { stage: usize, pick: usize },
+    Ack {
+        stage: usize,
+        pick: usize,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -419,18 +515,30 @@ fn k3_complete_body(case: &CoordCase) -> Result<(), TestCaseError> {
                 prop_assert!(c.pending().count() <= case.pending_max);
             }
             CoordOp::Ack { stage, pick } => {
-                let Some(&id) = (!ids.is_empty()).then(|| &ids[pick % ids.len()]) else { continue };
+                let Some(&id) = (!ids.is_empty()).then(|| &ids[pick % ids.len()]) else {
+                    continue;
+                };
                 let was_pending = c.pending().any(|p| p == id);
                 let fresh = stage < case.stages && acks.entry(id).or_default().insert(stage);
                 let all = acks.get(&id).map_or(0, BTreeSet::len) == case.stages;
                 let done = c.ack(stage, id);
                 if done {
-                    prop_assert!(all, "K3: checkpoint {id} complete with acks from {:?} only", acks.get(&id));
+                    prop_assert!(
+                        all,
+                        "K3: checkpoint {id} complete with acks from {:?} only",
+                        acks.get(&id)
+                    );
                     prop_assert!(completed.insert(id), "K3: checkpoint {id} completed twice");
                     prop_assert!(completed.iter().all(|&x| x <= id));
                 }
                 // Liveness: the last ack of a checkpoint still pending completes it.
-                prop_assert_eq!(done, was_pending && fresh && all, "ack({}, {}) result", stage, id);
+                prop_assert_eq!(
+                    done,
+                    was_pending && fresh && all,
+                    "ack({}, {}) result",
+                    stage,
+                    id
+                );
                 prop_assert_eq!(c.last_complete(), completed.last().copied());
             }
         }
@@ -442,12 +550,24 @@ fn k3_complete_body(case: &CoordCase) -> Result<(), TestCaseError> {
 // Retry policy.
 
 fn retry_case() -> impl Strategy<Value = (RetryConfig, u64, u64, u32)> {
-    (1..=10u32, 0..5_000u64, 0..200_000u64, 0.0..=1.0f64, any::<u64>(), 0..1_000_000u64, any::<u32>()).prop_map(
-        |(max_attempts, initial, extra, jitter, seed, now, retry)| {
-            let cfg = RetryConfig { max_attempts, backoff_initial_ms: initial, backoff_max_ms: initial + extra, jitter };
-            (cfg, seed, now, retry)
-        },
+    (
+        1..=10u32,
+        0..5_000u64,
+        0..200_000u64,
+        0.0..=1.0f64,
+        any::<u64>(),
+        0..1_000_000u64,
+        any::<u32>(),
     )
+        .prop_map(|(max_attempts, initial, extra, jitter, seed, now, retry)| {
+            let cfg = RetryConfig {
+                max_attempts,
+                backoff_initial_ms: initial,
+                backoff_max_ms: initial + extra,
+                jitter,
+            };
+            (cfg, seed, now, retry)
+        })
 }
 
 fn retry_body((cfg, seed, now, retry): (RetryConfig, u64, u64, u32)) -> Result<(), TestCaseError> {
@@ -471,19 +591,37 @@ fn retry_body((cfg, seed, now, retry): (RetryConfig, u64, u64, u32)) -> Result<(
     let mut at = now;
     loop {
         match p.on_failure(attempt, at, &mut rng) {
-            Verdict::RetryAt { at_us, attempt: next } => {
-                prop_assert!(attempt < cfg.max_attempts, "retried after {attempt} of {} attempts", cfg.max_attempts);
+            Verdict::RetryAt {
+                at_us,
+                attempt: next,
+            } => {
+                prop_assert!(
+                    attempt < cfg.max_attempts,
+                    "retried after {attempt} of {} attempts",
+                    cfg.max_attempts
+                );
                 prop_assert_eq!(next, attempt + 1);
                 let backoff_us = p.backoff_ms(attempt) * 1_000;
                 let delay = at_us - at;
-                prop_assert!(delay <= backoff_us, "delay {delay} above backoff {backoff_us}");
+                prop_assert!(
+                    delay <= backoff_us,
+                    "delay {delay} above backoff {backoff_us}"
+                );
                 let floor = (backoff_us as f64 * (1.0 - cfg.jitter)).floor() as u64;
-                prop_assert!(delay + 1 >= floor, "delay {delay} below backoff·(1−jitter) {floor}");
+                prop_assert!(
+                    delay + 1 >= floor,
+                    "delay {delay} below backoff·(1−jitter) {floor}"
+                );
                 at = at_us;
                 attempt = next;
             }
             Verdict::DeadLetter { attempts } => {
-                prop_assert_eq!(attempts, cfg.max_attempts, "dead-lettered after {} attempts", attempts);
+                prop_assert_eq!(
+                    attempts,
+                    cfg.max_attempts,
+                    "dead-lettered after {} attempts",
+                    attempts
+                );
                 break;
             }
         }
@@ -522,18 +660,25 @@ proptest! {
 
 #[test]
 fn k1_catches_commit_beyond_processed() {
-    assert_caught(completion_case(), "K1", |case| k1_body(Bugs::only(Bug::CommitBeyondProcessed), &case));
+    assert_caught(completion_case(), "K1", |case| {
+        k1_body(Bugs::only(Bug::CommitBeyondProcessed), &case)
+    });
 }
 
 #[test]
 fn k2_catches_commit_beyond_processed() {
-    assert_caught(resume_case(), "K2", |case| k2_body(Bugs::only(Bug::CommitBeyondProcessed), &case));
+    assert_caught(resume_case(), "K2", |case| {
+        k2_body(Bugs::only(Bug::CommitBeyondProcessed), &case)
+    });
 }
 
 #[test]
 fn k3_catches_an_aligner_that_does_not_block() {
     assert_caught(align_case(), "K3", |case| {
-        let mut broken = NonBlocking { channels: case.records.len(), seen: BTreeMap::new() };
+        let mut broken = NonBlocking {
+            channels: case.records.len(),
+            seen: BTreeMap::new(),
+        };
         k3_align_body(&mut broken, &case)
     });
 }
