@@ -1,0 +1,242 @@
+//! Faults: the scenario's schedule, or a swarm the seed picks (0–4 faults of random kinds, times and
+//! targets within the safety phase, returned as a schedule that replays them). Starting a fault
+//! changes the world's data (a cut in `net`, a factor in `disk`, a stall in a consumer) or crashes a
+//! node; ending it undoes exactly that. Everything still active heals when the liveness phase
+//! begins.
+
+use sluice_core::history::{Edge, Event};
+use sluice_core::spec::{Fault, FaultKind, Scenario};
+
+use crate::dist::Stream;
+use crate::net::{Cut, Degraded, Layout, NodeIdx};
+use crate::world::World;
+use crate::SimError;
+
+/// The most faults swarm mode injects in one run.
+pub const SWARM_FAULTS_MAX: u64 = 4;
+
+/// What the main loop must do to madsim nodes for a fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeOp {
+    Kill(NodeIdx),
+    Restart(NodeIdx),
+}
+
+/// A fault in force, with what is needed to heal it.
+#[derive(Clone, Debug)]
+pub struct Active {
+    pub id: u64,
+    pub name: &'static str,
+    pub target: String,
+    pub end_ms: u64,
+    undo: Undo,
+}
+
+#[derive(Clone, Debug)]
+enum Undo {
+    Nothing,
+    Net,
+    Disk(u32),
+    Restart(NodeIdx),
+    Stall(u32),
+    Slow(u32),
+    CommitLoss(u32),
+}
+
+/// Checks that every node a schedule names exists (`validate` checks indices, not names).
+pub fn check_schedule(spec: &Scenario, layout: &Layout, faults: &[Fault]) -> Result<(), SimError> {
+    for (i, f) in faults.iter().enumerate() {
+        match &f.kind {
+            FaultKind::Partition { from, to, .. } => {
+                for n in from.iter().chain(to) {
+                    if layout.parse(n).is_none() {
+                        return Err(SimError::Invalid(format!("faults[{i}]: unknown node {n:?} (use b0.., p0.., c0.., controller)")));
+                    }
+                }
+            }
+            FaultKind::Latency { node, loss, .. } => {
+                if layout.parse(node).is_none() {
+                    return Err(SimError::Invalid(format!("faults[{i}]: unknown node {node:?}")));
+                }
+                if !(0.0..=1.0).contains(loss) {
+                    return Err(SimError::Invalid(format!("faults[{i}].loss must be within 0..=1")));
+                }
+            }
+            FaultKind::SlowDisk { factor, .. } | FaultKind::SlowConsumer { factor, .. } if !(*factor >= 1.0 && factor.is_finite()) => {
+                return Err(SimError::Invalid(format!("faults[{i}].factor must be a finite number >= 1")));
+            }
+            _ => {}
+        }
+        if f.at_s > spec.duration_s as f64 {
+            return Err(SimError::Invalid(format!("faults[{i}].at_s is beyond the safety phase")));
+        }
+    }
+    Ok(())
+}
+
+/// The faults the seed picks in swarm mode.
+pub fn swarm(spec: &Scenario, seed: u64) -> Vec<Fault> {
+    let mut r = Stream::new(seed, "swarm");
+    let n = r.below(SWARM_FAULTS_MAX + 1);
+    let d = spec.duration_s as f64;
+    let brokers = spec.cluster.brokers as u64;
+    let consumers = spec.consumers.count as u64;
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let at_s = (r.range_f64(0.1, 0.7) * d * 10.0).round() / 10.0;
+        let for_s = (r.range_f64(0.02, 0.25) * d * 10.0).round().max(1.0) / 10.0;
+        let kind = match r.below(9) {
+            0 => FaultKind::BrokerCrash { broker: r.below(brokers) as u32 },
+            1 => {
+                let t = &spec.topics[r.below(spec.topics.len() as u64) as usize];
+                FaultKind::LeaderCrash { topic: t.name.clone(), partition: r.below(t.partitions as u64) as u32 }
+            }
+            2 => {
+                let a = r.below(brokers);
+                let b = (a + 1 + r.below(brokers.max(2) - 1)) % brokers.max(1);
+                FaultKind::Partition { from: vec![format!("b{a}")], to: vec![format!("b{b}")], one_way: r.chance(0.5) }
+            }
+            3 => FaultKind::Latency { node: format!("b{}", r.below(brokers)), ms: 1 + r.below(50), loss: (r.f64() * 0.2 * 100.0).round() / 100.0 },
+            4 => FaultKind::SlowDisk { broker: r.below(brokers) as u32, factor: (2 + r.below(19)) as f64 },
+            5 => FaultKind::CoordinatorFailover,
+            6 => FaultKind::ConsumerCrash { consumer: r.below(consumers) as u32 },
+            7 => FaultKind::ConsumerStall { consumer: r.below(consumers) as u32 },
+            _ => FaultKind::SlowConsumer { consumer: r.below(consumers) as u32, factor: (2 + r.below(9)) as f64 },
+        };
+        out.push(Fault { at_s, for_s, kind });
+    }
+    out.sort_by(|a, b| a.at_s.total_cmp(&b.at_s));
+    out
+}
+
+fn consumer_fault(f: &FaultKind) -> bool {
+    matches!(
+        f,
+        FaultKind::ConsumerCrash { .. }
+            | FaultKind::ConsumerStall { .. }
+            | FaultKind::SlowConsumer { .. }
+            | FaultKind::CommitReplyLoss { .. }
+    )
+}
+
+impl World {
+    /// Starts fault `f` (number `id`). Returns what it means for madsim nodes and, unless it was
+    /// skipped, the record needed to heal it.
+    pub fn fault_start(&mut self, id: u64, f: &Fault) -> (Vec<NodeOp>, Option<Active>) {
+        let now = self.now_ms;
+        let end_ms = now + (f.for_s * 1_000.0).round() as u64;
+        let l = self.layout;
+        let mut ops = Vec::new();
+        if consumer_fault(&f.kind) && !self.opts.consumers {
+            self.record(Event::Note { text: format!("fault {} skipped: consumers are not running", f.kind.name()) });
+            return (ops, None);
+        }
+        let (target, undo) = match &f.kind {
+            FaultKind::BrokerCrash { broker } => {
+                let n = l.broker(*broker);
+                if !self.up[n] {
+                    self.record(Event::Note { text: format!("fault broker-crash skipped: b{broker} is already down") });
+                    return (ops, None);
+                }
+                (format!("b{broker}"), Undo::Restart(n))
+            }
+            FaultKind::LeaderCrash { topic, partition } => {
+                let g = self.spec.topic_index(topic).map(|ti| self.tp_base[ti as usize] + partition);
+                match g.and_then(|g| self.meta[g as usize].leader) {
+                    Some(b) if self.up[l.broker(b)] => (format!("b{b}"), Undo::Restart(l.broker(b))),
+                    _ => {
+                        self.record(Event::Note { text: format!("fault leader-crash skipped: {topic}/{partition} has no live leader") });
+                        return (ops, None);
+                    }
+                }
+            }
+            FaultKind::CoordinatorFailover => {
+                let b = self.coordinator_broker;
+                if !self.up[l.broker(b)] {
+                    return (ops, None);
+                }
+                (format!("b{b}"), Undo::Restart(l.broker(b)))
+            }
+            FaultKind::ConsumerCrash { consumer } => {
+                let n = l.consumer(*consumer);
+                if !self.up[n] {
+                    return (ops, None);
+                }
+                (format!("c{consumer}"), if f.for_s > 0.0 { Undo::Restart(n) } else { Undo::Nothing })
+            }
+            FaultKind::Partition { from, to, one_way } => {
+                let from: Vec<NodeIdx> = from.iter().filter_map(|s| l.parse(s)).collect();
+                let to: Vec<NodeIdx> = to.iter().filter_map(|s| l.parse(s)).collect();
+                let target = format!(
+                    "{}{}{}",
+                    from.iter().map(|&n| l.name(n)).collect::<Vec<_>>().join(","),
+                    if *one_way { "->" } else { "<->" },
+                    to.iter().map(|&n| l.name(n)).collect::<Vec<_>>().join(",")
+                );
+                self.net.add_cut(Cut { id, from, to, one_way: *one_way });
+                (target, Undo::Net)
+            }
+            FaultKind::Latency { node, ms, loss } => {
+                let n = l.parse(node).unwrap_or(0);
+                self.net.add_degraded(Degraded { id, node: n, extra_ms: *ms, loss: *loss });
+                (node.clone(), Undo::Net)
+            }
+            FaultKind::SlowDisk { broker, factor } => {
+                self.brokers[*broker as usize].disk.slow_down(id, *factor);
+                (format!("b{broker}"), Undo::Disk(*broker))
+            }
+            FaultKind::ConsumerStall { consumer } => {
+                let co = &mut self.consumers[*consumer as usize];
+                co.stall_until_ms = co.stall_until_ms.max(end_ms);
+                self.stall_running_jobs(*consumer, end_ms);
+                (format!("c{consumer}"), Undo::Stall(*consumer))
+            }
+            FaultKind::SlowConsumer { consumer, factor } => {
+                self.consumers[*consumer as usize].slow.push((id, *factor));
+                (format!("c{consumer}"), Undo::Slow(*consumer))
+            }
+            FaultKind::CommitReplyLoss { consumer } => {
+                self.consumers[*consumer as usize].commit_reply_loss.push(id);
+                (format!("c{consumer}"), Undo::CommitLoss(*consumer))
+            }
+        };
+        self.record(Event::Fault { fault: f.kind.name().into(), target: target.clone(), edge: Edge::Start });
+        if let Undo::Restart(n) = undo {
+            self.crash_node(n);
+            ops.push(NodeOp::Kill(n));
+        }
+        if let (FaultKind::ConsumerCrash { .. }, Undo::Nothing) = (&f.kind, &undo) {
+            let n = l.consumer(match f.kind {
+                FaultKind::ConsumerCrash { consumer } => consumer,
+                _ => unreachable!("matched above"),
+            });
+            self.crash_node(n);
+            ops.push(NodeOp::Kill(n));
+        }
+        (ops, Some(Active { id, name: f.kind.name(), target, end_ms, undo }))
+    }
+
+    /// Heals an active fault.
+    pub fn fault_end(&mut self, a: &Active) -> Vec<NodeOp> {
+        let mut ops = Vec::new();
+        match a.undo {
+            Undo::Nothing => {}
+            Undo::Net => self.net.heal(a.id),
+            Undo::Disk(b) => self.brokers[b as usize].disk.heal(a.id),
+            Undo::Restart(n) => {
+                self.restart_node(n);
+                ops.push(NodeOp::Restart(n));
+            }
+            Undo::Stall(c) => {
+                // The stall ends now even if healed early (liveness phase).
+                let now = self.now_ms;
+                let co = &mut self.consumers[c as usize];
+                co.stall_until_ms = co.stall_until_ms.min(now);
+            }
+            Undo::Slow(c) => self.consumers[c as usize].slow.retain(|s| s.0 != a.id),
+            Undo::CommitLoss(c) => self.consumers[c as usize].commit_reply_loss.retain(|&x| x != a.id),
+        }
+        self.record(Event::Fault { fault: a.name.into(), target: a.target.clone(), edge: Edge::End });
+        ops
+    }
+}

@@ -1,0 +1,517 @@
+//! The world: every piece of simulated state (brokers and their logs, the controller's partition
+//! metadata, producers, consumers, the group coordinator, the network, the history recorder) in one
+//! struct behind one lock. madsim nodes are thin loops (see [`crate::node_main`]) that lock the
+//! world, let it handle what is due for their node ([`World::step`]) and sleep until the next thing
+//! is due. A crash is `Handle::kill` of the node plus [`World::crash_node`], which drops exactly the
+//! state a real crash loses.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use sluice_core::history::{self, Bounds, Entry, Event, Phase, TierBound, TopicMeta};
+use sluice_core::spec::{Acks, Scenario, Strategy, TierKind};
+use sluice_core::types::Tp;
+
+use crate::broker::{Broker, PartMeta};
+use crate::consumer::Consumer;
+use crate::dist::Stream;
+use crate::group::{Coordinator, Req, Resp};
+use crate::log::LogRun;
+use crate::net::{Layout, Net, NodeIdx};
+use crate::producer::Producer;
+
+/// What goes over the simulated network.
+#[derive(Clone, Debug)]
+pub enum Msg {
+    Produce { req_id: u64, producer: u32, acks: Acks, idempotent: bool, batches: Vec<ProdBatch> },
+    ProduceResp { req_id: u64, results: Vec<(u32, ProduceResult)> },
+    ReplicaFetch { follower: u32, parts: Vec<ReplicaFetchPart> },
+    ReplicaFetchResp { leader: u32, parts: Vec<(u32, ReplicaFetchResult)> },
+    Fetch { consumer: u32, req_id: u64, wait_ms: u64, parts: Vec<(u32, u64, u32)> },
+    FetchResp { req_id: u64, parts: Vec<(u32, FetchResult)> },
+    Group(Req),
+    GroupResp(Resp),
+}
+
+/// One producer batch: `count` records of the producer's partition `tp` from `seq`.
+#[derive(Clone, Copy, Debug)]
+pub struct ProdBatch {
+    pub tp: u32,
+    pub seq: u64,
+    pub count: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProduceResult {
+    Ok { offset: u64 },
+    NotLeader,
+    NotEnoughReplicas,
+    Timeout,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ReplicaFetchPart {
+    pub tp: u32,
+    pub fetch_offset: u64,
+    pub last_epoch: u32,
+    pub leader_epoch: u32,
+}
+
+#[derive(Clone, Debug)]
+pub enum ReplicaFetchResult {
+    Data { runs: Vec<LogRun>, hw: u64 },
+    /// The follower's log diverges from the leader's: truncate to `end_offset`, then fetch again.
+    Diverging { end_offset: u64 },
+    NotLeader,
+}
+
+#[derive(Clone, Debug)]
+pub enum FetchResult {
+    Data { runs: Vec<sluice_core::history::Run>, hw: u64 },
+    Empty { hw: u64 },
+    NotLeader,
+}
+
+/// The history recorder: hashes every line as it is recorded (the same FNV-1a as
+/// [`history::hash_entries`]), keeps the entries when asked to, and shows each to the observer.
+pub struct Recorder {
+    keep: bool,
+    pub entries: Vec<Entry>,
+    hash: u64,
+    pub count: u64,
+    observer: Option<ObserverPtr>,
+    pub stopped: bool,
+    pub stopped_early: bool,
+    buf: Vec<u8>,
+}
+
+/// The run's observer. SAFETY: `run` keeps the `&mut` it came from borrowed for the whole
+/// simulation and drops the runtime (and with it every clone of the world) before returning; madsim
+/// runs every task on the calling thread, so the pointer is never used concurrently or after.
+pub struct ObserverPtr(pub *mut (dyn FnMut(&Entry) -> bool + 'static));
+unsafe impl Send for ObserverPtr {}
+
+impl Recorder {
+    pub fn new(keep: bool, observer: Option<ObserverPtr>) -> Self {
+        Recorder {
+            keep,
+            entries: Vec::new(),
+            hash: 0xcbf2_9ce4_8422_2325,
+            count: 0,
+            observer,
+            stopped: false,
+            stopped_early: false,
+            buf: Vec::with_capacity(256),
+        }
+    }
+
+    pub fn hash(&self) -> u64 {
+        self.hash
+    }
+
+    pub fn record(&mut self, t_ms: u64, ev: Event) {
+        if self.stopped {
+            return;
+        }
+        let e = Entry { t_us: t_ms * 1_000, ev };
+        self.push(&e);
+        if let Some(obs) = &self.observer {
+            // SAFETY: see `ObserverPtr`.
+            let keep_going = unsafe { (*obs.0)(&e) };
+            if !keep_going {
+                self.stopped_early = true;
+                if self.keep {
+                    self.entries.push(e);
+                }
+                let end = Entry { t_us: t_ms * 1_000, ev: Event::Phase { phase: Phase::End } };
+                self.push(&end);
+                if self.keep {
+                    self.entries.push(end);
+                }
+                self.stopped = true;
+                return;
+            }
+        }
+        if self.keep {
+            self.entries.push(e);
+        }
+    }
+
+    fn push(&mut self, e: &Entry) {
+        self.buf.clear();
+        serde_json::to_writer(&mut self.buf, e).expect("history entries always serialize");
+        self.buf.push(b'\n');
+        for b in &self.buf {
+            self.hash ^= *b as u64;
+            self.hash = self.hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.count += 1;
+    }
+}
+
+/// One partition of the run, with its global index.
+#[derive(Clone, Debug)]
+pub struct TpInfo {
+    pub tp: Tp,
+    pub name: String,
+}
+
+/// Fixed protocol constants of the model (Kafka defaults where Kafka has one).
+pub mod consts {
+    /// `request.timeout.ms` (producer and consumer requests).
+    pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
+    /// `retry.backoff.ms`.
+    pub const RETRY_BACKOFF_MS: u64 = 100;
+    /// `replica.fetch.wait.max.ms`.
+    pub const REPLICA_FETCH_WAIT_MS: u64 = 500;
+    /// The most records one replica fetch returns per partition (`replica.fetch.max.bytes` in
+    /// records).
+    pub const REPLICA_FETCH_RECORDS_MAX: u64 = 10_000;
+    /// KRaft `broker.session.timeout.ms`: the controller fences a broker it has not heard from for
+    /// this long.
+    pub const BROKER_SESSION_TIMEOUT_MS: u64 = 9_000;
+    /// How often the controller checks broker liveness and ISR lag.
+    pub const CONTROLLER_TICK_MS: u64 = 250;
+    /// Lag samples (per partition) are taken this often.
+    pub const LAG_SAMPLE_MS: u64 = 1_000;
+    /// madsim keeps finished tasks until asked for metrics; prune every simulated minute.
+    pub const PRUNE_TASKS_MS: u64 = 60_000;
+    /// A dead-letter append is acknowledged after this long (a produce to the DLQ topic).
+    pub const DLQ_APPEND_MS: u64 = 3;
+    /// Records a producer holds per partition before it stops generating load for it
+    /// (`buffer.memory` in records).
+    pub const PRODUCER_PENDING_RECORDS_MAX: u64 = 1_000_000;
+    /// Messages queued for one node at once; beyond it the network drops (a full socket buffer).
+    pub const INBOX_MESSAGES_MAX: usize = 100_000;
+}
+
+/// Run-wide knobs that are not part of the scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WorldOptions {
+    /// Keep the entries in memory (the bench turns this off and keeps only the hash).
+    pub keep_history: bool,
+    /// Run the consumer group (off: the cluster and producers alone).
+    pub consumers: bool,
+}
+
+pub struct World {
+    pub spec: Scenario,
+    pub seed: u64,
+    pub bugs: sluice_core::bugs::Bugs,
+    pub opts: WorldOptions,
+    pub layout: Layout,
+    pub now_ms: u64,
+    pub rec: Recorder,
+    pub net: Net,
+    pub tps: Vec<TpInfo>,
+    /// Global index of partition 0 of each topic.
+    pub tp_base: Vec<u32>,
+    pub meta: Vec<PartMeta>,
+    pub meta_version: u64,
+    pub brokers: Vec<Broker>,
+    pub producers: Vec<Producer>,
+    pub consumers: Vec<Consumer>,
+    pub coordinator: Option<Coordinator>,
+    pub coordinator_broker: u32,
+    pub coordinator_epoch: u32,
+    /// Persisted limiter state per consumer (R3).
+    pub limiter_snaps: Vec<Option<Vec<sluice_core::rate::BucketSnapshot>>>,
+    pub up: Vec<bool>,
+    inbox: Vec<BTreeMap<(u64, u64), Msg>>,
+    msg_seq: u64,
+    pub wake_at: Vec<u64>,
+    pub notify: Vec<Arc<tokio::sync::Notify>>,
+    pub main_notify: Arc<tokio::sync::Notify>,
+    pub ctrl: crate::broker::ControllerState,
+    pub rng: Stream,
+    pub messages: u64,
+}
+
+impl World {
+    pub fn new(spec: &Scenario, seed: u64, bugs: sluice_core::bugs::Bugs, opts: WorldOptions, rec: Recorder) -> Self {
+        let layout = Layout {
+            brokers: spec.cluster.brokers,
+            producers: spec.producers.len() as u32,
+            consumers: if opts.consumers { spec.consumers.count } else { 0 },
+        };
+        let mut tps = Vec::new();
+        let mut tp_base = Vec::new();
+        for (ti, t) in spec.topics.iter().enumerate() {
+            tp_base.push(tps.len() as u32);
+            for p in 0..t.partitions {
+                tps.push(TpInfo { tp: Tp::new(ti as u16, p), name: history::tp_name(&t.name, p) });
+            }
+        }
+        let nodes = layout.nodes();
+        let mut w = World {
+            spec: spec.clone(),
+            seed,
+            bugs,
+            opts,
+            layout,
+            now_ms: 0,
+            rec,
+            net: Net::new(spec.cluster.network_latency_ms, seed),
+            meta: Vec::new(),
+            meta_version: 0,
+            brokers: Vec::new(),
+            producers: Vec::new(),
+            consumers: Vec::new(),
+            coordinator: None,
+            coordinator_broker: 0,
+            coordinator_epoch: 0,
+            limiter_snaps: vec![None; layout.consumers as usize],
+            up: vec![true; nodes],
+            inbox: (0..nodes).map(|_| BTreeMap::new()).collect(),
+            msg_seq: 0,
+            wake_at: vec![0; nodes],
+            notify: (0..nodes).map(|_| Arc::new(tokio::sync::Notify::new())).collect(),
+            main_notify: Arc::new(tokio::sync::Notify::new()),
+            ctrl: Default::default(),
+            rng: Stream::new(seed, "world"),
+            messages: 0,
+            tps,
+            tp_base,
+        };
+        w.init_cluster();
+        for p in 0..layout.producers {
+            let pr = Producer::new(&w, p);
+            w.producers.push(pr);
+        }
+        if opts.consumers {
+            w.init_group();
+            for c in 0..layout.consumers {
+                let co = Consumer::new(&w, c);
+                w.consumers.push(co);
+            }
+        }
+        w
+    }
+
+    pub fn tp_global(&self, tp: Tp) -> u32 {
+        self.tp_base[tp.topic as usize] + tp.partition
+    }
+
+    /// The history's first line.
+    pub fn meta_event(&self) -> Event {
+        let s = &self.spec;
+        let k = &s.consumers;
+        let parts = s.subscribed_partitions().len() as u64;
+        let credits_max = match k.strategy {
+            Strategy::Credit => {
+                let exclusive = parts * k.exclusive_credits as u64;
+                let floating =
+                    k.floating_credits.map(|f| f as u64).unwrap_or((k.buffer_records_max as u64).saturating_sub(exclusive));
+                exclusive + floating
+            }
+            _ => 0,
+        };
+        let mut rate_tiers = Vec::new();
+        for l in &k.rate_limits {
+            match l.tier {
+                TierKind::Global => rate_tiers.push(TierBound { tier: "global".into(), rate_per_s: l.rate_per_s, burst: l.burst }),
+                TierKind::Topic => rate_tiers.push(TierBound {
+                    tier: format!("topic:{}", l.topic.as_deref().unwrap_or("")),
+                    rate_per_s: l.rate_per_s,
+                    burst: l.burst,
+                }),
+                TierKind::Consumer => {
+                    for c in 0..k.count {
+                        rate_tiers.push(TierBound { tier: format!("consumer:c{c}"), rate_per_s: l.rate_per_s, burst: l.burst })
+                    }
+                }
+            }
+        }
+        let mut settings = BTreeMap::new();
+        let c = &s.cluster;
+        settings.insert("brokers".into(), c.brokers.to_string());
+        settings.insert("replication_factor".into(), c.replication_factor.to_string());
+        settings.insert("min_insync_replicas".into(), c.min_insync_replicas.to_string());
+        settings.insert("unclean_leader_election".into(), c.unclean_leader_election.to_string());
+        settings.insert("fsync_on_append".into(), c.fsync_on_append.to_string());
+        let acks: Vec<&str> = s
+            .producers
+            .iter()
+            .map(|p| match p.acks {
+                Acks::None => "0",
+                Acks::Leader => "1",
+                Acks::All => "all",
+            })
+            .collect();
+        settings.insert("acks".into(), acks.join(","));
+        settings.insert("idempotent".into(), s.producers.iter().map(|p| p.idempotent.to_string()).collect::<Vec<_>>().join(","));
+        settings.insert("assignor".into(), k.assignor.name().into());
+        settings.insert("protocol".into(), format!("{:?}", k.protocol).to_lowercase());
+        settings.insert("static_membership".into(), k.static_membership.to_string());
+        settings.insert("consumers_enabled".into(), self.opts.consumers.to_string());
+        Event::Meta {
+            schema: history::SCHEMA_VERSION,
+            source: "sim".into(),
+            scenario: s.name.clone(),
+            seed: self.seed,
+            topics: s.topics.iter().map(|t| TopicMeta { name: t.name.clone(), partitions: t.partitions }).collect(),
+            consumers: self.layout.consumers,
+            strategy: k.strategy.name().into(),
+            bounds: Bounds {
+                buffer_records_max: k.buffer_records_max as u64,
+                credits_max,
+                rate_tiers,
+                duplicate_window_records: None,
+                lag_ok_records: s.expect.lag_ok_records,
+                recovery_deadline_ms: s.expect.recovery_deadline_ms,
+                max_poll_interval_ms: k.max_poll_interval_ms,
+                session_timeout_ms: k.session_timeout_ms,
+            },
+            expect: s.expect.anomalies.clone(),
+            settings,
+        }
+    }
+
+    pub fn record(&mut self, ev: Event) {
+        let now = self.now_ms;
+        self.rec.record(now, ev);
+        if self.rec.stopped {
+            self.main_notify.notify_one();
+        }
+    }
+
+    /// Sends `msg` from `from` to `to` over the simulated network.
+    pub fn send(&mut self, from: NodeIdx, to: NodeIdx, msg: Msg) {
+        if !self.up[to] || !self.up[from] {
+            return;
+        }
+        let Some(d) = self.net.delay_ms(from, to) else { return };
+        if self.inbox[to].len() >= consts::INBOX_MESSAGES_MAX {
+            self.net.dropped += 1;
+            return;
+        }
+        let at = self.now_ms + d;
+        self.msg_seq += 1;
+        self.messages += 1;
+        self.inbox[to].insert((at, self.msg_seq), msg);
+        if at < self.wake_at[to] {
+            self.wake_at[to] = at;
+            self.notify[to].notify_one();
+        }
+    }
+
+    /// Asks node `n` to run a step now (its state changed from outside).
+    pub fn poke(&mut self, n: NodeIdx) {
+        if self.wake_at[n] > self.now_ms {
+            self.wake_at[n] = self.now_ms;
+            self.notify[n].notify_one();
+        }
+    }
+
+    pub fn poke_brokers(&mut self) {
+        for b in 0..self.layout.brokers {
+            self.poke(self.layout.broker(b));
+        }
+    }
+
+    /// Handles what is due for node `n`; returns when it next needs to run (`u64::MAX`: only when a
+    /// message arrives).
+    pub fn step(&mut self, n: NodeIdx) -> u64 {
+        if !self.up[n] || self.rec.stopped {
+            return u64::MAX;
+        }
+        let now = self.now_ms;
+        loop {
+            let Some((&(at, _), _)) = self.inbox[n].first_key_value() else { break };
+            if at > now {
+                break;
+            }
+            let (_, msg) = self.inbox[n].pop_first().expect("checked non-empty");
+            self.deliver(n, msg);
+        }
+        let l = self.layout;
+        let t = if n < l.producer(0) {
+            self.broker_tick(n as u32)
+        } else if n < l.consumer(0) {
+            self.producer_tick((n - l.producer(0)) as u32)
+        } else if n < l.controller() {
+            self.consumer_tick((n - l.consumer(0)) as u32)
+        } else {
+            u64::MAX
+        };
+        let next_msg = self.inbox[n].first_key_value().map(|(&(at, _), _)| at).unwrap_or(u64::MAX);
+        match t.min(next_msg) {
+            u64::MAX => u64::MAX,
+            next => next.max(now + 1),
+        }
+    }
+
+    fn deliver(&mut self, n: NodeIdx, msg: Msg) {
+        let l = self.layout;
+        if n < l.producer(0) {
+            self.broker_deliver(n as u32, msg);
+        } else if n < l.consumer(0) {
+            self.producer_deliver((n - l.producer(0)) as u32, msg);
+        } else if n < l.controller() {
+            self.consumer_deliver((n - l.consumer(0)) as u32, msg);
+        }
+    }
+
+    /// A node crashed: it loses its volatile state and every message queued for it.
+    pub fn crash_node(&mut self, n: NodeIdx) {
+        self.up[n] = false;
+        self.inbox[n].clear();
+        let l = self.layout;
+        if n < l.producer(0) {
+            self.broker_crash(n as u32);
+        } else if n < l.consumer(0) {
+            // Producers are not crashed by any fault kind.
+        } else if n < l.controller() {
+            self.consumer_crash((n - l.consumer(0)) as u32);
+        }
+    }
+
+    /// A crashed node comes back with what survived.
+    pub fn restart_node(&mut self, n: NodeIdx) {
+        self.up[n] = true;
+        self.inbox[n].clear();
+        self.wake_at[n] = self.now_ms;
+        let l = self.layout;
+        if n < l.producer(0) {
+            self.broker_restart(n as u32);
+        } else if n < l.consumer(0) {
+        } else if n < l.controller() {
+            self.consumer_restart((n - l.consumer(0)) as u32);
+        }
+    }
+
+    /// Per-second samples: lag of every partition (leader's high watermark minus the committed
+    /// offset).
+    pub fn sample_lag(&mut self) {
+        if !self.opts.consumers {
+            return;
+        }
+        let subscribed: Vec<u32> = self.spec.subscribed_partitions().iter().map(|&tp| self.tp_global(tp)).collect();
+        for g in subscribed {
+            let hw = self.partition_hw(g);
+            let committed = self.coordinator.as_ref().and_then(|c| c.committed(self.tps[g as usize].tp)).unwrap_or(0);
+            let tp = self.tps[g as usize].name.clone();
+            self.record(Event::Lag { tp, hw, committed });
+        }
+    }
+
+    /// Final state of every partition: the leader's log (or, with no leader, the longest replica).
+    pub fn final_logs(&self) -> BTreeMap<String, Vec<sluice_core::history::Run>> {
+        let mut out = BTreeMap::new();
+        for (g, info) in self.tps.iter().enumerate() {
+            let m = &self.meta[g];
+            let b = m.leader.or_else(|| {
+                m.replicas.iter().copied().max_by_key(|&b| self.brokers[b as usize].logs[g].as_ref().map(|l| l.leo).unwrap_or(0))
+            });
+            let runs = b
+                .and_then(|b| self.brokers[b as usize].logs[g].as_ref())
+                .map(|l| l.runs().iter().map(|r| r.run()).collect())
+                .unwrap_or_default();
+            out.insert(info.name.clone(), runs);
+        }
+        out
+    }
+}
+
+/// A bounded FIFO helper used by nodes for timed work (appends, dead letters).
+pub type Timed<T> = VecDeque<(u64, T)>;
