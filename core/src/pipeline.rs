@@ -288,6 +288,8 @@ pub struct Pipeline {
     dirty: Vec<(Tp, Offset)>,
     /// Round-robin cursor for fair dispatch across partitions.
     cursor: Option<Tp>,
+    order_scratch: Vec<(bool, Tp)>,
+    fetch_scratch: Vec<(Tp, Offset, u32)>,
 }
 
 impl Pipeline {
@@ -337,6 +339,8 @@ impl Pipeline {
             grants: Vec::new(),
             dirty: Vec::new(),
             cursor: None,
+            order_scratch: Vec::new(),
+            fetch_scratch: Vec::new(),
             cfg,
         }
     }
@@ -866,17 +870,22 @@ impl Pipeline {
             self.limiter_wait_until = None;
         }
         let mut any_buffered = false;
-        // Visit partitions starting after the cursor, wrapping around once.
-        let order: Vec<(bool, Tp)> = {
-            let start = self.cursor;
-            let mut v: Vec<(bool, Tp)> = Vec::new();
-            let after = |tp: &Tp| start.map_or(true, |c| *tp > c);
-            v.extend(self.parts.keys().filter(|tp| after(tp)).map(|tp| (false, *tp)));
-            v.extend(self.parts.keys().filter(|tp| !after(tp)).map(|tp| (false, *tp)));
-            v.extend(self.zombie.keys().map(|tp| (true, *tp)));
-            v
-        };
-        for (zombie, tp) in order {
+        // Visit partitions starting after the cursor, wrapping around once; zombies (planted bug
+        // only) last. The order is rebuilt into a reused scratch vector: no allocation per step.
+        let mut order = std::mem::take(&mut self.order_scratch);
+        order.clear();
+        {
+            use std::ops::Bound::{Excluded, Unbounded};
+            match self.cursor {
+                Some(c) => {
+                    order.extend(self.parts.range((Excluded(c), Unbounded)).map(|(tp, _)| (false, *tp)));
+                    order.extend(self.parts.range(..=c).map(|(tp, _)| (false, *tp)));
+                }
+                None => order.extend(self.parts.keys().map(|tp| (false, *tp))),
+            }
+            order.extend(self.zombie.keys().map(|tp| (true, *tp)));
+        }
+        for &(zombie, tp) in order.iter() {
             if self.free_workers == 0 {
                 break;
             }
@@ -953,6 +962,7 @@ impl Pipeline {
             self.last_poll_us = now;
             self.push(Action::Process { worker, tp, offset, count: n, attempt });
         }
+        self.order_scratch = order;
         if !any_buffered && self.free_workers > 0 {
             // Nothing to hand out: the application is polling for more.
             self.last_poll_us = now;
@@ -969,7 +979,8 @@ impl Pipeline {
         let ignore_credits = self.cfg.bugs.has(Bug::IgnoreCredits);
         let max = self.cfg.max_poll_records;
         let cap = self.cfg.buffer_records_max as u64;
-        let mut issued: Vec<(Tp, Offset, u32)> = Vec::new();
+        let mut issued = std::mem::take(&mut self.fetch_scratch);
+        issued.clear();
         let mut room = cap.saturating_sub(self.buffered_total + self.reserved_total);
         for (tp, p) in self.parts.iter() {
             if p.fetch_outstanding || p.revoking {
@@ -998,12 +1009,13 @@ impl Pipeline {
             }
             issued.push((*tp, p.fetch_pos, n));
         }
-        for (tp, offset, n) in issued {
+        for &(tp, offset, n) in issued.iter() {
             let p = self.parts.get_mut(&tp).expect("owned");
             p.fetch_outstanding = true;
             p.fetch_requested = n;
             self.reserved_total += n as u64;
             self.push(Action::Fetch { tp, offset, max_records: n });
         }
+        self.fetch_scratch = issued;
     }
 }

@@ -437,9 +437,6 @@ fn slow_and_busy(p: &mut Params) {
     p.arrival_per_10ms = p.arrival_per_10ms.max(20);
     p.process_us = p.process_us.max(1_000);
 }
-fn no_poison_no_loss(p: &mut Params) {
-    p.commit_lost_every = 0;
-}
 fn with_poison(p: &mut Params) {
     p.poison.insert(3);
     p.arrival_per_10ms = p.arrival_per_10ms.max(1);
