@@ -26,9 +26,10 @@
 //! empty; ties are broken by `Tp` order. A channel never receives more than its want, so never more
 //! than its backlog.
 //!
-//! Cost: every call looks its channel up by binary search in a `Vec` sorted by `Tp` (O(log n));
-//! `consume` and `release` without floating credits are O(log n); lending is O(n log n) in the
-//! number of channels that want credits and happens only when the pool has credits to lend.
+//! Cost: channels live in a `Vec` sorted by `Tp` (deterministic order), found through a direct
+//! index by (topic, partition), so `consume`, `available` and a `release` that returns no floating
+//! credit are O(1). Lending scans the channels: O(n) for the few credits a release returns,
+//! O(n log n) for a large pool. Adding or removing a channel is O(n).
 
 use std::fmt;
 
@@ -137,9 +138,19 @@ pub struct Credits {
     reserved_records: u64,
     in_flight: u64,
     outstanding: u64,
-    /// Scratch space for lending (kept to avoid an allocation per call).
-    scratch: Vec<(u64, usize)>,
+    /// Position in `channels` of each `(topic, partition)` with `partition < DENSE_PARTITIONS_MAX`
+    /// (`NO_SLOT`: none), so the hot path finds a channel in O(1); rebuilt when channels come or
+    /// go. Larger partition numbers fall back to binary search.
+    dense: Vec<Vec<u32>>,
+    /// Scratch space for lending: (want, position, credits to lend); kept to avoid allocating.
+    scratch: Vec<(u64, usize, u32)>,
 }
+
+/// Partitions below this number are found by direct indexing (4 bytes per partition and topic).
+const DENSE_PARTITIONS_MAX: u32 = 4096;
+const NO_SLOT: u32 = u32::MAX;
+/// Up to this many credits in the pool are lent one at a time (O(credits × channels), no sort).
+const LEND_ONE_BY_ONE_MAX: u32 = 8;
 
 impl Credits {
     /// A receiver with no channels and a full floating pool. A configuration whose floating pool
@@ -155,6 +166,7 @@ impl Credits {
             reserved_records: pool as u64,
             in_flight: 0,
             outstanding: 0,
+            dense: Vec::new(),
             scratch: Vec::new(),
         }
     }
@@ -170,8 +182,32 @@ impl Credits {
         self.cfg
     }
 
-    fn find(&self, tp: Tp) -> Result<usize, usize> {
-        self.channels.binary_search_by(|(t, _)| t.cmp(&tp))
+    /// Position of `tp` in `channels`.
+    #[inline]
+    fn find(&self, tp: Tp) -> Option<usize> {
+        if tp.partition < DENSE_PARTITIONS_MAX {
+            let slot = *self.dense.get(tp.topic as usize)?.get(tp.partition as usize)?;
+            return (slot != NO_SLOT).then_some(slot as usize);
+        }
+        self.channels.binary_search_by(|(t, _)| t.cmp(&tp)).ok()
+    }
+
+    fn rebuild_index(&mut self) {
+        for v in &mut self.dense {
+            v.fill(NO_SLOT);
+        }
+        for (i, (tp, _)) in self.channels.iter().enumerate() {
+            if tp.partition < DENSE_PARTITIONS_MAX {
+                let (t, p) = (tp.topic as usize, tp.partition as usize);
+                if self.dense.len() <= t {
+                    self.dense.resize_with(t + 1, Vec::new);
+                }
+                if self.dense[t].len() <= p {
+                    self.dense[t].resize(p + 1, NO_SLOT);
+                }
+                self.dense[t][p] = i as u32;
+            }
+        }
     }
 
     /// Opens a channel and grants its exclusive credits.
@@ -183,7 +219,7 @@ impl Credits {
     pub fn add_channel(&mut self, tp: Tp) -> Result<Grant, CreditError> {
         let e = self.cfg.exclusive_per_channel;
         let found = self.find(tp);
-        if let Ok(i) = found {
+        if let Some(i) = found {
             if self.channels[i].1.open {
                 return Ok(Grant { tp, n: 0, floating: 0 });
             }
@@ -192,9 +228,11 @@ impl Credits {
             return Err(CreditError::OverCapacity);
         }
         let idx = match found {
-            Ok(i) => i,
-            Err(i) => {
+            Some(i) => i,
+            None => {
+                let i = self.channels.partition_point(|(t, _)| *t < tp);
                 self.channels.insert(i, (tp, Channel::default()));
+                self.rebuild_index();
                 i
             }
         };
@@ -215,7 +253,7 @@ impl Credits {
     /// of this channel still in the buffer are released with `release` as usual or dropped with
     /// `discard`.
     pub fn remove_channel(&mut self, tp: Tp) -> u32 {
-        let Ok(idx) = self.find(tp) else { return 0 };
+        let Some(idx) = self.find(tp) else { return 0 };
         let ch = &mut self.channels[idx].1;
         if !ch.open {
             return 0;
@@ -237,6 +275,7 @@ impl Credits {
         };
         if ch.orphan_in_flight() == 0 {
             self.channels.remove(idx);
+            self.rebuild_index();
         }
         self.debug_check();
         returned
@@ -245,7 +284,7 @@ impl Credits {
     /// The sender's backlog for a channel (records waiting at the broker). Ignored for a channel
     /// that is not open. Delivered records (`consume`) lower it until the next announcement.
     pub fn announce_backlog(&mut self, tp: Tp, backlog_records: u64) {
-        if let Ok(idx) = self.find(tp) {
+        if let Some(idx) = self.find(tp) {
             let ch = &mut self.channels[idx].1;
             if ch.open {
                 ch.backlog_records = backlog_records;
@@ -254,8 +293,9 @@ impl Credits {
     }
 
     /// Lends floating credits to channels with a backlog; returns the grants made (one per channel
-    /// that received credits, in `Tp` order). Water-filling: the largest wants are lowered first,
-    /// ties by `Tp` order; no channel gets more than its want (backlog − credits it holds).
+    /// that received credits, in `Tp` order). Water-filling: the largest wants are lowered first; a
+    /// credit that cannot be split evenly goes to the lowest `Tp` among the largest wants. No
+    /// channel gets more than its want (backlog − credits it holds).
     pub fn grant_floating(&mut self, out: &mut Vec<Grant>) {
         if self.pool == 0 {
             return;
@@ -266,23 +306,32 @@ impl Credits {
         for (i, (_, ch)) in self.channels.iter().enumerate() {
             let w = ch.want();
             if w > 0 {
-                wants.push((w, i));
+                wants.push((w, i, 0));
                 total_want += w;
             }
         }
-        if wants.is_empty() {
-            self.scratch = wants;
-            return;
-        }
         let pool = self.pool as u64;
         if total_want <= pool {
-            for &(w, i) in &wants {
-                self.lend(i, w as u32, out);
+            // Everyone gets its whole want.
+            for g in wants.iter_mut() {
+                g.2 = g.0 as u32;
+            }
+        } else if self.pool <= LEND_ONE_BY_ONE_MAX {
+            // A few credits (the usual case after a release): one at a time to the largest
+            // remaining want, the lowest Tp first among equals. Same result as the general case.
+            for _ in 0..self.pool {
+                let mut best = 0;
+                for k in 1..wants.len() {
+                    if wants[k].0 - wants[k].2 as u64 > wants[best].0 - wants[best].2 as u64 {
+                        best = k;
+                    }
+                }
+                wants[best].2 += 1;
             }
         } else {
-            // Largest want first; equal wants in Tp order (the index order is the Tp order).
+            // Largest want first (equal wants in Tp order, which is the position order).
             wants.sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-            // Find the lowest level L such that lowering every want above L to L costs <= pool.
+            // The lowest level L such that lowering every want above L to L costs <= pool.
             let mut sum: u64 = 0;
             let mut level: u64 = 0;
             let mut top: usize = 0;
@@ -291,7 +340,7 @@ impl Credits {
                 let next = if j < wants.len() { wants[j].0 } else { 0 };
                 let j64 = j as u64;
                 if sum - j64 * next > pool {
-                    // The level lies in (next, wants[j-1]]: the smallest L with sum - j·L <= pool.
+                    // L lies in (next, wants[j-1]]: the smallest L with sum − j·L <= pool.
                     level = (sum - pool).div_ceil(j64);
                     top = j;
                     break;
@@ -301,19 +350,18 @@ impl Credits {
             let spent = sum - top as u64 * level;
             let mut extra = pool - spent;
             debug_assert!(extra < top as u64);
-            let mut grants: Vec<(usize, u32)> = Vec::with_capacity(top);
-            for &(w, i) in &wants[..top] {
-                let mut n = w - level;
+            wants.truncate(top);
+            wants.sort_unstable_by_key(|g| g.1);
+            for g in wants.iter_mut() {
+                g.2 = (g.0 - level) as u32;
                 if extra > 0 {
-                    n += 1;
+                    g.2 += 1;
                     extra -= 1;
                 }
-                grants.push((i, n as u32));
             }
-            grants.sort_unstable_by_key(|g| g.0);
-            for (i, n) in grants {
-                self.lend(i, n, out);
-            }
+        }
+        for &(_, i, n) in &wants {
+            self.lend(i, n, out);
         }
         self.scratch = wants;
         self.debug_check();
@@ -335,8 +383,8 @@ impl Credits {
     /// Credits the sender of `tp` may use now (0 for a channel that is not open).
     pub fn available(&self, tp: Tp) -> u32 {
         match self.find(tp) {
-            Ok(idx) => self.channels[idx].1.available(),
-            Err(_) => 0,
+            Some(idx) => self.channels[idx].1.available(),
+            None => 0,
         }
     }
 
@@ -345,7 +393,7 @@ impl Credits {
     /// `n` exceeds the credits available; `UnknownChannel` when `tp` is not open.
     #[inline]
     pub fn consume(&mut self, tp: Tp, n: u32) -> Result<(), CreditError> {
-        let Ok(idx) = self.find(tp) else { return Err(CreditError::UnknownChannel(tp)) };
+        let Some(idx) = self.find(tp) else { return Err(CreditError::UnknownChannel(tp)) };
         let ch = &mut self.channels[idx].1;
         if !ch.open {
             return Err(CreditError::UnknownChannel(tp));
@@ -402,7 +450,7 @@ impl Credits {
     /// Frees up to `n` records of `tp`; `current` says whether this incarnation's records may be
     /// freed too. Returns (records freed, floating credits returned to the pool).
     fn free(&mut self, tp: Tp, n: u32, current: bool, out: &mut Vec<Grant>) -> (u32, u32) {
-        let Ok(idx) = self.find(tp) else { return (0, 0) };
+        let Some(idx) = self.find(tp) else { return (0, 0) };
         let ch = &mut self.channels[idx].1;
         let mut left = n;
         let mut to_pool = 0u32;
@@ -444,6 +492,7 @@ impl Credits {
         }
         if remove {
             self.channels.remove(idx);
+            self.rebuild_index();
         }
         self.debug_check();
         (freed, to_pool)
@@ -458,8 +507,8 @@ impl Credits {
     /// Records of `tp` in the buffer, this and earlier incarnations of the channel.
     pub fn in_flight_of(&self, tp: Tp) -> u64 {
         match self.find(tp) {
-            Ok(idx) => self.channels[idx].1.in_flight(),
-            Err(_) => 0,
+            Some(idx) => self.channels[idx].1.in_flight(),
+            None => 0,
         }
     }
 

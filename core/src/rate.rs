@@ -600,7 +600,8 @@ mod tests {
     fn multi_tier_admits_all_or_nothing() {
         // (bugs, path, n, expected, tokens left per tier at 0)
         let refused = |tier, at| Admit::Refused { tier, retry_at_us: at };
-        let table: &[(Bugs, &[TierIdx], u32, Admit, [u64; 3])] = &[
+        type Case<'a> = (Bugs, &'a [TierIdx], u32, Admit, [u64; 3]);
+        let table: &[Case] = &[
             (Bugs::NONE, &[0, 1, 2], 2, Admit::Admitted, [3, 0, 8]),
             (Bugs::NONE, &[0, 1, 2], 3, refused(1, None), [5, 2, 10]),
             (Bugs::NONE, &[2, 0], 5, Admit::Admitted, [0, 2, 5]),

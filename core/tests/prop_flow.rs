@@ -129,8 +129,6 @@ trait Receiver {
     fn release(&mut self, tp: Tp, n: u32, out: &mut Vec<Grant>);
     fn discard(&mut self, tp: Tp, n: u32) -> u32;
     fn available(&self, tp: Tp) -> u32;
-    fn in_flight(&self) -> u64;
-    fn outstanding(&self) -> u64;
 }
 
 impl Receiver for Credits {
@@ -163,12 +161,6 @@ impl Receiver for Credits {
     }
     fn available(&self, tp: Tp) -> u32 {
         Credits::available(self, tp)
-    }
-    fn in_flight(&self) -> u64 {
-        Credits::in_flight(self)
-    }
-    fn outstanding(&self) -> u64 {
-        Credits::outstanding(self)
     }
 }
 
@@ -232,12 +224,6 @@ impl Receiver for SharedPool {
         } else {
             0
         }
-    }
-    fn in_flight(&self) -> u64 {
-        self.in_flight.values().sum()
-    }
-    fn outstanding(&self) -> u64 {
-        0
     }
 }
 
@@ -642,9 +628,9 @@ fn r3_body(tiers: &[Tier], ops: &[ROp], bugs: Bugs) -> Result<(), TestCaseError>
                 now += gap_us;
                 if m.admit(path, *n, now) == Admit::Admitted {
                     persisted = m.snapshot();
-                    for t in 0..TIERS {
+                    for (t, list) in admitted.iter_mut().enumerate() {
                         if path.contains(&t) {
-                            admitted[t].push((now, *n));
+                            list.push((now, *n));
                         }
                     }
                 }
@@ -856,4 +842,58 @@ fn pause_state_catches_a_controller_without_hysteresis() {
     assert_caught("pause", pause_case(), |(cfg, levels)| {
         pause_follows_last_crossing(NoHysteresis { cfg, paused: false }, cfg, &levels)
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floating credits: lending is water-filling
+// ---------------------------------------------------------------------------------------------
+
+/// Reference lending: one credit at a time to the channel with the largest remaining want, the
+/// lowest partition first among equals.
+fn water_fill_reference(wants: &[u64], pool: u32) -> Vec<u64> {
+    let mut left = wants.to_vec();
+    for _ in 0..pool {
+        let Some(best) = (0..left.len()).filter(|&i| left[i] > 0).max_by_key(|&i| (left[i], std::cmp::Reverse(i)))
+        else {
+            break;
+        };
+        left[best] -= 1;
+    }
+    wants.iter().zip(&left).map(|(w, l)| w - l).collect()
+}
+
+proptest! {
+    #![proptest_config(config(CASES))]
+
+    /// Floating credits go where the backlog is largest, never beyond a channel's backlog, and the
+    /// whole pool is lent when the wants exceed it.
+    #[test]
+    fn floating_credits_fill_the_largest_wants_first(
+        backlogs in prop::collection::vec(0u64..40, 1..12),
+        pool in 0u32..60,
+        exclusive in 1u32..3,
+    ) {
+        let n = backlogs.len() as u32;
+        let mut c = Credits::new(CreditConfig {
+            exclusive_per_channel: exclusive,
+            floating_max: pool,
+            buffer_records_max: n * exclusive + pool,
+        });
+        for (p, b) in backlogs.iter().enumerate() {
+            c.add_channel(tp(p as u32)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            c.announce_backlog(tp(p as u32), *b);
+        }
+        let wants: Vec<u64> = backlogs.iter().map(|b| b.saturating_sub(exclusive as u64)).collect();
+        let mut out = Vec::new();
+        c.grant_floating(&mut out);
+        let mut got = vec![0u64; backlogs.len()];
+        for g in &out {
+            prop_assert_eq!(g.n, g.floating);
+            got[g.tp.partition as usize] += g.n as u64;
+        }
+        prop_assert_eq!(&got, &water_fill_reference(&wants, pool), "lending: wants {:?} pool {}", wants, pool);
+        let lent: u64 = got.iter().sum();
+        prop_assert_eq!(lent, (pool as u64).min(wants.iter().sum()));
+        prop_assert_eq!(c.pool() as u64, pool as u64 - lent);
+    }
 }
