@@ -284,7 +284,8 @@ pub enum Step {
 
 /// A plan from `current` ownership to `target`, in execution order. Eager: every member revokes all
 /// it owns, then the target is assigned. Cooperative: round 1 revokes only partitions that move
-/// (members keep the rest and are assigned nothing new), round 2 assigns the freed partitions.
+/// (members keep the rest) and assigns only partitions nobody owned; round 2 assigns the freed
+/// partitions to their new owners.
 /// Executing the steps in order never gives a partition two owners (G1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Plan {

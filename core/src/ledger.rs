@@ -137,7 +137,9 @@ impl Ledger {
     }
 
     /// Offsets `offset..offset+count` are done (processed or dead-lettered), in any order.
-    /// `count = 0` is a no-op. On error nothing changes.
+    /// `count = 0` is a no-op. On error nothing changes: after `TooManyRanges` the caller still
+    /// holds a completion it must report again later. Out-of-order ranges never outnumber the
+    /// records in flight at once, so `pending_ranges_max` ≥ that number rules the error out.
     pub fn done(&mut self, tp: Tp, offset: Offset, count: u32) -> Result<(), LedgerError> {
         let max = self.pending_ranges_max;
         let p = self.parts.get_mut(&tp).ok_or(LedgerError::Unknown(tp))?;
