@@ -17,7 +17,8 @@
 //! checked only when `credits_max > 0` (the credit-based strategy).
 //!
 //! Cost: linear in the number of records (each record touches O(1) chunked slots plus O(log n)
-//! interval operations per event); see `tests/perf.rs` for the measured figure.
+//! interval operations per event). Measured in release: a clean 1.1M-entry history (617k records)
+//! checks in about 0.3-0.5 s (`tests/perf.rs`, run with `SLUICE_SLOW=1`).
 
 use std::collections::BTreeMap;
 

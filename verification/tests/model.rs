@@ -1,0 +1,88 @@
+//! Property tests over the in-test model (`common`): clean histories give no violation; one
+//! mutated event gives the anomaly it should.
+
+mod common;
+
+use proptest::prelude::*;
+use sluice_core::history::{Entry, Event};
+use sluice_verification::{check, Online};
+
+fn ops() -> impl Strategy<Value = Vec<common::Op>> {
+    proptest::collection::vec((0u8..4, any::<u8>()), 0..120)
+}
+
+fn anomalies(h: &[Entry]) -> Vec<String> {
+    check(h).anomalies
+}
+
+/// Asserts that `h` shows `must` and nothing outside `may ∪ {must}`.
+fn check_mutant(h: &[Entry], must: &str, may: &[&str]) -> Result<(), TestCaseError> {
+    let got = anomalies(h);
+    prop_assert!(got.iter().any(|a| a == must), "expected {must}, got {got:?}");
+    for a in &got {
+        prop_assert!(a == must || may.contains(&a.as_str()), "unexpected {a} (expected {must})");
+    }
+    Ok(())
+}
+
+fn indices(h: &[Entry], pred: impl Fn(&Event) -> bool) -> Vec<usize> {
+    h.iter().enumerate().filter(|(_, e)| pred(&e.ev)).map(|(i, _)| i).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn clean_model_histories_have_no_violation(ops in ops()) {
+        let h = common::clean_history(&ops);
+        let report = check(&h);
+        prop_assert!(report.violations.is_empty(), "{:#?}", report.violations);
+        prop_assert!(report.input_errors.is_empty());
+        prop_assert_eq!(report.summary.records_acked, report.summary.records_processed);
+        let mut online = Online::new();
+        for e in &h {
+            prop_assert_eq!(online.observe(e), None);
+        }
+    }
+
+    /// Dropping a fetch (and its credit grant) that a later fetch follows: the later fetch skips.
+    #[test]
+    fn dropping_a_fetch_is_a_poll_skip(ops in ops(), pick in any::<usize>()) {
+        let mut h = common::clean_history(&ops);
+        let fetches = indices(&h, |e| matches!(e, Event::Fetch { .. }));
+        prop_assume!(fetches.len() >= 2);
+        let i = fetches[pick % (fetches.len() - 1)];
+        h.remove(i);
+        h.remove(i - 1); // its CreditGrant
+        check_mutant(&h, "poll-skip", &["lost-write"])?;
+    }
+
+    /// Bumping a commit past the processed prefix breaks K1.
+    #[test]
+    fn bumping_a_commit_is_commit_beyond_processed(ops in ops(), pick in any::<usize>(), by in 1u64..4) {
+        let mut h = common::clean_history(&ops);
+        let sends = indices(&h, |e| matches!(e, Event::CommitSend { .. }));
+        prop_assume!(!sends.is_empty());
+        let i = sends[pick % sends.len()];
+        for j in [i, i + 1] {
+            if let Event::CommitSend { offset, .. } | Event::CommitAck { offset, .. } = &mut h[j].ev {
+                *offset += by;
+            }
+        }
+        check_mutant(&h, "commit-beyond-processed", &[])?;
+    }
+
+    /// Acknowledging an already-written value again at the end of the log is a duplicate.
+    #[test]
+    fn duplicating_a_value_is_a_duplicate(ops in ops(), pick in any::<usize>()) {
+        let mut h = common::clean_history(&ops);
+        let acks = indices(&h, |e| matches!(e, Event::ProduceAck { .. }));
+        prop_assume!(!acks.is_empty());
+        let Event::ProduceAck { producer, seq, .. } = h[acks[pick % acks.len()]].ev.clone() else { unreachable!() };
+        let log_end = check(&h).summary.records_acked;
+        let t = h.last().unwrap().t_us;
+        let at = h.len() - 1; // before the final Phase::End
+        h.insert(at, Entry { t_us: t, ev: Event::ProduceAck { producer, tp: common::TP.into(), seq, count: 1, offset: log_end } });
+        check_mutant(&h, "duplicate", &["nonmonotonic-send"])?;
+    }
+}
