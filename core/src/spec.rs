@@ -800,6 +800,10 @@ impl Scenario {
             }
             if !(l.burst >= 1.0 && l.burst.is_finite()) {
                 bad(&path("burst"), format!("must be at least 1, got {}", l.burst));
+            } else if l.tier != TierKind::Consumer && l.burst < k.count as f64 {
+                // Shared tiers are enforced as equal per-consumer shares (rate/n, burst/n); each
+                // share must hold at least one whole token.
+                bad(&path("burst"), format!("a {} tier shared by {} consumers needs burst >= {}", if l.tier == TierKind::Global { "global" } else { "topic" }, k.count, k.count));
             }
             match (l.tier, &l.topic) {
                 (TierKind::Topic, Some(t)) if self.topic_index(t).is_none() => {
