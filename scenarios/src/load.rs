@@ -102,10 +102,14 @@ pub fn load(path_or_name: &str) -> Result<Scenario, ScenarioError> {
 
 /// Parses and validates scenario TOML. `file` names the source in error messages.
 pub fn parse_str(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
-    let scenario: Scenario = toml::from_str(text).map_err(|e| ScenarioError::Parse {
-        file: file.to_string(),
-        message: e.message().trim_end().to_string(),
-        location: e.span().map(|s| locate(text, s.start)),
+    let scenario: Scenario = toml::from_str(text).map_err(|e| {
+        let explained = if e.message().contains("untagged enum Faults") { explain_faults(text) } else { None };
+        let (message, span) = explained.unwrap_or_else(|| (e.message().to_string(), e.span()));
+        ScenarioError::Parse {
+            file: file.to_string(),
+            message: message.trim_end().to_string(),
+            location: span.map(|s| locate(text, s.start)),
+        }
     })?;
     if let Some((index, key, offset, known)) = unknown_fault_field(text, &scenario) {
         return Err(ScenarioError::Parse {
@@ -142,6 +146,27 @@ pub fn locate(text: &str, offset: usize) -> Location {
     let column = text[line_start..offset].chars().count() + 1;
     let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
     Location { line, column, text: text[line_start..line_end].trim_end_matches('\r').to_string() }
+}
+
+/// `faults` is either the word "swarm" or a schedule, and serde's answer for an untagged enum says
+/// only that neither fits. Parsing the schedule alone gives the real reason (an unknown fault kind,
+/// a missing field) with its position.
+fn explain_faults(text: &str) -> Option<(String, Option<std::ops::Range<usize>>)> {
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Schedule {
+        faults: Vec<sluice_core::spec::Fault>,
+    }
+    #[derive(serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Word {
+        faults: String,
+    }
+    let e = toml::from_str::<Schedule>(text).err()?;
+    if toml::from_str::<Word>(text).is_ok() {
+        return Some(("faults must be \"swarm\" or a schedule of [[faults]] tables".into(), e.span()));
+    }
+    Some((e.message().to_string(), e.span()))
 }
 
 /// The first key written in a `[[faults]]` entry that its fault kind does not have: `(index, key,

@@ -1,0 +1,140 @@
+//! End to end through the simulator: every catalogue scenario meets its expectations at seed 1,
+//! runs are reproducible from their seed and from the files they write, and comparisons and
+//! explorations find what they should.
+
+use std::path::PathBuf;
+
+use sluice_core::bugs::{Bug, Bugs};
+use sluice_core::spec::Strategy;
+use sluice_scenarios::runner::{self, CompareBy, ExploreOptions};
+use sluice_scenarios::{catalogue, load};
+
+fn temp_dir(label: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("sluice-runs-{label}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+#[ignore = "needs sim"]
+fn every_catalogue_scenario_meets_its_expectations_at_seed_1() {
+    let mut failed = Vec::new();
+    for name in catalogue::names() {
+        let s = load(name).unwrap();
+        match runner::run_one(&s, 1, None, Bugs::NONE, None) {
+            Ok(r) if r.pass() => {}
+            Ok(r) => failed.push(format!("{name}:\n{}", r.table())),
+            Err(e) => failed.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(failed.is_empty(), "{} scenario(s) failed at seed 1:\n{}", failed.len(), failed.join("\n\n"));
+}
+
+#[test]
+#[ignore = "needs sim"]
+fn summaries_at_fixed_seeds() {
+    for (name, seed) in [("steady-baseline", 1), ("broker-crash-acks-all", 2), ("unclean-election-acks1", 3), ("prefetch-memory-growth", 4)] {
+        let s = load(name).unwrap();
+        let r = runner::run_one(&s, seed, None, Bugs::NONE, None).unwrap();
+        insta::assert_snapshot!(format!("{name}-{seed}"), r.table());
+    }
+}
+
+#[test]
+#[ignore = "needs sim"]
+fn a_seed_decides_the_run() {
+    let s = load("commit-unknown-outcome").unwrap();
+    let hash = |seed| runner::run_one(&s, seed, None, Bugs::NONE, None).unwrap().hash;
+    let (a, b, c) = (hash(5), hash(5), hash(6));
+    assert_eq!(a, b, "same seed, different histories");
+    assert_ne!(a, c, "different seeds, same history");
+}
+
+#[test]
+#[ignore = "needs sim"]
+fn a_run_writes_files_that_check_and_replay_to_the_same_result() {
+    let dir = temp_dir("files");
+    let s = load("rate-limited-sink-restart").unwrap();
+    let r = runner::run_one(&s, 3, Some(Strategy::Pause), Bugs::NONE, Some(&dir)).unwrap();
+    for f in ["history.jsonl", "report.json", "scenario.toml"] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    assert_eq!(r.replay, "cargo sluice run rate-limited-sink-restart --seed 3 --strategy pause");
+    // Checking the written history reaches the run's verdict and hash.
+    let c = runner::check_file(&dir.join("history.jsonl")).unwrap();
+    assert_eq!((c.hash.as_str(), c.judgement.pass), (r.hash.as_str(), r.pass()));
+    // The written scenario replays to the same history.
+    let again = load(dir.join("scenario.toml").to_str().unwrap()).unwrap();
+    let r2 = runner::run_one(&again, 3, Some(Strategy::Pause), Bugs::NONE, None).unwrap();
+    assert_eq!(r2.hash, r.hash);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs sim"]
+fn planted_bugs_are_caught() {
+    // (scenario, bug, the anomaly its rule names)
+    let cases = [
+        ("steady-baseline", Bug::CommitBeforeProcess, "commit-beyond-processed"),
+        ("prefetch-memory-growth", Bug::UnboundedBuffer, "buffer-bound-exceeded"),
+        ("rate-limited-sink-restart", Bug::BucketOverfill, "rate-bound"),
+    ];
+    for (name, bug, anomaly) in cases {
+        let s = load(name).unwrap();
+        let strategy = (name == "prefetch-memory-growth").then_some(Strategy::Pause);
+        let r = runner::run_one(&s, 1, strategy, Bugs::only(bug), None).unwrap();
+        assert!(!r.pass(), "{name} with {} passed:\n{}", bug.name(), r.table());
+        assert!(r.judgement.observed.iter().any(|a| a == anomaly), "{name} with {}:\n{}", bug.name(), r.table());
+        assert!(r.replay.ends_with(&format!("--plant {}", bug.name())), "{}", r.replay);
+    }
+}
+
+#[test]
+#[ignore = "needs sim"]
+fn comparing_strategies_shows_which_one_bounds_the_buffer() {
+    let s = load("prefetch-memory-growth").unwrap();
+    let c = runner::compare(&s, 1, CompareBy::Strategy, &CompareBy::Strategy.variants(), Bugs::NONE, None).unwrap();
+    let names: Vec<&str> = c.runs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["none", "pause", "credit"]);
+    for (name, r) in &c.runs {
+        let exceeded = r.judgement.observed.iter().any(|a| a == "buffer-bound-exceeded");
+        assert_eq!(exceeded, name == "none", "{name}:\n{}", r.table());
+    }
+    assert!(c.pass, "{}", c.table());
+}
+
+#[test]
+#[ignore = "needs sim"]
+fn exploring_with_a_planted_bug_reports_replayable_seeds_and_shrinks_the_first() {
+    let dir = temp_dir("explore");
+    let s = load("commit-unknown-outcome").unwrap();
+    let opts = ExploreOptions {
+        first_seed: 10,
+        seeds: 4,
+        bugs: Bugs::only(Bug::NoSeekOnAssign),
+        swarm: false,
+        threads: 2,
+        shrink: true,
+        out_dir: dir.clone(),
+    };
+    let progress_calls = std::sync::atomic::AtomicU64::new(0);
+    let x = runner::explore(&s, &opts, &|_| {
+        progress_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
+    .unwrap();
+    assert_eq!(x.seeds_run, 4);
+    assert_eq!(progress_calls.into_inner(), 4);
+    assert!(!x.failures.is_empty(), "{}", x.table());
+    let seeds: Vec<u64> = x.failures.iter().map(|f| f.seed).collect();
+    assert!(seeds.windows(2).all(|w| w[0] < w[1]), "failures not in seed order: {seeds:?}");
+    for f in &x.failures {
+        assert!(f.replay.contains(&format!("--seed {}", f.seed)) && f.replay.contains("--plant no-seek-on-assign"), "{}", f.replay);
+    }
+    let shrunk = x.shrunk.as_ref().expect("the first failure is shrunk");
+    assert!(shrunk.faults_after <= shrunk.faults_before);
+    // The shrunk file is a valid scenario whose run at that seed still fails.
+    let replay = load(&shrunk.file).unwrap();
+    let r = runner::run_one(&replay, shrunk.seed, None, opts.bugs, None).unwrap();
+    assert_eq!(r.pass(), !shrunk.reproduced, "{}", r.table());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
