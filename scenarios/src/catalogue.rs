@@ -12,14 +12,14 @@ macro_rules! catalogue {
 
 catalogue![
     "s0",
-    "steady-baseline",
+    "steady",
     "slow-consumer",
     "black-friday-spike",
     "rebalance-storm-eager",
     "rebalance-storm-cooperative",
     "rebalance-storm-static",
     "broker-crash-acks-all",
-    "unclean-election-acks1",
+    "unclean-election",
     "network-partition-leader",
     "hot-partition",
     "poison-pill-dlq",

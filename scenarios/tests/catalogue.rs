@@ -53,7 +53,7 @@ fn catalogue_scenarios_say_what_they_claim() {
         ("black-friday-spike", "a 10x spike", |s| {
             matches!(s.producers[0].shape, sluice_core::spec::LoadShape::Spike { factor, .. } if factor == 10.0)
         }),
-        ("unclean-election-acks1", "acks=1, unclean election, loss expected every seed", |s| {
+        ("unclean-election", "acks=1, unclean election, loss expected every seed", |s| {
             s.cluster.unclean_leader_election
                 && s.producers[0].acks == sluice_core::spec::Acks::Leader
                 && s.expect.anomalies == ["lost-write"]

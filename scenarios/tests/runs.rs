@@ -33,7 +33,7 @@ fn every_catalogue_scenario_meets_its_expectations_at_seed_1() {
 #[test]
 #[ignore = "needs sim"]
 fn summaries_at_fixed_seeds() {
-    for (name, seed) in [("steady-baseline", 1), ("broker-crash-acks-all", 2), ("unclean-election-acks1", 3), ("prefetch-memory-growth", 4)] {
+    for (name, seed) in [("steady", 1), ("broker-crash-acks-all", 2), ("unclean-election", 3), ("prefetch-memory-growth", 4)] {
         let s = load(name).unwrap();
         let r = runner::run_one(&s, seed, None, Bugs::NONE, None).unwrap();
         insta::assert_snapshot!(format!("{name}-{seed}"), r.table());
@@ -75,7 +75,7 @@ fn a_run_writes_files_that_check_and_replay_to_the_same_result() {
 fn planted_bugs_are_caught() {
     // (scenario, bug, the anomaly its rule names)
     let cases = [
-        ("steady-baseline", Bug::CommitBeforeProcess, "commit-beyond-processed"),
+        ("steady", Bug::CommitBeforeProcess, "commit-beyond-processed"),
         ("prefetch-memory-growth", Bug::UnboundedBuffer, "buffer-bound-exceeded"),
         ("rate-limited-sink-restart", Bug::BucketOverfill, "rate-bound"),
     ];
