@@ -241,6 +241,11 @@ pub struct CompareRun {
     pub summary: Summary,
 }
 
+/// Run `i` of an overlay: 6 px for the first, 1 px narrower for each next, at least 2.
+fn overlay_style(i: usize) -> LineStyle {
+    LineStyle::Overlay(6u32.saturating_sub(i as u32).max(2))
+}
+
 /// Overlays of several runs and a bar chart of their summary numbers.
 pub fn compare_plan(runs: &[CompareRun]) -> Plan {
     let mut plan = Plan::default();
@@ -265,7 +270,7 @@ pub fn compare_plan(runs: &[CompareRun]) -> Plan {
     let mut lines: Vec<Line> = Vec::new();
     for (i, r) in runs.iter().enumerate() {
         if !r.buffer_max.is_empty() {
-            lines.push(Line { label: Some(r.label.clone()), points: r.buffer_max.clone(), style: LineStyle::Thick, colour: colour(i) });
+            lines.push(Line { label: Some(r.label.clone()), points: r.buffer_max.clone(), style: overlay_style(i), colour: colour(i) });
         }
     }
     if lines.is_empty() {
@@ -285,7 +290,7 @@ pub fn compare_plan(runs: &[CompareRun]) -> Plan {
         .iter()
         .enumerate()
         .filter(|(_, r)| !r.series.lag_total.is_empty())
-        .map(|(i, r)| Line { label: Some(r.label.clone()), points: r.series.lag_total.clone(), style: LineStyle::Thick, colour: colour(i) })
+        .map(|(i, r)| Line { label: Some(r.label.clone()), points: r.series.lag_total.clone(), style: overlay_style(i), colour: colour(i) })
         .collect();
     if lines.is_empty() {
         plan.skip("compare_lag", "no run has lag samples");
@@ -301,7 +306,7 @@ pub fn compare_plan(runs: &[CompareRun]) -> Plan {
         .map(|(i, r)| Line {
             label: Some(format!("{} ({} s buckets)", r.label, r.series.throughput_bucket_s)),
             points: r.series.throughput_out.clone(),
-            style: LineStyle::Thick,
+            style: overlay_style(i),
             colour: colour(i),
         })
         .collect();

@@ -13,9 +13,9 @@ use crate::series::Points;
 use crate::PlotError;
 
 /// Size of a one-panel picture, in pixels.
-pub const SIZE_ONE: (u32, u32) = (1200, 500);
+pub const SIZE_ONE: (u32, u32) = (1300, 500);
 /// Size of a two-panel picture (panels side by side), in pixels.
-pub const SIZE_TWO: (u32, u32) = (1500, 540);
+pub const SIZE_TWO: (u32, u32) = (1750, 560);
 /// Most thin lines given their own legend entry; the rest share one "…" entry.
 pub const LEGEND_LINES_MAX: usize = 8;
 
@@ -49,6 +49,9 @@ pub enum LineStyle {
     Thin,
     /// A declared bound.
     Dashed,
+    /// One of several overlaid runs, with its own width (earlier runs wider, so identical
+    /// stretches stay visible underneath later ones).
+    Overlay(u32),
 }
 
 #[derive(Clone, Debug)]
@@ -201,13 +204,142 @@ fn bold(size: u32) -> TextStyle<'static> {
     (FontFamily::SansSerif, size, FontStyle::Bold).into_font().color(&BLACK)
 }
 
+/// How a legend entry is drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Swatch {
+    Line { colour: RGBColor, width: u32, dashed: bool },
+    Rect(RGBAColor),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LegendItem {
+    pub label: String,
+    pub swatch: Swatch,
+}
+
+fn line_width(style: LineStyle) -> u32 {
+    match style {
+        LineStyle::Thin => 1,
+        LineStyle::Overlay(w) => w,
+        LineStyle::Thick | LineStyle::Dashed => 3,
+    }
+}
+
+/// The legend entries of one panel, in drawing order: bands, lines (at most
+/// [`LEGEND_LINES_MAX`] thin ones, then one "… more"), marks.
+pub fn legend_items(panel: &Panel) -> Vec<LegendItem> {
+    let mut items = Vec::new();
+    let mark = |m: &VMark| LegendItem { label: m.label.clone(), swatch: Swatch::Line { colour: m.colour, width: 2, dashed: true } };
+    match panel {
+        Panel::Line(c) => {
+            for kind in [BandKind::Pause, BandKind::Rebalance, BandKind::Fault] {
+                if c.bands.iter().any(|b| b.kind == kind) {
+                    items.push(LegendItem { label: kind.legend().to_string(), swatch: Swatch::Rect(kind.colour()) });
+                }
+            }
+            let mut thin = 0usize;
+            for l in &c.lines {
+                let Some(label) = &l.label else { continue };
+                if l.points.is_empty() {
+                    continue;
+                }
+                let label = if l.style == LineStyle::Thin {
+                    thin += 1;
+                    match thin.cmp(&(LEGEND_LINES_MAX + 1)) {
+                        std::cmp::Ordering::Less => label.clone(),
+                        std::cmp::Ordering::Equal => "… more (thin lines)".to_string(),
+                        std::cmp::Ordering::Greater => continue,
+                    }
+                } else {
+                    label.clone()
+                };
+                let swatch = Swatch::Line { colour: l.colour, width: line_width(l.style), dashed: l.style == LineStyle::Dashed };
+                items.push(LegendItem { label, swatch });
+            }
+            items.extend(c.marks.iter().map(mark));
+        }
+        Panel::Bars(c) => {
+            for b in &c.bars {
+                items.push(LegendItem { label: b.label.clone(), swatch: Swatch::Rect(b.colour.mix(1.0)) });
+            }
+        }
+        Panel::Hist(c) => {
+            items.push(LegendItem { label: "runs per bin".into(), swatch: Swatch::Rect(colour(0).mix(0.75)) });
+            items.extend(c.marks.iter().map(mark));
+        }
+    }
+    items
+}
+
+/// The figure's legend: every panel's entries, each label once.
+pub fn figure_legend(fig: &Figure) -> Vec<LegendItem> {
+    let mut out: Vec<LegendItem> = Vec::new();
+    for p in &fig.panels {
+        for item in legend_items(p) {
+            if !out.iter().any(|o| o.label == item.label) {
+                out.push(item);
+            }
+        }
+    }
+    out
+}
+
+const LEGEND_ROW_PX: i32 = 22;
+const LEGEND_SWATCH_PX: i32 = 28;
+
+/// Draws the legend column at the right of the figure; returns the area left for the panels.
+fn draw_legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    items: &[LegendItem],
+    top_px: i32,
+) -> Result<DrawingArea<DB, Shift>, PlotError> {
+    if items.is_empty() {
+        return Ok(area.clone());
+    }
+    let style = font(14);
+    let mut text_w = 0u32;
+    for i in items {
+        let (w, _) = area.estimate_text_size(&i.label, &style).map_err(err)?;
+        text_w = text_w.max(w);
+    }
+    let (width, _) = area.dim_in_pixel();
+    let legend_w = (text_w as i32 + LEGEND_SWATCH_PX + 34).min(width as i32 / 3);
+    let (main, side) = area.split_horizontally(width as i32 - legend_w);
+    let x = 8;
+    for (row, item) in items.iter().enumerate() {
+        let y = top_px + row as i32 * LEGEND_ROW_PX;
+        match item.swatch {
+            Swatch::Line { colour, width, dashed } => {
+                let stroke = colour.stroke_width(width);
+                if dashed {
+                    side.draw(&PathElement::new(vec![(x, y), (x + 10, y)], stroke)).map_err(err)?;
+                    side.draw(&PathElement::new(vec![(x + 16, y), (x + LEGEND_SWATCH_PX - 2, y)], stroke)).map_err(err)?;
+                } else {
+                    side.draw(&PathElement::new(vec![(x, y), (x + LEGEND_SWATCH_PX - 2, y)], stroke)).map_err(err)?;
+                }
+            }
+            Swatch::Rect(fill) => {
+                side.draw(&Rectangle::new([(x, y - 7), (x + LEGEND_SWATCH_PX - 4, y + 7)], fill.filled())).map_err(err)?;
+                side.draw(&Rectangle::new([(x, y - 7), (x + LEGEND_SWATCH_PX - 4, y + 7)], RGBColor(150, 150, 150).stroke_width(1)))
+                    .map_err(err)?;
+            }
+        }
+        let text_style = style.clone().pos(Pos::new(HPos::Left, VPos::Center));
+        side.draw(&Text::new(item.label.clone(), (x + LEGEND_SWATCH_PX + 6, y), text_style)).map_err(err)?;
+    }
+    Ok(main)
+}
+
 pub fn draw_figure<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, fig: &Figure) -> Result<(), PlotError> {
     area.fill(&WHITE).map_err(err)?;
+    let legend = figure_legend(fig);
     if fig.panels.len() == 1 {
-        return draw_panel(area, &fig.panels[0]);
+        let main = draw_legend(area, &legend, 60)?;
+        return draw_panel(&main, &fig.panels[0]);
     }
     let inner = area.titled(&fig.title, bold(24)).map_err(err)?;
-    let cells = inner.split_evenly((1, fig.panels.len()));
+    let main = draw_legend(&inner, &legend, 50)?;
+    let cells = main.split_evenly((1, fig.panels.len()));
     for (cell, panel) in cells.iter().zip(&fig.panels) {
         draw_panel(cell, panel)?;
     }
@@ -230,7 +362,7 @@ fn y_range(max: f64, headroom: f64) -> (f64, f64) {
 
 fn draw_line_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineChart) -> Result<(), PlotError> {
     let y_max = c.lines.iter().flat_map(|l| l.points.iter().map(|p| p.1)).fold(0.0, f64::max);
-    let headroom = if c.bands.iter().any(|b| b.kind == BandKind::Fault) { 1.3 } else { 1.12 };
+    let headroom = if c.bands.iter().any(|b| b.kind == BandKind::Fault) { 1.25 } else { 1.08 };
     let (y0, y1) = y_range(y_max, headroom);
     let (x0, mut x1) = c.x_range;
     if x1 <= x0 {
@@ -249,24 +381,25 @@ fn draw_line_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
         .y_desc(c.y_desc.as_str())
         .label_style(font(14))
         .axis_desc_style(font(16))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(RGBColor(240, 240, 240))
         .bold_line_style(RGBColor(215, 215, 215))
         .x_labels(12)
         .y_labels(8)
+        .x_label_formatter(&tick_label)
+        .y_label_formatter(&tick_label)
         .draw()
         .map_err(err)?;
 
     for kind in [BandKind::Pause, BandKind::Rebalance, BandKind::Fault] {
-        let bands: Vec<&Band> = c.bands.iter().filter(|b| b.kind == kind).collect();
-        if bands.is_empty() {
-            continue;
-        }
         let fill = kind.colour();
         chart
-            .draw_series(bands.iter().map(|b| Rectangle::new([(b.x0, y0), (b.x1.max(b.x0), y1)], fill.filled())))
-            .map_err(err)?
-            .label(kind.legend())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], fill.filled()));
+            .draw_series(
+                c.bands
+                    .iter()
+                    .filter(|b| b.kind == kind)
+                    .map(|b| Rectangle::new([(b.x0, y0), (b.x1.max(b.x0), y1)], fill.filled())),
+            )
+            .map_err(err)?;
     }
     // Fault names along the top, staggered so overlapping faults stay readable.
     let faults: Vec<&Band> = c.bands.iter().filter(|b| b.kind == BandKind::Fault).collect();
@@ -279,67 +412,29 @@ fn draw_line_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
                 .map_err(err)?;
         }
     }
-
-    let mut thin_legends = 0usize;
     for line in &c.lines {
-        if line.points.is_empty() {
-            continue;
-        }
         let col = line.colour;
-        let anno = match line.style {
-            LineStyle::Thick => chart
-                .draw_series(LineSeries::new(line.points.iter().copied(), col.stroke_width(3)))
-                .map_err(err)?,
-            LineStyle::Thin => chart
-                .draw_series(LineSeries::new(line.points.iter().copied(), col.mix(0.8).stroke_width(1)))
-                .map_err(err)?,
-            LineStyle::Dashed => chart
-                .draw_series(DashedLineSeries::new(line.points.iter().copied(), 12, 7, col.stroke_width(3)))
-                .map_err(err)?,
-        };
-        let Some(label) = &line.label else { continue };
-        let label = if line.style == LineStyle::Thin {
-            thin_legends += 1;
-            match thin_legends.cmp(&(LEGEND_LINES_MAX + 1)) {
-                std::cmp::Ordering::Less => label.clone(),
-                std::cmp::Ordering::Equal => "… more".to_string(),
-                std::cmp::Ordering::Greater => continue,
+        let pts = line.points.iter().copied();
+        match line.style {
+            LineStyle::Thin => chart.draw_series(LineSeries::new(pts, col.mix(0.8).stroke_width(1))).map_err(err)?,
+            LineStyle::Thick | LineStyle::Overlay(_) => {
+                chart.draw_series(LineSeries::new(pts, col.stroke_width(line_width(line.style)))).map_err(err)?
             }
-        } else {
-            label.clone()
+            LineStyle::Dashed => chart.draw_series(DashedLineSeries::new(pts, 12, 7, col.stroke_width(3))).map_err(err)?,
         };
-        let width = match line.style {
-            LineStyle::Thin => 1,
-            _ => 3,
-        };
-        anno.label(label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], col.stroke_width(width)));
     }
-
     for m in &c.marks {
-        let col = m.colour;
         chart
-            .draw_series(DashedLineSeries::new(vec![(m.x, y0), (m.x, y1)], 6, 5, col.stroke_width(2)))
-            .map_err(err)?
-            .label(m.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], col.stroke_width(2)));
+            .draw_series(DashedLineSeries::new(vec![(m.x, y0), (m.x, y1)], 6, 5, m.colour.stroke_width(2)))
+            .map_err(err)?;
     }
-
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.88))
-        .border_style(RGBColor(160, 160, 160))
-        .label_font(font(14))
-        .draw()
-        .map_err(err)?;
     Ok(())
 }
 
 fn draw_bar_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &BarChart) -> Result<(), PlotError> {
     let n = c.bars.len().max(1) as u32;
     let y_max = c.bars.iter().map(|b| b.value).fold(0.0, f64::max);
-    let (y0, y1) = y_range(y_max, 1.18);
+    let (y0, y1) = y_range(y_max, 1.12);
     let labels: Vec<String> = c.bars.iter().map(|b| b.label.clone()).collect();
     let fmt = |v: &SegmentValue<u32>| match v {
         SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
@@ -350,7 +445,8 @@ fn draw_bar_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &BarChar
         .margin(14)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0u32..n).into_segmented(), y0..y1)
+        // plotters' integer ranges include their end: `0..n-1` gives exactly n segments.
+        .build_cartesian_2d((0u32..n - 1).into_segmented(), y0..y1)
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -358,38 +454,22 @@ fn draw_bar_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &BarChar
         .x_desc("run")
         .y_desc(c.y_desc.as_str())
         .x_label_formatter(&fmt)
+        .y_label_formatter(&tick_label)
         .label_style(font(14))
         .axis_desc_style(font(15))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(err)?;
     for (i, b) in c.bars.iter().enumerate() {
         let i = i as u32;
-        let col = b.colour;
-        let mut rect = Rectangle::new(
-            [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), b.value)],
-            col.filled(),
-        );
+        let mut rect = Rectangle::new([(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), b.value)], b.colour.filled());
         rect.set_margin(0, 0, 12, 12);
-        chart
-            .draw_series(std::iter::once(rect))
-            .map_err(err)?
-            .label(b.label.clone())
-            .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], col.filled()));
-        let text = format_value(b.value);
+        chart.draw_series(std::iter::once(rect)).map_err(err)?;
         let style = font(14).pos(Pos::new(HPos::Center, VPos::Bottom));
         chart
-            .draw_series(std::iter::once(Text::new(text, (SegmentValue::CenterOf(i), b.value), style)))
+            .draw_series(std::iter::once(Text::new(format_value(b.value), (SegmentValue::CenterOf(i), b.value), style)))
             .map_err(err)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.88))
-        .border_style(RGBColor(160, 160, 160))
-        .label_font(font(13))
-        .draw()
-        .map_err(err)?;
     Ok(())
 }
 
@@ -400,7 +480,7 @@ fn draw_hist_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &HistCh
         x1 = x0 + 1.0;
     }
     let y_max = c.bins.iter().map(|b| b.2 as f64).fold(0.0, f64::max);
-    let (y0, y1) = y_range(y_max, 1.15);
+    let (y0, y1) = y_range(y_max, 1.1);
     let mut chart = ChartBuilder::on(area)
         .caption(&c.title, bold(18))
         .margin(14)
@@ -412,9 +492,11 @@ fn draw_hist_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &HistCh
         .configure_mesh()
         .x_desc(c.x_desc.as_str())
         .y_desc("runs (count)")
+        .x_label_formatter(&tick_label)
+        .y_label_formatter(&tick_label)
         .label_style(font(14))
         .axis_desc_style(font(15))
-        .light_line_style(RGBColor(238, 238, 238))
+        .light_line_style(RGBColor(240, 240, 240))
         .draw()
         .map_err(err)?;
     let col = colour(0);
@@ -424,35 +506,31 @@ fn draw_hist_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &HistCh
             r.set_margin(0, 0, 1, 1);
             r
         }))
-        .map_err(err)?
-        .label("runs per bin")
-        .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 16, y + 6)], col.mix(0.75).filled()));
-    for m in &c.marks {
-        let mc = m.colour;
-        chart
-            .draw_series(DashedLineSeries::new(vec![(m.x, y0), (m.x, y1)], 6, 5, mc.stroke_width(2)))
-            .map_err(err)?
-            .label(m.label.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], mc.stroke_width(2)));
-    }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.88))
-        .border_style(RGBColor(160, 160, 160))
-        .label_font(font(14))
-        .draw()
         .map_err(err)?;
+    for m in &c.marks {
+        chart
+            .draw_series(DashedLineSeries::new(vec![(m.x, y0), (m.x, y1)], 6, 5, m.colour.stroke_width(2)))
+            .map_err(err)?;
+    }
     Ok(())
 }
 
-/// A number for a label: integers without decimals, others with up to 3 significant decimals.
+/// An axis tick label: as few decimals as the value needs (at most 3), no trailing zeros.
+pub fn tick_label(v: &f64) -> String {
+    let r = (v * 1000.0).round() / 1000.0;
+    if r == r.trunc() {
+        return format!("{r:.0}");
+    }
+    let s = format!("{r:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A number for a label: up to 1 decimal from 100 up, up to 3 below, no trailing zeros.
 pub fn format_value(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else if v.abs() >= 100.0 {
-        format!("{v:.1}")
+    let s = if v.abs() >= 100.0 { format!("{v:.1}") } else { format!("{v:.3}") };
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
-        format!("{v:.3}")
+        s
     }
 }

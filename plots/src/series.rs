@@ -254,8 +254,10 @@ pub fn bucket_width_s(end_s: f64) -> f64 {
 }
 
 /// Records in (acknowledged to producers) and out (processed successfully) per second, in buckets
-/// of [`bucket_width_s`]; each point sits at its bucket's centre. Returns `(width, in, out)`; both
-/// series are empty when the history has neither acks nor processing.
+/// of [`bucket_width_s`]; each point sits at its bucket's centre. A last bucket covering less than
+/// half a width is left out (its rate would be noise); one covering more is divided by the time it
+/// covers. Returns `(width, in, out)`; both series are empty when the history has neither acks nor
+/// processing.
 pub fn throughput(history: &[Entry], end_s: f64) -> (f64, Points, Points) {
     let width = bucket_width_s(end_s);
     let has_any = history
@@ -264,11 +266,19 @@ pub fn throughput(history: &[Entry], end_s: f64) -> (f64, Points, Points) {
     if !has_any {
         return (width, Vec::new(), Vec::new());
     }
-    let n = ((end_s / width).floor() as usize + 1).max(1);
+    // Bucket arithmetic in whole microseconds: 1.2 s / 0.1 s must be bucket 12, not 11.
+    let width_us = (width * 1e6).round() as u64;
+    let end_us = (end_s * 1e6).round() as u64;
+    let full = (end_us / width_us) as usize;
+    let rest_us = end_us % width_us;
+    let n = if rest_us * 2 >= width_us { full + 1 } else { full.max(1) };
     let mut inn = vec![0.0; n];
     let mut out = vec![0.0; n];
     for e in history {
-        let i = ((seconds(e.t_us) / width).floor() as usize).min(n - 1);
+        let i = (e.t_us / width_us) as usize;
+        if i >= n {
+            continue;
+        }
         match &e.ev {
             Event::ProduceAck { count, .. } => inn[i] += *count as f64,
             Event::ProcessEnd { ok, .. } => out[i] += *ok as f64,
@@ -276,7 +286,14 @@ pub fn throughput(history: &[Entry], end_s: f64) -> (f64, Points, Points) {
         }
     }
     let to_points = |v: Vec<f64>| -> Points {
-        v.into_iter().enumerate().map(|(i, c)| ((i as f64 + 0.5) * width, c / width)).collect()
+        v.into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let lo = i as u64 * width_us;
+                let hi = ((i as u64 + 1) * width_us).min(end_us.max(lo + width_us / 2));
+                (seconds(lo + hi) / 2.0, c / seconds(hi - lo))
+            })
+            .collect()
     };
     (width, to_points(inn), to_points(out))
 }
