@@ -436,6 +436,9 @@ fn draw_bar_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &BarChar
     let y_max = c.bars.iter().map(|b| b.value).fold(0.0, f64::max);
     let (y0, y1) = y_range(y_max, 1.12);
     let labels: Vec<String> = c.bars.iter().map(|b| b.label.clone()).collect();
+    // Counts (all values whole) get whole ticks only: "1.5 rebalances" means nothing.
+    let whole = c.bars.iter().all(|b| b.value.fract() == 0.0);
+    let y_fmt = |v: &f64| if whole && v.fract() != 0.0 { String::new() } else { tick_label(v) };
     let fmt = |v: &SegmentValue<u32>| match v {
         SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
         _ => String::new(),
@@ -454,7 +457,7 @@ fn draw_bar_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &BarChar
         .x_desc("run")
         .y_desc(c.y_desc.as_str())
         .x_label_formatter(&fmt)
-        .y_label_formatter(&tick_label)
+        .y_label_formatter(&y_fmt)
         .label_style(font(14))
         .axis_desc_style(font(15))
         .light_line_style(RGBColor(240, 240, 240))

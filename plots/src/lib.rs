@@ -165,7 +165,7 @@ fn relative_url(out_dir: &Path, image: &Path) -> Result<String, PlotError> {
     Ok(parts.join("/"))
 }
 
-const INDEX_CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;max-width:1560px;\
+const INDEX_CSS: &str = "body{font-family:system-ui,-apple-system,'DejaVu Sans',sans-serif;max-width:1800px;\
 margin:2em auto;padding:0 1.5em;color:#222;background:#fafafa}h1{font-size:1.6em;margin-bottom:.3em}\
 section.summary{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.8em 1.2em;margin:1em 0}\
 figure{background:#fff;border:1px solid #ddd;border-radius:6px;margin:1.2em 0;padding:.8em}\
