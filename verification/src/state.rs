@@ -12,6 +12,9 @@ use crate::{Report, Severity, Summary, Violation, VIOLATIONS_LISTED_MAX};
 
 /// Most input errors kept in a report.
 const INPUT_ERRORS_MAX: usize = 100;
+/// Most records one event may describe; an event above it is reported as an input error and
+/// skipped (it would otherwise cost memory and time out of proportion to the history's size).
+pub(crate) const RECORDS_PER_EVENT_MAX: u64 = 1 << 20;
 /// Sentinel producer id: "no value seen at this offset".
 const NO_PRODUCER: u32 = u32::MAX;
 
@@ -139,6 +142,40 @@ pub(crate) struct Checker {
     total_lag: u64,
 }
 
+/// Rejects events whose record ranges overflow or are absurdly large.
+fn validate(ev: &Event) -> Result<(), String> {
+    let range = |what: &str, start: u64, count: u64| -> Result<(), String> {
+        if count > RECORDS_PER_EVENT_MAX {
+            return Err(format!("{what} {start} with count {count} above {RECORDS_PER_EVENT_MAX} records per event"));
+        }
+        if start.checked_add(count).is_none_or(|end| end == u64::MAX) {
+            return Err(format!("{what} {start} + count {count} overflows"));
+        }
+        Ok(())
+    };
+    match ev {
+        Event::ProduceSend { seq, count, .. } | Event::ProduceFail { seq, count, .. } => range("seq", *seq, *count as u64),
+        Event::ProduceAck { seq, count, offset, .. } => {
+            range("seq", *seq, *count as u64)?;
+            range("offset", *offset, *count as u64)
+        }
+        Event::Fetch { runs, .. } => {
+            let total: u64 = runs.iter().map(|r| r.count as u64).sum();
+            range("fetch of", 0, total)?;
+            for r in runs {
+                range("seq", r.seq, r.count as u64)?;
+                range("offset", r.offset, r.count as u64)?;
+            }
+            Ok(())
+        }
+        Event::ProcessEnd { ok, count, .. } if ok > count => Err(format!("process_end with ok {ok} above count {count}")),
+        Event::ProcessStart { offset, count, .. } | Event::ProcessEnd { offset, count, .. } => range("offset", *offset, *count as u64),
+        Event::DeadLetter { offset, .. } | Event::Seek { offset, .. } => range("offset", *offset, 1),
+        Event::CommitSend { offset, .. } | Event::CommitAck { offset, .. } | Event::CommitFail { offset, .. } => range("offset", *offset, 1),
+        _ => Ok(()),
+    }
+}
+
 /// `a-b`, or `a` when the range holds one offset.
 fn span(lo: u64, hi_inclusive: u64) -> String {
     if lo == hi_inclusive {
@@ -249,6 +286,11 @@ impl Checker {
             self.input_error("the history does not start with a meta line; no bounds are checked".into());
         }
         self.check_deadline();
+        if let Err(why) = validate(&e.ev) {
+            let msg = format!("entry {} (t_us {}) skipped: {why}", self.summary.entries, e.t_us);
+            self.input_error(msg);
+            return None;
+        }
         self.apply(&e.ev);
         self.first_of_step.take()
     }
@@ -870,7 +912,7 @@ impl Checker {
         let part = &mut self.parts[p];
         let prev = part.lag.last_lag();
         let lag = part.lag.push(self.now, hw, committed);
-        self.total_lag = self.total_lag - prev + lag;
+        self.total_lag = self.total_lag.saturating_sub(prev).saturating_add(lag);
         self.summary.max_lag_records = self.summary.max_lag_records.max(self.total_lag);
         self.summary.max_partition_lag_records = self.summary.max_partition_lag_records.max(lag);
         if let Some(t0) = self.liveness_start {
@@ -883,7 +925,7 @@ impl Checker {
 
     fn deadline_us(&self) -> Option<u64> {
         let t0 = self.liveness_start?;
-        (self.bounds.recovery_deadline_ms > 0).then(|| t0 + self.bounds.recovery_deadline_ms * 1000)
+        (self.bounds.recovery_deadline_ms > 0).then(|| t0.saturating_add(self.bounds.recovery_deadline_ms.saturating_mul(1000)))
     }
 
     /// Once the recovery deadline has passed, judge recovery (once).

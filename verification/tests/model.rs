@@ -86,3 +86,79 @@ proptest! {
         check_mutant(&h, "duplicate", &["nonmonotonic-send"])?;
     }
 }
+
+/// A random change to one entry: numbers from small to extreme, consumers that never joined.
+fn perturb(ev: &mut Event, x: u64) {
+    let wild = [0, 1, 7, 1 << 20, u32::MAX as u64, u64::MAX - 1, u64::MAX][(x % 7) as usize];
+    match ev {
+        Event::Fetch { runs, consumer, .. } => {
+            if let Some(r) = runs.first_mut() {
+                r.offset = wild;
+                r.count = (x >> 8) as u32;
+            }
+            *consumer = (x % 3) as u32;
+        }
+        Event::ProduceAck { offset, seq, count, .. } => {
+            *offset = wild;
+            *seq = x >> 3;
+            *count = (x >> 40) as u32;
+        }
+        Event::ProcessStart { offset, count, consumer, .. } => {
+            *offset = wild;
+            *count = (x >> 8) as u32;
+            *consumer = (x % 3) as u32;
+        }
+        Event::ProcessEnd { offset, ok, .. } => {
+            *offset = wild;
+            *ok = (x >> 8) as u32;
+        }
+        Event::CommitSend { offset, .. } | Event::CommitAck { offset, .. } | Event::Seek { offset, .. } => *offset = wild,
+        Event::Lag { hw, committed, .. } => {
+            *hw = wild;
+            *committed = x;
+        }
+        Event::CreditGrant { n, .. } => *n = x as u32,
+        Event::Buffer { records, .. } => *records = wild,
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Malformed input never panics or hangs: perturbed, reordered or truncated histories still give
+    /// a report (possibly with input errors), and online and offline agree on the first violation.
+    #[test]
+    fn mangled_histories_never_panic(ops in ops(), edits in proptest::collection::vec((any::<usize>(), any::<u64>()), 1..12), cut in any::<usize>()) {
+        let mut h = common::clean_history(&ops);
+        for (i, x) in edits {
+            let i = i % h.len();
+            if x % 5 == 0 {
+                h.remove(i);
+                if h.is_empty() {
+                    break;
+                }
+            } else if x % 5 == 1 {
+                let j = (x as usize / 5) % h.len();
+                h.swap(i, j);
+            } else {
+                perturb(&mut h[i].ev, x);
+            }
+        }
+        h.truncate(cut % (h.len() + 1));
+        let report = check(&h);
+        let mut online = Online::new();
+        let mut first = None;
+        for e in &h {
+            let v = online.observe(e);
+            if first.is_none() {
+                first = v;
+            }
+        }
+        let n = online.violations().len();
+        prop_assert_eq!(online.violations(), &report.violations[..n]);
+        if let Some(f) = first {
+            prop_assert!(report.violations.contains(&f));
+        }
+    }
+}
