@@ -345,7 +345,7 @@ impl Harness {
         let (lo, hi) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
         assert!(hi - lo <= 1, "balanced: {owned:?}");
         for (c, m) in &self.members {
-            assert_eq!(m.state(), MemberState::Stable, "c{c} stable");
+            assert_eq!(m.state(), MemberState::Stable, "c{c} stable (fatal: {:?})", m.fatal());
             assert_eq!(m.generation(), Some(self.coordinator.generation()), "c{c} in the current generation");
         }
         assert_eq!(self.coordinator.state(), GroupState::Stable);
@@ -616,8 +616,9 @@ fn random_run(seed: u64) {
             }
         }
     }
-    // Liveness: heal the network, end stalls, restart idle members, and wait.
-    h.run_until(h.now_us + S);
+    // Liveness: let revokes in progress finish (a leave completes), heal the network, end stalls,
+    // restart idle members, and wait.
+    h.run_until(h.now_us + h.revoke_us + S);
     h.loss_per_mille = 0;
     h.dup_per_mille = 0;
     h.stalled_until_us.clear();
@@ -628,6 +629,10 @@ fn random_run(seed: u64) {
         }
     }
     h.run_until(h.now_us + 150 * S);
+    if std::env::var("GROUP_DEBUG").is_ok() {
+        for s in &h.seen { eprintln!("{s:?}"); }
+        for e in &h.events { eprintln!("{e:?}"); }
+    }
     h.assert_settled();
 }
 
