@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use crate::bugs::{Bug, Bugs};
 use crate::credit::{CreditConfig, Credits, Grant};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, LedgerError};
 use crate::pause::{PauseConfig, PauseControl, Toggle};
 use crate::rate::{Admit, BucketConfig, BucketSnapshot, MultiTier, TierIdx};
 use crate::retry::{RetryConfig, RetryPolicy, Verdict};
@@ -130,12 +130,30 @@ pub struct Stats {
     pub busy_workers: u32,
     pub owned_partitions: u32,
     pub paused_partitions: u32,
+    /// Completions the ledger refused as stale (`AlreadyDone` or `Unknown`: a dead-letter
+    /// acknowledgement or run result for a partition lost or reassigned meanwhile), in records.
+    /// Counted, never dropped silently.
+    pub stale_completions: u64,
 }
 
 
 /// Bound on out-of-order completion ranges the ledger keeps per partition. With one run in flight
 /// per partition completions are in order except around dead-lettered records, so this is generous.
 pub const LEDGER_PENDING_RANGES_MAX: usize = 1_024;
+
+/// Records a completion in the ledger. A stale completion (the partition was lost or reassigned
+/// since: `Unknown`, `AlreadyDone`) is counted in `Stats::stale_completions`; a refusal that breaks
+/// the ledger's bound (`TooManyRanges`, `Overflow`) is a broken invariant and stops the pipeline
+/// with the error: a completion is never dropped silently.
+fn ledger_done(ledger: &mut Ledger, stats: &mut Stats, tp: Tp, offset: Offset, count: u32) {
+    match ledger.done(tp, offset, count) {
+        Ok(()) => {}
+        Err(LedgerError::Unknown(_) | LedgerError::AlreadyDone { .. }) => stats.stale_completions += count as u64,
+        Err(e @ (LedgerError::TooManyRanges { .. } | LedgerError::Overflow { .. })) => {
+            panic!("ledger refused completion {tp}@{offset}+{count}: {e} (LEDGER_PENDING_RANGES_MAX = {LEDGER_PENDING_RANGES_MAX} bounds out-of-order runs)")
+        }
+    }
+}
 
 impl PipelineConfig {
     /// The configuration of member `member` for a scenario. Every consumer of a scenario gets the
@@ -224,6 +242,9 @@ struct Part {
     /// A failed record waiting for its retry: `(offset, attempt, not_before_us)`.
     retry: Option<(Offset, u32, TimeUs)>,
     paused: bool,
+    /// Credit strategy: the last fetch decision found no credits; the partition leaves the fetch
+    /// ready-set until a grant for it arrives.
+    starved: bool,
     revoking: bool,
     /// Commit on revoke sent, outcome pending.
     revoke_commit_pending: bool,
@@ -290,6 +311,30 @@ pub struct Pipeline {
     cursor: Option<Tp>,
     order_scratch: Vec<(bool, Tp)>,
     fetch_scratch: Vec<(Tp, Offset, u32)>,
+    /// Dispatch ready-set, sorted: owned partitions with buffered records, no run in flight and not
+    /// revoking. Kept in step with the events that change those fields (`sync_sets`), so a step
+    /// visits only partitions that can be dispatched. At most one entry per owned partition.
+    ready: Vec<Tp>,
+    /// Fetch ready-set, sorted: owned partitions with no fetch outstanding, not revoking, and (credit
+    /// strategy) not known to be without credits. At most one entry per owned partition.
+    fetchable: Vec<Tp>,
+    tp_scratch: Vec<Tp>,
+}
+
+/// Inserts `tp` into the sorted set `v` (no-op when present).
+#[inline]
+fn set_insert(v: &mut Vec<Tp>, tp: Tp) {
+    if let Err(i) = v.binary_search(&tp) {
+        v.insert(i, tp);
+    }
+}
+
+/// Removes `tp` from the sorted set `v` (no-op when absent).
+#[inline]
+fn set_remove(v: &mut Vec<Tp>, tp: Tp) {
+    if let Ok(i) = v.binary_search(&tp) {
+        v.remove(i);
+    }
 }
 
 impl Pipeline {
@@ -341,6 +386,9 @@ impl Pipeline {
             cursor: None,
             order_scratch: Vec::new(),
             fetch_scratch: Vec::new(),
+            ready: Vec::new(),
+            fetchable: Vec::new(),
+            tp_scratch: Vec::new(),
             cfg,
         }
     }
@@ -377,6 +425,7 @@ impl Pipeline {
                         let backlog = p.hw.saturating_sub(p.fetch_pos);
                         self.credits.announce_backlog(tp, backlog);
                     }
+                    self.sync_sets(tp);
                 }
             }
             Input::ProcessDone { worker, ok } => self.on_process_done(worker, ok),
@@ -392,7 +441,7 @@ impl Pipeline {
             }
             Input::DeadLetterDone { tp, offset } => {
                 // The record left the buffer when it was sent to the DLQ; it is done now.
-                let _ = self.ledger.done(tp, offset, 1);
+                ledger_done(&mut self.ledger, &mut self.stats, tp, offset, 1);
             }
             Input::Tick => {}
         }
@@ -458,6 +507,13 @@ impl Pipeline {
         let grants = std::mem::take(&mut self.grants);
         for g in &grants {
             self.push(Action::CreditGrant { tp: g.tp, n: g.n, floating: g.floating });
+            // Credits arrived: a partition that found none may fetch again.
+            if let Some(p) = self.parts.get_mut(&g.tp) {
+                if p.starved {
+                    p.starved = false;
+                    self.sync_sets(g.tp);
+                }
+            }
         }
         self.grants = grants;
         self.grants.clear();
@@ -539,11 +595,13 @@ impl Pipeline {
                     in_flight: false,
                     retry: None,
                     paused,
+                    starved: false,
                     revoking: false,
                     revoke_commit_pending: false,
                     hw: start,
                 },
             );
+            self.sync_sets(tp);
             self.push(Action::Seek { tp, offset: start });
             if paused {
                 self.push(Action::Pause { tp });
@@ -570,6 +628,7 @@ impl Pipeline {
                     }
                     p.revoking = false;
                     self.zombie.insert(*tp, p);
+                    self.sync_sets(*tp);
                 }
             }
             self.push(Action::RevokeDone { generation, tps });
@@ -579,6 +638,7 @@ impl Pipeline {
             if let Some(p) = self.parts.get_mut(tp) {
                 p.revoking = true;
             }
+            self.sync_sets(*tp);
         }
         // A second revoke while one is pending joins it (the later generation answers).
         match &mut self.pending_revoke {
@@ -663,6 +723,7 @@ impl Pipeline {
             self.zombie.remove(&tp);
             return;
         };
+        self.sync_sets(tp);
         self.old_positions.insert(tp, p.fetch_pos);
         self.buffered_total -= p.buffered;
         self.reserved_total -= p.fetch_requested as u64;
@@ -681,6 +742,11 @@ impl Pipeline {
     }
 
     fn on_fetched(&mut self, tp: Tp, offset: Offset, count: u32, hw: Offset) {
+        self.take_fetched(tp, offset, count, hw);
+        self.sync_sets(tp);
+    }
+
+    fn take_fetched(&mut self, tp: Tp, offset: Offset, count: u32, hw: Offset) {
         let credit = self.cfg.strategy == Strategy::Credit;
         let Some(p) = self.parts.get_mut(&tp) else { return };
         let requested = p.fetch_requested;
@@ -759,7 +825,7 @@ impl Pipeline {
         // The run was taken off the buffer front when it started; what failed goes back in front.
         if ok > 0 {
             if owned {
-                let _ = self.ledger.done(job.tp, job.offset, ok);
+                ledger_done(&mut self.ledger, &mut self.stats, job.tp, job.offset, ok);
             }
             self.stats.processed_records += ok as u64;
         }
@@ -780,7 +846,7 @@ impl Pipeline {
                     released += 1;
                     if self.cfg.bugs.has(Bug::DropAfterRetries) {
                         if owned {
-                            let _ = self.ledger.done(job.tp, failed, 1);
+                            ledger_done(&mut self.ledger, &mut self.stats, job.tp, failed, 1);
                         }
                     } else {
                         self.stats.dead_lettered_records += 1;
@@ -797,7 +863,34 @@ impl Pipeline {
             self.credits.release(job.tp, released as u32, &mut self.grants);
             self.push_grants();
         }
+        if owned {
+            self.sync_sets(job.tp);
+        }
         self.level_changed();
+    }
+
+    /// Puts `tp` into or takes it out of the dispatch and fetch ready-sets according to its state.
+    /// Called after every change of `buffer`, `in_flight`, `revoking`, `fetch_outstanding`,
+    /// `starved` or ownership.
+    fn sync_sets(&mut self, tp: Tp) {
+        let (ready, fetchable) = match self.parts.get(&tp) {
+            Some(p) => (
+                !p.in_flight && !p.buffer.is_empty() && !p.revoking,
+                !p.fetch_outstanding && !p.revoking && !p.starved,
+            ),
+            None => (false, false),
+        };
+        if ready {
+            set_insert(&mut self.ready, tp);
+        } else {
+            set_remove(&mut self.ready, tp);
+        }
+        if fetchable {
+            set_insert(&mut self.fetchable, tp);
+        } else {
+            set_remove(&mut self.fetchable, tp);
+        }
+        debug_assert!(self.ready.len() <= self.parts.len() && self.fetchable.len() <= self.parts.len());
     }
 
     /// The offset to commit for `tp` now: the ledger's processed prefix + 1 (K1), or under the
@@ -869,20 +962,25 @@ impl Pipeline {
             }
             self.limiter_wait_until = None;
         }
+        if self.ready.is_empty() && self.zombie.is_empty() {
+            // Nothing to hand out: the application is polling for more.
+            self.last_poll_us = now;
+            return;
+        }
         let mut any_buffered = false;
-        // Visit partitions starting after the cursor, wrapping around once; zombies (planted bug
-        // only) last. The order is rebuilt into a reused scratch vector: no allocation per step.
+        // Visit the ready partitions starting after the cursor, wrapping around once (round-robin
+        // over partitions: the ready-set holds exactly the owned partitions the full walk would not
+        // skip, in the same order); zombies (planted bug only) last. The order goes into a reused
+        // scratch vector: no allocation per step.
         let mut order = std::mem::take(&mut self.order_scratch);
         order.clear();
         {
-            use std::ops::Bound::{Excluded, Unbounded};
-            match self.cursor {
-                Some(c) => {
-                    order.extend(self.parts.range((Excluded(c), Unbounded)).map(|(tp, _)| (false, *tp)));
-                    order.extend(self.parts.range(..=c).map(|(tp, _)| (false, *tp)));
-                }
-                None => order.extend(self.parts.keys().map(|tp| (false, *tp))),
-            }
+            let split = match self.cursor {
+                Some(c) => self.ready.partition_point(|t| *t <= c),
+                None => 0,
+            };
+            order.extend(self.ready[split..].iter().map(|tp| (false, *tp)));
+            order.extend(self.ready[..split].iter().map(|tp| (false, *tp)));
             order.extend(self.zombie.keys().map(|tp| (true, *tp)));
         }
         for &(zombie, tp) in order.iter() {
@@ -960,6 +1058,9 @@ impl Pipeline {
             self.free_workers -= 1;
             self.cursor = Some(tp);
             self.last_poll_us = now;
+            if !zombie {
+                set_remove(&mut self.ready, tp);
+            }
             self.push(Action::Process { worker, tp, offset, count: n, attempt });
         }
         self.order_scratch = order;
@@ -979,13 +1080,19 @@ impl Pipeline {
         let ignore_credits = self.cfg.bugs.has(Bug::IgnoreCredits);
         let max = self.cfg.max_poll_records;
         let cap = self.cfg.buffer_records_max as u64;
+        if self.fetchable.is_empty() {
+            return;
+        }
         let mut issued = std::mem::take(&mut self.fetch_scratch);
         issued.clear();
         let mut room = cap.saturating_sub(self.buffered_total + self.reserved_total);
-        for (tp, p) in self.parts.iter() {
-            if p.fetch_outstanding || p.revoking {
-                continue;
-            }
+        let mut starved = std::mem::take(&mut self.tp_scratch);
+        starved.clear();
+        // The fetch ready-set holds exactly the owned partitions with no fetch outstanding, not
+        // revoking and not known to be out of credits, in `Tp` order (the order of the full walk).
+        for tp in self.fetchable.iter() {
+            let p = self.parts.get(tp).expect("fetchable partitions are owned");
+            debug_assert!(!p.fetch_outstanding && !p.revoking);
             let n = match strategy {
                 Strategy::None => max,
                 Strategy::Pause => {
@@ -1000,7 +1107,12 @@ impl Pipeline {
                     if ignore_credits {
                         max
                     } else {
-                        max.min(self.credits.available(*tp))
+                        let n = max.min(self.credits.available(*tp));
+                        if n == 0 {
+                            // Out of credits: wait for a grant (push_grants) before looking again.
+                            starved.push(*tp);
+                        }
+                        n
                     }
                 }
             };
@@ -1009,11 +1121,17 @@ impl Pipeline {
             }
             issued.push((*tp, p.fetch_pos, n));
         }
+        for &tp in starved.iter() {
+            self.parts.get_mut(&tp).expect("owned").starved = true;
+            set_remove(&mut self.fetchable, tp);
+        }
+        self.tp_scratch = starved;
         for &(tp, offset, n) in issued.iter() {
             let p = self.parts.get_mut(&tp).expect("owned");
             p.fetch_outstanding = true;
             p.fetch_requested = n;
             self.reserved_total += n as u64;
+            set_remove(&mut self.fetchable, tp);
             self.push(Action::Fetch { tp, offset, max_records: n });
         }
         self.fetch_scratch = issued;
