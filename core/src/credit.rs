@@ -126,6 +126,7 @@ impl Channel {
     }
 }
 
+#[derive(Clone, Debug)]
 pub struct Credits {
     cfg: CreditConfig,
     bugs: Bugs,

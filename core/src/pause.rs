@@ -54,6 +54,7 @@ impl PauseConfig {
     }
 }
 
+#[derive(Clone, Debug)]
 pub struct PauseControl {
     cfg: PauseConfig,
     paused: bool,

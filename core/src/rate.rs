@@ -118,6 +118,8 @@ pub struct TokenBucket {
     carry: u64,
     /// Time of the last refill.
     at_us: TimeUs,
+    /// Built by `restore` (what `Bug::LimiterForgets` forgets).
+    restored: bool,
     bugs: Bugs,
 }
 
@@ -154,12 +156,13 @@ impl TokenBucket {
             tokens_micro: burst_micro,
             carry: 0,
             at_us: now_us,
+            restored: false,
             bugs: Bugs::NONE,
         })
     }
 
     /// Switches planted bugs on. `Bug::BucketOverfill`: the refill cap is twice the burst.
-    /// (`Bug::LimiterForgets` acts in [`TokenBucket::restore_with`].)
+    /// `Bug::LimiterForgets`: a bucket built by `restore` forgets the snapshot and is full again.
     pub fn with_bugs(mut self, bugs: Bugs) -> Self {
         self.bugs = bugs;
         self.cap_micro = if bugs.has(Bug::BucketOverfill) {
@@ -167,6 +170,10 @@ impl TokenBucket {
         } else {
             self.burst_micro
         };
+        if self.restored && bugs.has(Bug::LimiterForgets) {
+            self.tokens_micro = self.burst_micro;
+            self.carry = 0;
+        }
         self
     }
 
@@ -275,14 +282,13 @@ impl TokenBucket {
         Self::restore_with(cfg, snap, Bugs::NONE)
     }
 
-    /// [`TokenBucket::restore`] with planted bugs. `Bug::LimiterForgets`: the snapshot's level is
-    /// ignored and the bucket starts full.
+    /// The same as `restore(cfg, snap).with_bugs(bugs)` (`Bug::LimiterForgets`: the snapshot's level
+    /// is ignored and the bucket starts full).
     pub fn restore_with(cfg: BucketConfig, snap: BucketSnapshot, bugs: Bugs) -> Self {
-        let mut b = TokenBucket::new(cfg, snap.at_us).with_bugs(bugs);
-        if !bugs.has(Bug::LimiterForgets) {
-            b.tokens_micro = snap.tokens_micro.min(b.burst_micro);
-        }
-        b
+        let mut b = TokenBucket::new(cfg, snap.at_us);
+        b.tokens_micro = snap.tokens_micro.min(b.burst_micro);
+        b.restored = true;
+        b.with_bugs(bugs)
     }
 }
 
@@ -325,8 +331,8 @@ impl MultiTier {
     }
 
     /// Switches planted bugs on: `Bug::TierLeak` (a refusal keeps the tokens taken from earlier
-    /// tiers of the path) and `Bug::BucketOverfill` (every tier refills to twice its burst).
-    /// (`Bug::LimiterForgets` acts in [`MultiTier::restore_with`].)
+    /// tiers of the path), `Bug::BucketOverfill` (every tier refills to twice its burst) and
+    /// `Bug::LimiterForgets` (a limiter built by `restore` forgets its snapshots: full buckets).
     pub fn with_bugs(mut self, bugs: Bugs) -> Self {
         self.bugs = bugs;
         self.tiers = self.tiers.into_iter().map(|t| t.with_bugs(bugs)).collect();
@@ -431,8 +437,7 @@ impl MultiTier {
         Ok(Self::restore(tiers, snaps))
     }
 
-    /// [`MultiTier::restore`] with planted bugs (`Bug::LimiterForgets`: every tier starts full;
-    /// the others as in [`MultiTier::with_bugs`]).
+    /// The same as `restore(tiers, snaps).with_bugs(bugs)`.
     pub fn restore_with(tiers: &[BucketConfig], snaps: &[BucketSnapshot], bugs: Bugs) -> Self {
         let latest_us = snaps.iter().map(|s| s.at_us).max().unwrap_or(0);
         let empty = BucketSnapshot { tokens_micro: 0, at_us: latest_us };
@@ -653,6 +658,12 @@ mod tests {
         );
         let forgot = MultiTier::restore_with(&tiers(), &snaps, Bugs::only(Bug::LimiterForgets));
         assert_eq!(forgot.available(&[0, 1, 2], S), 2);
+        let forgot = MultiTier::restore(&tiers(), &snaps).with_bugs(Bugs::only(Bug::LimiterForgets));
+        assert_eq!(forgot.available(&[0, 1, 2], S), 2);
+        // A limiter that was never restored has nothing to forget.
+        let mut fresh = MultiTier::new(&tiers(), 0).with_bugs(Bugs::only(Bug::LimiterForgets));
+        assert_eq!(fresh.admit(&[1], 2, 0), Admit::Admitted);
+        assert_eq!(fresh.clone().with_bugs(Bugs::only(Bug::LimiterForgets)).available(&[1], 0), 0);
         assert_eq!(MultiTier::restore(&tiers(), &snaps).available(&[0, 1, 2], S), 0);
     }
 }
