@@ -27,9 +27,10 @@
 //! than its backlog.
 //!
 //! Cost: channels live in a `Vec` sorted by `Tp` (deterministic order), found through a direct
-//! index by (topic, partition), so `consume`, `available` and a `release` that returns no floating
-//! credit are O(1). Lending scans the channels: O(n) for the few credits a release returns,
-//! O(n log n) for a large pool. Adding or removing a channel is O(n).
+//! index by (topic, partition) (binary search for partitions ≥ 4096), so `consume`, `available`
+//! and a `release` that returns no floating credit are O(1). Lending scans the channels: O(n·k)
+//! for the k ≤ 8 credits a release typically returns, O(n log n) for a larger pool. Adding or
+//! removing a channel is O(n).
 
 use std::fmt;
 
@@ -130,7 +131,7 @@ impl Channel {
 pub struct Credits {
     cfg: CreditConfig,
     bugs: Bugs,
-    /// Channels sorted by `Tp` (binary search; deterministic iteration order).
+    /// Channels sorted by `Tp` (deterministic iteration order).
     channels: Vec<(Tp, Channel)>,
     /// Floating credits not lent to any channel.
     pool: u32,
