@@ -571,7 +571,7 @@ fn coordinator_failover_restores_offsets_and_the_group_reforms() {
 
 /// One seeded run: random group shape, network and faults for 120 s (safety: G1 after every
 /// action, checked inside the harness), then 150 s without faults (liveness: the group settles).
-fn random_run(seed: u64) {
+fn random_run(seed: u64) -> Harness {
     let mut r = SplitMix64(seed);
     let assignor = ASSIGNORS[(r.next_u64() % 4) as usize];
     let protocol = protocol_of(assignor);
@@ -634,6 +634,7 @@ fn random_run(seed: u64) {
         for e in &h.events { eprintln!("{e:?}"); }
     }
     h.assert_settled();
+    h
 }
 
 #[test]
@@ -641,7 +642,181 @@ fn g1_holds_under_random_schedules_and_the_group_recovers() {
     let seeds: u64 = std::env::var("GROUP_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
     let first: u64 = std::env::var("GROUP_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
     for seed in first..first + seeds {
-        let run = std::panic::catch_unwind(|| random_run(seed));
+        let run = std::panic::catch_unwind(|| random_run(seed).steps);
         assert!(run.is_ok(), "seed {seed} failed; replay: GROUP_SEED={seed} GROUP_SEEDS=1 cargo test -p sluice-sim group::tests::g1");
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_run() {
+    for seed in [3, 41, 77] {
+        let (a, b) = (random_run(seed), random_run(seed));
+        assert_eq!(a.seen, b.seen, "seed {seed}: member actions");
+        assert_eq!(a.events, b.events, "seed {seed}: coordinator events");
+        assert!(a.seen.len() > 10, "seed {seed}: the run did something");
+    }
+}
+
+// ---- the coordinator alone: tables of requests ----------------------------------------------
+
+/// Sends one request to the coordinator at `now_us` and returns what it answered at once
+/// (`None`: the answer is deferred, e.g. a JoinGroup during the join phase).
+fn check_coordinator(c: &mut Coordinator, now_us: u64, from: u32, corr: u64, body: Request) -> Option<Response> {
+    c.handle_request(now_us, Req { corr, from: MemberId(from), body });
+    let mut out: Vec<Outgoing> = std::iter::from_fn(|| c.poll_transmit()).collect();
+    let mine = out.iter().position(|o| o.resp.corr == corr && o.to == MemberId(from));
+    mine.map(|i| out.remove(i).resp.body)
+}
+
+fn join_req(member_id: Option<GroupMemberId>, instance: Option<u32>, protocol: Protocol, session_ms: u64) -> Request {
+    Request::JoinGroup(JoinGroup {
+        member_id,
+        group_instance_id: instance,
+        protocol,
+        topics: vec![0],
+        owned: vec![],
+        rebalance_timeout_ms: MAX_POLL_MS,
+        session_timeout_ms: session_ms,
+    })
+}
+
+/// A coordinator with members c0 and c1 (static instance ids 0 and 1) in a Stable generation 1.
+fn stable_coordinator(members_max: usize) -> (Coordinator, GroupMemberId, GroupMemberId) {
+    let mut cfg = coordinator_config(AssignorKind::Range, 4, 0);
+    cfg.members_max = members_max;
+    let mut c = Coordinator::new(cfg).unwrap();
+    for m in 0..2 {
+        assert_eq!(check_coordinator(&mut c, 0, m, 1, join_req(None, Some(m), Protocol::Eager, SESSION_MS)), None);
+    }
+    assert_eq!(c.poll_timeout(), Some(INITIAL_DELAY_MS * 1_000), "the initial delay is the next timer");
+    c.handle_timeout(INITIAL_DELAY_MS * 1_000);
+    let joined: Vec<Outgoing> = std::iter::from_fn(|| c.poll_transmit()).collect();
+    let ids: Vec<GroupMemberId> = joined
+        .iter()
+        .map(|o| match &o.resp.body {
+            Response::JoinGroup(Ok(j)) if j.generation == 1 => j.member_id,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(c.state(), GroupState::CompletingRebalance);
+    for (m, id) in ids.iter().enumerate() {
+        let sync = Request::SyncGroup { generation: 1, member_id: *id };
+        assert!(matches!(check_coordinator(&mut c, 3_100_000, m as u32, 2, sync), Some(Response::SyncGroup(Ok(tps))) if tps.len() == 2));
+    }
+    assert_eq!(c.state(), GroupState::Stable);
+    (c, ids[0], ids[1])
+}
+
+#[test]
+fn coordinator_answers_and_fences() {
+    let (mut c, m0, m1) = stable_coordinator(3);
+    let unknown = GroupMemberId { epoch: 0, seq: 99 };
+    let (t0, t9) = (Tp::new(0, 0), Tp::new(0, 9));
+    let commit = |generation, member_id, offset| Request::OffsetCommit { generation, member_id, offsets: vec![(t0, offset)] };
+    use ErrorCode::*;
+    use Response as R;
+    // (what, from, request, the immediate answer, t0's committed offset afterwards)
+    let cases: Vec<(&str, u32, Request, Option<Response>, Option<u64>)> = vec![
+        ("commit in the generation", 0, commit(1, m0, 5), Some(R::OffsetCommit(Ok(()))), Some(5)),
+        ("stale-generation commit", 0, commit(0, m0, 9), Some(R::OffsetCommit(Err(IllegalGeneration))), Some(5)),
+        ("future-generation commit", 0, commit(2, m0, 9), Some(R::OffsetCommit(Err(IllegalGeneration))), Some(5)),
+        ("unknown member commit", 0, commit(1, unknown, 9), Some(R::OffsetCommit(Err(UnknownMemberId))), Some(5)),
+        (
+            "commit outside the partition table",
+            0,
+            Request::OffsetCommit { generation: 1, member_id: m0, offsets: vec![(t0, 9), (t9, 1)] },
+            Some(R::OffsetCommit(Err(UnknownTopicOrPartition))),
+            Some(5),
+        ),
+        ("fetch", 2, Request::OffsetFetch { tps: vec![t0, Tp::new(0, 1)] }, Some(R::OffsetFetch(Ok(vec![(t0, Some(5)), (Tp::new(0, 1), None)]))), Some(5)),
+        ("stale heartbeat", 1, Request::Heartbeat { generation: 0, member_id: m1 }, Some(R::Heartbeat(Err(IllegalGeneration))), Some(5)),
+        ("heartbeat", 1, Request::Heartbeat { generation: 1, member_id: m1 }, Some(R::Heartbeat(Ok(()))), Some(5)),
+        ("unknown heartbeat", 1, Request::Heartbeat { generation: 1, member_id: unknown }, Some(R::Heartbeat(Err(UnknownMemberId))), Some(5)),
+        ("session timeout too long", 2, join_req(None, None, Protocol::Eager, SESSION_MS + 1), Some(R::JoinGroup(Err(InvalidSessionTimeout))), Some(5)),
+        ("other protocol", 2, join_req(None, None, Protocol::Cooperative, SESSION_MS), Some(R::JoinGroup(Err(InconsistentGroupProtocol))), Some(5)),
+        ("join with an unknown id", 2, join_req(Some(unknown), None, Protocol::Eager, SESSION_MS), Some(R::JoinGroup(Err(UnknownMemberId))), Some(5)),
+        ("join with another id of a static instance", 2, join_req(Some(unknown), Some(0), Protocol::Eager, SESSION_MS), Some(R::JoinGroup(Err(FencedInstanceId))), Some(5)),
+        // A new member: the join phase starts and its answer waits.
+        ("new member", 2, join_req(None, None, Protocol::Eager, SESSION_MS), None, Some(5)),
+        ("group full", 3, join_req(None, None, Protocol::Eager, SESSION_MS), Some(R::JoinGroup(Err(GroupMaxSizeReached))), Some(5)),
+        ("heartbeat while preparing", 1, Request::Heartbeat { generation: 1, member_id: m1 }, Some(R::Heartbeat(Err(RebalanceInProgress))), Some(5)),
+        ("sync while preparing", 1, Request::SyncGroup { generation: 1, member_id: m1 }, Some(R::SyncGroup(Err(RebalanceInProgress))), Some(5)),
+        ("commit on revoke while preparing", 0, commit(1, m0, 7), Some(R::OffsetCommit(Ok(()))), Some(7)),
+        ("old members rejoin (deferred)", 0, join_req(Some(m0), Some(0), Protocol::Eager, SESSION_MS), None, Some(7)),
+        (
+            "the last one completes the join phase",
+            1,
+            join_req(Some(m1), Some(1), Protocol::Eager, SESSION_MS),
+            Some(R::JoinGroup(Ok(JoinOk { generation: 2, member_id: m1, leader: m0, protocol: Protocol::Eager }))),
+            Some(7),
+        ),
+        // Generation 2 is formed: generation 1 is now stale.
+        ("commit from the old generation", 0, commit(1, m0, 3), Some(R::OffsetCommit(Err(IllegalGeneration))), Some(7)),
+        ("commit in the new generation", 0, commit(2, m0, 8), Some(R::OffsetCommit(Ok(()))), Some(8)),
+        ("leave", 1, Request::LeaveGroup { member_id: m1 }, Some(R::LeaveGroup(Ok(()))), Some(8)),
+        ("commit after leaving", 1, commit(2, m1, 1), Some(R::OffsetCommit(Err(UnknownMemberId))), Some(8)),
+    ];
+    let mut now_us = 4 * S;
+    for (i, (what, from, req, expect, committed)) in cases.into_iter().enumerate() {
+        now_us += 1_000;
+        let got = check_coordinator(&mut c, now_us, from, 100 + i as u64, req);
+        assert_eq!(got, expect, "{what}");
+        assert_eq!(c.committed(t0), committed, "{what}: committed offset");
+    }
+    assert_eq!(c.generation(), 2, "the leave started a rebalance towards generation 3");
+    assert_eq!(c.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn static_rejoin_takes_the_slot_back_and_fences_the_old_id() {
+    let (mut c, m0, _) = stable_coordinator(3);
+    let before = c.assignment();
+    let got = check_coordinator(&mut c, 5 * S, 0, 7, join_req(None, Some(0), Protocol::Eager, SESSION_MS));
+    let Some(Response::JoinGroup(Ok(j))) = got else { panic!("{got:?}") };
+    assert_eq!((j.generation, c.state()), (1, GroupState::Stable), "no rebalance");
+    assert_ne!(j.member_id, m0);
+    let sync = check_coordinator(&mut c, 5 * S, 0, 8, Request::SyncGroup { generation: 1, member_id: j.member_id });
+    assert_eq!(sync, Some(Response::SyncGroup(Ok(before[&MemberId(0)].clone()))), "same assignment");
+    let old = check_coordinator(&mut c, 5 * S, 0, 9, Request::Heartbeat { generation: 1, member_id: m0 });
+    assert_eq!(old, Some(Response::Heartbeat(Err(ErrorCode::UnknownMemberId))), "the old id is fenced");
+    assert!(std::iter::from_fn(|| c.poll_event()).all(|e| !matches!(e, CoordinatorEvent::RebalanceStart { generation: 2 })));
+}
+
+#[test]
+fn the_offsets_log_stays_bounded_and_restores_the_offsets() {
+    let (mut c, m0, _) = stable_coordinator(3);
+    let max = coordinator_config(AssignorKind::Range, 4, 0).offsets_log_records_max;
+    for i in 0..1_000u64 {
+        let offsets = vec![(Tp::new(0, (i % 4) as u32), i)];
+        let got = check_coordinator(&mut c, 4 * S + i, 0, 10 + i, Request::OffsetCommit { generation: 1, member_id: m0, offsets });
+        assert_eq!(got, Some(Response::OffsetCommit(Ok(()))));
+        assert!(c.offsets_log().len() <= max, "log within {max} records");
+    }
+    let r = Coordinator::restore(coordinator_config(AssignorKind::Range, 4, 1), c.offsets_log(), 5 * S).unwrap();
+    for p in 0..4u32 {
+        assert_eq!(r.committed(Tp::new(0, p)), Some(996 + u64::from(p)));
+        assert_eq!(r.committed(Tp::new(0, p)), c.committed(Tp::new(0, p)));
+    }
+    assert_eq!((r.generation(), r.state(), r.members_len()), (1, GroupState::Empty, 0));
+    // A restored coordinator forms no generation before its fence (the old leases) ends.
+    let mut r = r;
+    assert_eq!(check_coordinator(&mut r, 5 * S, 0, 1, join_req(None, None, Protocol::Eager, SESSION_MS)), None);
+    r.handle_timeout(5 * S + INITIAL_DELAY_MS * 1_000);
+    assert_eq!(r.state(), GroupState::PreparingRebalance, "still fenced");
+    assert_eq!(r.poll_timeout(), Some(5 * S + SESSION_MS * 1_000));
+    r.handle_timeout(5 * S + SESSION_MS * 1_000);
+    assert_eq!((r.state(), r.generation()), (GroupState::CompletingRebalance, 2));
+}
+
+#[test]
+fn bad_coordinator_configs_are_refused() {
+    let base = coordinator_config(AssignorKind::Range, 4, 0);
+    let cases: Vec<(CoordinatorConfig, coordinator::ConfigError)> = vec![
+        (CoordinatorConfig { members_max: 0, ..base.clone() }, coordinator::ConfigError::NoMembers),
+        (CoordinatorConfig { group_max_session_timeout_ms: 0, ..base.clone() }, coordinator::ConfigError::NoSessionTimeout),
+        (CoordinatorConfig { offsets_log_records_max: 5, ..base.clone() }, coordinator::ConfigError::LogTooSmall { max: 5, need: 5 }),
+    ];
+    for (cfg, err) in cases {
+        assert_eq!(Coordinator::new(cfg).err(), Some(err));
     }
 }
