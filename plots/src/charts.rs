@@ -71,8 +71,30 @@ fn per_consumer_lines(v: &[Named]) -> Vec<Line> {
         .collect()
 }
 
+/// Most points drawn per line; longer series are decimated keeping their peaks
+/// ([`series::decimate`]), so pictures of long real runs stay small.
+pub const LINE_POINTS_MAX: usize = 2000;
+
+fn decimate_lines(plan: &mut Plan) {
+    for f in &mut plan.figures {
+        for p in &mut f.panels {
+            if let Panel::Line(c) = p {
+                for l in &mut c.lines {
+                    l.points = series::decimate(&l.points, LINE_POINTS_MAX);
+                }
+            }
+        }
+    }
+}
+
 /// Every per-run picture of `s`.
 pub fn run_plan(s: &RunSeries) -> Plan {
+    let mut plan = run_plan_full(s);
+    decimate_lines(&mut plan);
+    plan
+}
+
+fn run_plan_full(s: &RunSeries) -> Plan {
     let mut plan = Plan::default();
     let cap = s.info.caption();
     let x = (0.0, s.end_s);
@@ -248,6 +270,12 @@ fn overlay_style(i: usize) -> LineStyle {
 
 /// Overlays of several runs and a bar chart of their summary numbers.
 pub fn compare_plan(runs: &[CompareRun]) -> Plan {
+    let mut plan = compare_plan_full(runs);
+    decimate_lines(&mut plan);
+    plan
+}
+
+fn compare_plan_full(runs: &[CompareRun]) -> Plan {
     let mut plan = Plan::default();
     let end = runs.iter().map(|r| r.series.end_s).fold(0.0, f64::max);
     let scenarios: Vec<&str> = {
@@ -403,6 +431,12 @@ pub fn stem_for(metric: &str) -> String {
 
 /// Histogram and empirical CDF per metric, percentiles marked.
 pub fn sweep_plan(values: &[(String, Vec<f64>)]) -> Plan {
+    let mut plan = sweep_plan_full(values);
+    decimate_lines(&mut plan);
+    plan
+}
+
+fn sweep_plan_full(values: &[(String, Vec<f64>)]) -> Plan {
     let mut plan = Plan::default();
     for (metric, vals) in values {
         let stem = stem_for(metric);

@@ -414,6 +414,11 @@ fn draw_line_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
     }
     for line in &c.lines {
         let col = line.colour;
+        if let [only] = line.points.as_slice() {
+            // One sample is a dot, not an invisible zero-length line.
+            chart.draw_series(std::iter::once(Circle::new(*only, 5, col.filled()))).map_err(err)?;
+            continue;
+        }
         let pts = line.points.iter().copied();
         match line.style {
             LineStyle::Thin => chart.draw_series(LineSeries::new(pts, col.mix(0.8).stroke_width(1))).map_err(err)?,

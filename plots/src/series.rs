@@ -459,6 +459,41 @@ fn sort_intervals(v: &mut [Interval]) {
     v.sort_by(|a, b| a.start_s.total_cmp(&b.start_s).then_with(|| a.label.cmp(&b.label)));
 }
 
+/// At most about `max_points` points that keep the shape of `points` (sorted by x): the x span
+/// is cut into `max_points / 2` equal slices and each slice keeps its lowest and highest point, in
+/// x order, so peaks and troughs survive. Shorter series come back unchanged.
+pub fn decimate(points: &[(f64, f64)], max_points: usize) -> Points {
+    if points.len() <= max_points || max_points < 4 {
+        return points.to_vec();
+    }
+    let slices = max_points / 2;
+    let (x0, x1) = (points[0].0, points[points.len() - 1].0);
+    let span = (x1 - x0).max(f64::MIN_POSITIVE);
+    let mut out: Points = Vec::with_capacity(max_points + 2);
+    let mut i = 0;
+    while i < points.len() {
+        let slice = (((points[i].0 - x0) / span * slices as f64) as usize).min(slices - 1);
+        let (mut lo, mut hi) = (i, i);
+        let mut j = i;
+        while j < points.len() && (((points[j].0 - x0) / span * slices as f64) as usize).min(slices - 1) == slice {
+            if points[j].1 < points[lo].1 {
+                lo = j;
+            }
+            if points[j].1 > points[hi].1 {
+                hi = j;
+            }
+            j += 1;
+        }
+        let (a, b) = if lo <= hi { (lo, hi) } else { (hi, lo) };
+        out.push(points[a]);
+        if b != a {
+            out.push(points[b]);
+        }
+        i = j;
+    }
+    out
+}
+
 /// Every `Phase` line, in order.
 pub fn phases(history: &[Entry]) -> Vec<PhaseMark> {
     history

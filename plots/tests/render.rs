@@ -225,3 +225,20 @@ fn bad_histories_are_errors() {
     let dir = out_dir("bad");
     assert!(matches!(sluice_plots::render_run(&[], &dir), Err(PlotError::BadInput(_))));
 }
+
+#[test]
+fn one_instant_histories_still_draw_sensible_axes() {
+    // Everything at t = 0 and all zero: no zero-width axis, no NaN, pictures still titled.
+    use sluice_core::history::Event;
+    let mut hist = vec![history("credit", true).remove(0)];
+    hist.push(Entry { t_us: 0, ev: Event::Lag { tp: "orders/0".into(), hw: 0, committed: 0 } });
+    hist.push(Entry { t_us: 0, ev: Event::Buffer { consumer: 0, records: 0, credits_outstanding: 0 } });
+    let dir = out_dir("one-instant");
+    let r = render_run_report(&hist, &dir).unwrap();
+    assert_eq!(names(&r.files), ["lag.png", "lag.svg", "buffer.png", "buffer.svg", "credits.png", "credits.svg"]);
+    for stem in ["lag", "buffer", "credits"] {
+        let img = load(&dir.join(format!("{stem}.png")));
+        assert!(count(&img, 0..40, ink) > 150, "{stem}.png has no title");
+        check_svg(&dir.join(format!("{stem}.svg")), 1, &["time since start (s)"]);
+    }
+}

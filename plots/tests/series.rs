@@ -316,3 +316,27 @@ fn token_series_follow_declared_tiers_only() {
     assert_eq!(t[0].window_max.first(), Some(&(0.0, 5.0)));
     assert_eq!(t[0].window_max.last(), Some(&(4.0, 9.0)));
 }
+
+#[test]
+fn decimation_keeps_peaks_and_short_series() {
+    fn check(n: usize, max: usize, expect_len_at_most: usize) {
+        // A sawtooth with one spike: the spike must survive.
+        let mut pts: Points = (0..n).map(|i| (i as f64, (i % 10) as f64)).collect();
+        if n > 0 {
+            pts[n / 2].1 = 1000.0;
+        }
+        let d = series::decimate(&pts, max);
+        assert!(d.len() <= expect_len_at_most, "n={n} max={max}: {} points", d.len());
+        if n <= max {
+            assert_eq!(d, pts);
+        }
+        if n > 0 {
+            assert!(d.iter().any(|p| p.1 == 1000.0), "n={n}: the spike was lost");
+            assert!(d.windows(2).all(|w| w[0].0 <= w[1].0), "x order broken");
+        }
+    }
+    check(0, 100, 0);
+    check(50, 100, 50);
+    check(100_000, 2000, 2000);
+    check(100_001, 100, 100);
+}
