@@ -11,7 +11,7 @@ use sluice_core::bugs::Bugs;
 use sluice_core::credit::{CreditConfig, Credits};
 use sluice_core::ledger::Ledger;
 use sluice_core::pause::PauseConfig;
-use sluice_core::pipeline::{Action, Input, Pipeline, PipelineConfig};
+use sluice_core::pipeline::{Action, CheckpointMode, Input, Pipeline, PipelineConfig};
 use sluice_core::rate::{BucketConfig, MultiTier, TokenBucket};
 use sluice_core::retry::RetryConfig;
 use sluice_core::spec::{Protocol, Strategy};
@@ -105,6 +105,7 @@ fn main() {
             workers: 4,
             retry: RetryConfig { max_attempts: 3, backoff_initial_ms: 10, backoff_max_ms: 100, jitter: 0.5 },
             commit_interval_ms: 5_000,
+            checkpoint: CheckpointMode::Periodic,
             tiers: vec![],
             tier_names: vec![],
             tier_paths: vec![vec![]],

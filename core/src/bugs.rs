@@ -33,10 +33,12 @@ pub enum Bug {
     NoSeekOnAssign,
     /// G3: the round-robin assignor gives every partition to the first member.
     UnbalancedAssignor,
+    /// K3: the worker stage hands out records behind a checkpoint barrier before alignment ends.
+    BarrierOvertakes,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::CommitBeforeProcess,
         Bug::CommitBeyondProcessed,
         Bug::NoCommitOnRevoke,
@@ -49,6 +51,7 @@ impl Bug {
         Bug::DropAfterRetries,
         Bug::NoSeekOnAssign,
         Bug::UnbalancedAssignor,
+        Bug::BarrierOvertakes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Bug {
             Bug::DropAfterRetries => "drop-after-retries",
             Bug::NoSeekOnAssign => "no-seek-on-assign",
             Bug::UnbalancedAssignor => "unbalanced-assignor",
+            Bug::BarrierOvertakes => "barrier-overtakes",
         }
     }
 

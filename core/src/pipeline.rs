@@ -21,12 +21,14 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::barrier::{Aligner, Coordinator};
 use crate::bugs::{Bug, Bugs};
 use crate::credit::{CreditConfig, Credits, Grant};
 use crate::ledger::{Ledger, LedgerError};
 use crate::pause::{PauseConfig, PauseControl, Toggle};
 use crate::rate::{Admit, BucketConfig, BucketSnapshot, MultiTier, TierIdx};
 use crate::retry::{RetryConfig, RetryPolicy, Verdict};
+pub use crate::spec::CheckpointMode;
 use crate::spec::{Protocol, Scenario, Strategy, TierKind};
 use crate::types::{Generation, MemberId, Offset, SplitMix64, TimeUs, Tp};
 
@@ -45,6 +47,9 @@ pub struct PipelineConfig {
     pub workers: u32,
     pub retry: RetryConfig,
     pub commit_interval_ms: u64,
+    /// What commits commit: the processed prefix (periodic) or the barrier offsets of complete
+    /// aligned checkpoints (K3), triggered every `commit_interval_ms`.
+    pub checkpoint: CheckpointMode,
     /// Rate-limit tiers, and for each topic index the tier path its records pass (global, topic,
     /// consumer tiers that apply).
     pub tiers: Vec<BucketConfig>,
@@ -59,6 +64,38 @@ pub struct PipelineConfig {
     /// Seed of the pipeline's own random draws (retry jitter).
     pub rng_seed: u64,
     pub bugs: Bugs,
+}
+
+/// The edges of an aligned checkpoint (K3) as the pipeline reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointEdge {
+    /// Triggered: barriers were placed (one `Barrier` action per channel follows).
+    Start,
+    /// Every stage acknowledged it; the `Commit`s of its barrier offsets follow.
+    Complete,
+    /// Abandoned (a channel was revoked or lost during alignment); nothing is committed for it and
+    /// the next checkpoint starts fresh.
+    Aborted,
+}
+
+/// The stages of the pipeline that acknowledge a checkpoint: the fetch stage (at barrier
+/// injection) and the worker stage (at alignment).
+const STAGE_FETCH: usize = 0;
+const STAGE_WORKER: usize = 1;
+const STAGES: usize = 2;
+/// At most one checkpoint aligns at a time; a trigger while one aligns is skipped.
+const CHECKPOINTS_ALIGNING_MAX: usize = 1;
+const _: () = assert!(CHECKPOINTS_ALIGNING_MAX == 1);
+
+/// The checkpoint being aligned: its channels (owned partitions at trigger, sorted) and, for
+/// each, the barrier offset (the fetch position at trigger: every record below it was in the
+/// buffer, in flight or done) and whether the worker stage saw the barrier.
+struct Align {
+    id: u64,
+    tps: Vec<Tp>,
+    barriers: Vec<Offset>,
+    arrived: Vec<bool>,
+    aligner: Aligner,
 }
 
 /// How a commit ended.
@@ -117,6 +154,11 @@ pub enum Action {
     Metrics { back_pressured_ms_per_s: u32, busy_ms_per_s: u32, idle_ms_per_s: u32 },
     /// Snapshot of the limiter state to persist (R3).
     LimiterSnapshot { snaps: Vec<BucketSnapshot> },
+    /// An aligned checkpoint (K3, `CheckpointMode::Aligned`) started, completed or was aborted.
+    Checkpoint { id: u64, edge: CheckpointEdge },
+    /// Checkpoint `id` placed its barrier in `tp`'s channel at `offset`: records from `offset` on
+    /// are after it. Emitted right after `Checkpoint { edge: Start }`, one per channel.
+    Barrier { id: u64, tp: Tp, offset: Offset },
 }
 
 /// Counters and levels a driver or a report may read at any time.
@@ -134,6 +176,9 @@ pub struct Stats {
     /// acknowledgement or run result for a partition lost or reassigned meanwhile), in records.
     /// Counted, never dropped silently.
     pub stale_completions: u64,
+    /// Aligned checkpoints completed and aborted (K3).
+    pub checkpoints_completed: u64,
+    pub checkpoints_aborted: u64,
 }
 
 
@@ -214,6 +259,7 @@ impl PipelineConfig {
                 jitter: k.retry.jitter,
             },
             commit_interval_ms: k.commit_interval_ms,
+            checkpoint: k.checkpoint,
             tiers,
             tier_names,
             tier_paths,
@@ -245,6 +291,8 @@ struct Part {
     /// Credit strategy: the last fetch decision found no credits; the partition leaves the fetch
     /// ready-set until a grant for it arrives.
     starved: bool,
+    /// Barrier offset of the checkpoint being aligned: records from here on are held back.
+    barrier: Option<Offset>,
     revoking: bool,
     /// Commit on revoke sent, outcome pending.
     revoke_commit_pending: bool,
@@ -319,6 +367,8 @@ pub struct Pipeline {
     /// strategy) not known to be without credits. At most one entry per owned partition.
     fetchable: Vec<Tp>,
     tp_scratch: Vec<Tp>,
+    coordinator: Coordinator,
+    align: Option<Align>,
 }
 
 /// Inserts `tp` into the sorted set `v` (no-op when present).
@@ -389,6 +439,8 @@ impl Pipeline {
             ready: Vec::new(),
             fetchable: Vec::new(),
             tp_scratch: Vec::new(),
+            coordinator: Coordinator::new(STAGES),
+            align: None,
             cfg,
         }
     }
@@ -403,6 +455,9 @@ impl Pipeline {
             Input::Assigned { generation, tps } => self.on_assigned(generation, tps),
             Input::Revoke { generation, tps } => self.on_revoke(generation, tps),
             Input::Lost { tps } => {
+                if tps.iter().any(|tp| self.in_checkpoint(*tp)) {
+                    self.abort_checkpoint();
+                }
                 for tp in tps {
                     self.drop_part(*tp);
                 }
@@ -442,6 +497,7 @@ impl Pipeline {
             Input::DeadLetterDone { tp, offset } => {
                 // The record left the buffer when it was sent to the DLQ; it is done now.
                 ledger_done(&mut self.ledger, &mut self.stats, tp, offset, 1);
+                self.check_arrival(tp);
             }
             Input::Tick => {}
         }
@@ -596,6 +652,7 @@ impl Pipeline {
                     retry: None,
                     paused,
                     starved: false,
+                    barrier: None,
                     revoking: false,
                     revoke_commit_pending: false,
                     hw: start,
@@ -615,6 +672,9 @@ impl Pipeline {
 
     fn on_revoke(&mut self, generation: Generation, tps: &[Tp]) {
         let tps: Vec<Tp> = tps.iter().copied().filter(|tp| self.parts.contains_key(tp)).collect();
+        if tps.iter().any(|tp| self.in_checkpoint(*tp)) {
+            self.abort_checkpoint();
+        }
         if self.cfg.bugs.has(Bug::ProcessRevoked) && self.cfg.protocol == Protocol::Eager {
             // Planted: acknowledge at once and keep processing what is buffered.
             for tp in &tps {
@@ -681,7 +741,9 @@ impl Pipeline {
         }
         if !sent_any {
             let mut to_commit = Vec::new();
-            if !self.cfg.bugs.has(Bug::NoCommitOnRevoke) {
+            // Aligned mode commits only the barrier offsets of complete checkpoints: a revoked
+            // partition's next owner replays from the last complete checkpoint.
+            if !self.cfg.bugs.has(Bug::NoCommitOnRevoke) && self.cfg.checkpoint == CheckpointMode::Periodic {
                 for tp in &pr.tps {
                     if !self.parts.contains_key(tp) {
                         continue;
@@ -865,17 +927,113 @@ impl Pipeline {
         }
         if owned {
             self.sync_sets(job.tp);
+            self.check_arrival(job.tp);
         }
         self.level_changed();
+    }
+
+    fn in_checkpoint(&self, tp: Tp) -> bool {
+        self.align.as_ref().is_some_and(|a| a.tps.binary_search(&tp).is_ok())
+    }
+
+    /// Triggers an aligned checkpoint: the fetch stage places a barrier at the end of every owned
+    /// partition's buffer (a control item: no credit, no buffer slot) and acknowledges at once.
+    fn trigger_checkpoint(&mut self) {
+        if self.align.is_some() || self.pending_revoke.is_some() {
+            return; // one aligns at a time; none during a revocation
+        }
+        let tps: Vec<Tp> = self.parts.iter().filter(|(_, p)| !p.revoking).map(|(tp, _)| *tp).collect();
+        if tps.is_empty() {
+            return;
+        }
+        let id = self.coordinator.trigger();
+        self.push(Action::Checkpoint { id, edge: CheckpointEdge::Start });
+        let mut barriers = Vec::with_capacity(tps.len());
+        for &tp in &tps {
+            let p = self.parts.get_mut(&tp).expect("owned");
+            let b = p.fetch_pos;
+            p.barrier = Some(b);
+            barriers.push(b);
+            self.push(Action::Barrier { id, tp, offset: b });
+        }
+        let acked = self.coordinator.ack(STAGE_FETCH, id);
+        assert!(!acked, "checkpoint {id} complete before the worker stage acknowledged it");
+        let n = tps.len();
+        self.align = Some(Align { id, tps: tps.clone(), barriers, arrived: vec![false; n], aligner: Aligner::new(n) });
+        for &tp in &tps {
+            self.sync_sets(tp);
+            self.check_arrival(tp);
+        }
+    }
+
+    /// The worker stage sees `tp`'s barrier once every record before it is done (processed or
+    /// dead-lettered); when it has seen all barriers (aligned) it acknowledges, which completes the
+    /// checkpoint.
+    fn check_arrival(&mut self, tp: Tp) {
+        let Some(al) = &mut self.align else { return };
+        let Ok(i) = al.tps.binary_search(&tp) else { return };
+        if al.arrived[i] {
+            return;
+        }
+        let prefix = self.ledger.committable(tp);
+        if !prefix.is_some_and(|d| d >= al.barriers[i]) {
+            return;
+        }
+        al.arrived[i] = true;
+        let aligned = match al.aligner.on_barrier(i, al.id) {
+            Ok(a) => a,
+            Err(e) => panic!("checkpoint {} barrier on {tp}: {e}", al.id),
+        };
+        if aligned.is_some() {
+            let id = al.id;
+            let complete = self.coordinator.ack(STAGE_WORKER, id);
+            assert!(complete, "checkpoint {id} aligned and acknowledged by every stage but not complete");
+            self.complete_checkpoint();
+        }
+    }
+
+    /// Commits exactly the barrier offsets of the completed checkpoint and unblocks its channels.
+    fn complete_checkpoint(&mut self) {
+        let al = self.align.take().expect("a checkpoint is aligning");
+        self.push(Action::Checkpoint { id: al.id, edge: CheckpointEdge::Complete });
+        self.stats.checkpoints_completed += 1;
+        for (&tp, &b) in al.tps.iter().zip(&al.barriers) {
+            let Some(p) = self.parts.get_mut(&tp) else { continue };
+            p.barrier = None;
+            let off = if self.cfg.bugs.has(Bug::CommitBeforeProcess) { p.fetch_pos } else { b };
+            let newer = self.ledger.committed(tp).is_none_or(|c| off > c) && self.ledger.in_flight(tp).is_none_or(|f| off > f);
+            if newer {
+                self.ledger.commit_sent(tp, off);
+                self.push(Action::Commit { generation: self.generation, tp, offset: off });
+            }
+            self.sync_sets(tp);
+        }
+    }
+
+    /// Abandons the checkpoint being aligned (a channel was revoked or lost): nothing is committed
+    /// for it, every channel is unblocked, and the next trigger starts a fresh one.
+    fn abort_checkpoint(&mut self) {
+        let Some(al) = self.align.take() else { return };
+        self.push(Action::Checkpoint { id: al.id, edge: CheckpointEdge::Aborted });
+        self.stats.checkpoints_aborted += 1;
+        for &tp in &al.tps {
+            if let Some(p) = self.parts.get_mut(&tp) {
+                p.barrier = None;
+            }
+            self.sync_sets(tp);
+        }
     }
 
     /// Puts `tp` into or takes it out of the dispatch and fetch ready-sets according to its state.
     /// Called after every change of `buffer`, `in_flight`, `revoking`, `fetch_outstanding`,
     /// `starved` or ownership.
     fn sync_sets(&mut self, tp: Tp) {
+        let overtakes = self.cfg.bugs.has(Bug::BarrierOvertakes);
         let (ready, fetchable) = match self.parts.get(&tp) {
             Some(p) => (
-                !p.in_flight && !p.buffer.is_empty() && !p.revoking,
+                !p.in_flight
+                    && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b))
+                    && !p.revoking,
                 !p.fetch_outstanding && !p.revoking && !p.starved,
             ),
             None => (false, false),
@@ -908,7 +1066,10 @@ impl Pipeline {
         self.dispatch();
         self.fetch();
         if self.now_us >= self.next_commit_us {
-            self.periodic_commit();
+            match self.cfg.checkpoint {
+                CheckpointMode::Periodic => self.periodic_commit(),
+                CheckpointMode::Aligned => self.trigger_checkpoint(),
+            }
             while self.next_commit_us <= self.now_us {
                 self.next_commit_us += self.cfg.commit_interval_ms * 1_000;
             }
@@ -1007,6 +1168,15 @@ impl Pipeline {
                 }
             };
             let mut n = avail;
+            // Records behind the barrier of the checkpoint aligning wait for it to complete (K3).
+            if let Some(b) = p.barrier {
+                if !self.cfg.bugs.has(Bug::BarrierOvertakes) {
+                    if offset >= b {
+                        continue;
+                    }
+                    n = n.min((b - offset).min(u32::MAX as u64) as u32);
+                }
+            }
             if let Some(lim) = &mut self.limiter {
                 let path = &self.cfg.tier_paths[tp.topic as usize];
                 if !path.is_empty() {

@@ -193,6 +193,17 @@ impl Default for KeyDist {
     }
 }
 
+/// How the consumer pipeline decides what to commit (`consumers.checkpoint`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckpointMode {
+    /// Commit the processed prefix every `commit_interval_ms`.
+    #[default]
+    Periodic,
+    /// Aligned barrier checkpoints (K3); commit exactly the barrier offsets of complete ones.
+    Aligned,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
@@ -367,6 +378,11 @@ pub struct Consumers {
     /// Auto-commit cadence (`auto.commit.interval.ms`, 5 000); commits are of processed offsets only.
     #[serde(default = "d_commit")]
     pub commit_interval_ms: u64,
+    /// What a commit commits: `periodic` (the ledger's processed offsets every commit_interval_ms)
+    /// or `aligned` (K3: every commit_interval_ms an aligned barrier checkpoint; commits are its
+    /// barrier offsets once it completes).
+    #[serde(default)]
+    pub checkpoint: CheckpointMode,
     #[serde(default)]
     pub retry: Retry,
     #[serde(default)]

@@ -11,7 +11,7 @@ use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use sluice_core::bugs::{Bug, Bugs};
 use sluice_core::credit::CreditConfig;
 use sluice_core::pause::PauseConfig;
-use sluice_core::pipeline::{Action, CommitOutcome, Input, Pipeline, PipelineConfig};
+use sluice_core::pipeline::{Action, CheckpointEdge, CheckpointMode, CommitOutcome, Input, Pipeline, PipelineConfig};
 use sluice_core::rate::BucketConfig;
 use sluice_core::retry::RetryConfig;
 use sluice_core::spec::{Protocol, Strategy};
@@ -37,6 +37,7 @@ struct Params {
     rate_per_s: u32,
     commit_lost_every: u32,
     duration_ms: u64,
+    checkpoint: CheckpointMode,
     bugs: Bugs,
 }
 
@@ -68,6 +69,7 @@ fn params(strategy: Strategy) -> impl Strategy2<Value = Params> {
             rate_per_s: rate,
             commit_lost_every: lost,
             duration_ms: 5_000,
+            checkpoint: CheckpointMode::Periodic,
             bugs: Bugs::NONE,
         })
 }
@@ -96,6 +98,7 @@ fn config(p: &Params) -> PipelineConfig {
         workers: p.workers,
         retry: RetryConfig { max_attempts: p.max_attempts, backoff_initial_ms: 5, backoff_max_ms: 50, jitter: 0.5 },
         commit_interval_ms: 200,
+        checkpoint: p.checkpoint,
         tiers,
         tier_names,
         tier_paths,
@@ -120,6 +123,10 @@ struct Trace {
     log_end: BTreeMap<Tp, Offset>,
     committed: BTreeMap<Tp, Offset>,
     tokens: Vec<(TimeUs, u32)>,
+    /// Aligned checkpoints seen complete and aborted.
+    checkpoints_completed: u32,
+    checkpoints_aborted: u32,
+    commits: u32,
 }
 
 enum Ev {
@@ -168,6 +175,9 @@ fn drive(p: &Params) -> Trace {
     pl.handle(0, Input::Assigned { generation: 1, tps: &assign });
     owned.extend(tps.iter().copied());
     let mut generation = 1;
+    // K3: the checkpoint aligning (id, barrier per channel) and the barriers of complete ones.
+    let mut aligning: Option<(u64, BTreeMap<Tp, Offset>)> = None;
+    let mut complete_barriers: BTreeSet<(Tp, Offset)> = BTreeSet::new();
     let mut now = 0u64;
     let mut steps = 0u64;
     loop {
@@ -181,6 +191,13 @@ fn drive(p: &Params) -> Trace {
                 Action::Process { worker, tp, offset, count, attempt: _ } => {
                     if !owned.contains(&tp) && !p.bugs.has(Bug::ProcessRevoked) {
                         tr.violations.push(format!("G1: processing {tp} it does not own"));
+                    }
+                    if let Some((id, barriers)) = &aligning {
+                        if let Some(&b) = barriers.get(&tp) {
+                            if offset + count as u64 > b {
+                                tr.violations.push(format!("K3: {tp} records {offset}..{} handed out behind barrier {b} of checkpoint {id} before it completed", offset + count as u64));
+                            }
+                        }
                     }
                     // Records before a poison offset succeed; the poison one fails.
                     let mut ok = count;
@@ -199,7 +216,11 @@ fn drive(p: &Params) -> Trace {
                     if offset > prefix {
                         tr.violations.push(format!("K1: commit {tp}@{offset} beyond processed prefix {prefix}"));
                     }
+                    if p.checkpoint == CheckpointMode::Aligned && !complete_barriers.contains(&(tp, offset)) {
+                        tr.violations.push(format!("K3: commit {tp}@{offset} is not a barrier offset of a complete checkpoint"));
+                    }
                     commits += 1;
+                    tr.commits += 1;
                     let outcome = if p.commit_lost_every > 0 && commits % (p.commit_lost_every + 3) == 0 {
                         CommitOutcome::Unknown
                     } else {
@@ -224,6 +245,31 @@ fn drive(p: &Params) -> Trace {
                 Action::CreditGrant { tp, n, .. } => *credits.entry(tp).or_default() += n as i64,
                 Action::CreditReturn { tp, n } => *credits.entry(tp).or_default() -= n as i64,
                 Action::Token { n, admitted: true, .. } => tr.tokens.push((now, n)),
+                Action::Checkpoint { id, edge: CheckpointEdge::Start } => {
+                    if let Some((old, _)) = &aligning {
+                        tr.violations.push(format!("K3: checkpoint {id} started while {old} aligns"));
+                    }
+                    aligning = Some((id, BTreeMap::new()));
+                }
+                Action::Barrier { id, tp, offset } => match &mut aligning {
+                    Some((cur, barriers)) if *cur == id => {
+                        barriers.insert(tp, offset);
+                    }
+                    _ => tr.violations.push(format!("K3: barrier of checkpoint {id} outside its start")),
+                },
+                Action::Checkpoint { id, edge: CheckpointEdge::Complete } => match aligning.take() {
+                    Some((cur, barriers)) if cur == id => {
+                        complete_barriers.extend(barriers);
+                        tr.checkpoints_completed += 1;
+                    }
+                    other => tr.violations.push(format!("K3: checkpoint {id} completed while {:?} aligns", other.map(|o| o.0))),
+                },
+                Action::Checkpoint { id, edge: CheckpointEdge::Aborted } => {
+                    if aligning.take().map(|o| o.0) != Some(id) {
+                        tr.violations.push(format!("K3: checkpoint {id} aborted but it was not aligning"));
+                    }
+                    tr.checkpoints_aborted += 1;
+                }
                 Action::Pause { .. } | Action::Resume { .. } | Action::Seek { .. } => {}
                 Action::Token { .. } | Action::Buffer { .. } | Action::Metrics { .. } | Action::LimiterSnapshot { .. } => {}
             }
@@ -405,6 +451,28 @@ fn prop_r1(p: &Params) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+fn violations_of(tr: &Trace, rule: &str) -> Vec<String> {
+    tr.violations.iter().filter(|v| v.starts_with(rule)).cloned().collect()
+}
+
+/// K3: no record behind a channel's barrier is handed to a worker before the checkpoint completes,
+/// and checkpoints start, align and end one at a time.
+fn prop_k3_barrier(p: &Params) -> Result<(), TestCaseError> {
+    let tr = drive(p);
+    let k3: Vec<_> = violations_of(&tr, "K3").into_iter().filter(|v| !v.contains("commit")).collect();
+    prop_assert!(k3.is_empty(), "{:?}", k3);
+    Ok(())
+}
+
+/// K3: in aligned mode every commit is a barrier offset of a complete checkpoint, and (K1) never
+/// beyond the processed prefix.
+fn prop_k3_commit(p: &Params) -> Result<(), TestCaseError> {
+    let tr = drive(p);
+    let bad: Vec<_> = violations_of(&tr, "K3").into_iter().filter(|v| v.contains("commit")).chain(violations_of(&tr, "K1")).collect();
+    prop_assert!(bad.is_empty(), "{:?}", bad);
+    Ok(())
+}
+
 fn cfg(cases: u32) -> Config {
     Config { cases, failure_persistence: None, ..Config::default() }
 }
@@ -440,6 +508,20 @@ fn slow_and_busy(p: &mut Params) {
 fn with_poison(p: &mut Params) {
     p.poison.insert(3);
     p.arrival_per_10ms = p.arrival_per_10ms.max(1);
+}
+fn aligned(p: &mut Params) {
+    // Slow workers behind a steady arrival: barriers wait behind buffered records.
+    p.checkpoint = CheckpointMode::Aligned;
+    p.arrival_per_10ms = p.arrival_per_10ms.max(10);
+    p.process_us = p.process_us.max(500);
+}
+fn aligned_with_poison(p: &mut Params) {
+    aligned(p);
+    with_poison(p);
+}
+fn aligned_with_revokes(p: &mut Params) {
+    with_revokes(p);
+    p.checkpoint = CheckpointMode::Aligned;
 }
 fn with_revokes(p: &mut Params) {
     p.commit_lost_every = 0;
@@ -561,6 +643,7 @@ fn metrics_sum_to_a_thousand() {
         rate_per_s: 0,
         commit_lost_every: 0,
         duration_ms: 2_000,
+        checkpoint: CheckpointMode::Periodic,
         bugs: Bugs::NONE,
     };
     let mut pl = Pipeline::new(config(&p), 0);
@@ -574,4 +657,92 @@ fn metrics_sum_to_a_thousand() {
         }
     }
     assert!(seen >= 2, "a metrics sample per sample interval");
+}
+
+#[test]
+fn k3_barrier_never_overtakes_records() {
+    holds(Strategy::Credit, 24, prop_k3_barrier, aligned);
+    holds(Strategy::Pause, 16, prop_k3_barrier, aligned_with_poison);
+    holds(Strategy::Credit, 16, prop_k3_barrier, aligned_with_revokes);
+}
+
+#[test]
+fn k3_barrier_catches_barrier_overtakes() {
+    caught(Strategy::Credit, Bug::BarrierOvertakes, prop_k3_barrier, aligned);
+}
+
+#[test]
+fn k3_commit_only_after_complete_checkpoint() {
+    holds(Strategy::Credit, 24, prop_k3_commit, aligned);
+    holds(Strategy::Pause, 16, prop_k3_commit, aligned_with_poison);
+    holds(Strategy::Credit, 16, prop_k3_commit, aligned_with_revokes);
+}
+
+#[test]
+fn k3_commit_catches_commit_before_process() {
+    caught(Strategy::Credit, Bug::CommitBeforeProcess, prop_k3_commit, aligned);
+}
+
+#[test]
+fn k3_aligned_mode_loses_nothing() {
+    holds(Strategy::Credit, 16, prop_nothing_dropped, aligned_with_poison);
+    holds(Strategy::Credit, 16, prop_nothing_dropped, aligned_with_revokes);
+}
+
+fn fixed(checkpoint: CheckpointMode) -> Params {
+    Params {
+        strategy: Strategy::Credit,
+        partitions: 3,
+        buffer_records_max: 60,
+        max_poll_records: 10,
+        workers: 2,
+        process_us: 700,
+        arrival_per_10ms: 12,
+        poison: BTreeSet::new(),
+        max_attempts: 3,
+        revokes_ms: vec![],
+        rate_per_s: 0,
+        commit_lost_every: 0,
+        duration_ms: 3_000,
+        checkpoint,
+        bugs: Bugs::NONE,
+    }
+}
+
+/// A fixed run: (mode, revokes) → checkpoints complete, aborted, whether commits happen. Every
+/// 200 ms a checkpoint triggers over 15 s of simulated time (3 s of load, then draining).
+#[test]
+fn k3_checkpoints_complete_and_abort_as_defined() {
+    struct Case {
+        checkpoint: CheckpointMode,
+        revokes_ms: Vec<u64>,
+        completed_min: u32,
+        aborted_min: u32,
+    }
+    let cases = [
+        // Periodic: no checkpoints at all, commits of the processed prefix.
+        Case { checkpoint: CheckpointMode::Periodic, revokes_ms: vec![], completed_min: 0, aborted_min: 0 },
+        // Aligned: most of the 75 triggers complete (one at a time, a trigger while one aligns is
+        // skipped; triggers with nothing owned or a revoke pending are skipped too).
+        Case { checkpoint: CheckpointMode::Aligned, revokes_ms: vec![], completed_min: 40, aborted_min: 0 },
+        // A revoke while a checkpoint aligns aborts it; the next one starts fresh and completes.
+        Case { checkpoint: CheckpointMode::Aligned, revokes_ms: vec![1_010, 2_030], completed_min: 40, aborted_min: 1 },
+    ];
+    for c in cases {
+        let mut p = fixed(c.checkpoint);
+        p.revokes_ms = c.revokes_ms.clone();
+        let tr = drive(&p);
+        assert!(tr.violations.is_empty(), "{:?}: {:?}", c.checkpoint, tr.violations);
+        assert!(tr.commits > 0, "{:?}: nothing committed", c.checkpoint);
+        if c.checkpoint == CheckpointMode::Periodic {
+            assert_eq!((tr.checkpoints_completed, tr.checkpoints_aborted), (0, 0));
+        }
+        assert!(tr.checkpoints_completed >= c.completed_min, "{:?} revokes {:?}: {} complete", c.checkpoint, c.revokes_ms, tr.checkpoints_completed);
+        assert!(tr.checkpoints_aborted >= c.aborted_min, "{:?} revokes {:?}: {} aborted", c.checkpoint, c.revokes_ms, tr.checkpoints_aborted);
+        // Everything that arrived was processed by the end (blocked channels are unblocked again).
+        for (tp, end) in &tr.log_end {
+            let done = tr.processed.get(tp).map_or(0, |m| m.len() as u64);
+            assert_eq!(done, *end, "{tp}: processed {done} of {end}");
+        }
+    }
 }
