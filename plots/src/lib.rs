@@ -131,6 +131,85 @@ pub fn render_all(history: &[Entry], compare: &[(String, Vec<Entry>)], out_dir: 
     Ok(r)
 }
 
+fn row(out: &mut String, name: &str, value: &str) {
+    out.push_str(&format!("<tr><th>{}</th><td>{}</td></tr>\n", escape(name), escape(value)));
+}
+
+/// A small HTML table describing one run for [`write_index`]: who it was, peak buffer against its
+/// bound, lag, rebalances, faults, pauses, and per rate tier the admissions and the highest share
+/// of `b + r·w` any window reached (above 100 % means R1 was broken).
+pub fn run_summary_html(history: &[Entry]) -> Result<String, PlotError> {
+    let s = series::run_series(history)?;
+    let sum = series::summary(history);
+    let f = draw::format_value;
+    let mut t = String::from("<table>\n");
+    row(&mut t, "run", &s.info.caption());
+    row(&mut t, "duration (s)", &f(s.end_s));
+    row(&mut t, "consumers", &s.info.consumers.to_string());
+    let bound = s.bounds.buffer_records_max;
+    let peak = if bound > 0 {
+        format!("{} of buffer_records_max = {bound}", f(sum.peak_buffer_records))
+    } else {
+        f(sum.peak_buffer_records)
+    };
+    row(&mut t, "peak buffer (records)", &peak);
+    row(&mut t, "max total lag (records)", &f(sum.max_lag_records));
+    row(&mut t, "rebalances", &f(sum.rebalances));
+    let faults: Vec<String> =
+        s.faults.iter().map(|i| format!("{} [{}–{} s]", i.label, f(i.start_s), f(i.end_s))).collect();
+    row(&mut t, "faults", &if faults.is_empty() { "none".to_string() } else { faults.join("; ") });
+    row(&mut t, "pause intervals", &s.pauses.len().to_string());
+    for tier in &s.tiers {
+        let admitted = tier.admitted_cumulative.last().map(|p| p.1).unwrap_or(0.0);
+        let refused = tier.refused_cumulative.last().map(|p| p.1).unwrap_or(0.0);
+        let share = tier
+            .window_max
+            .iter()
+            .map(|(w, m)| m / (tier.burst + tier.rate_per_s * w).max(f64::MIN_POSITIVE))
+            .fold(0.0, f64::max);
+        row(
+            &mut t,
+            &format!("tier {}", tier.tier),
+            &format!(
+                "{} admitted, {} refused; most of b + r·w reached: {} %",
+                f(admitted),
+                f(refused),
+                f(share * 100.0)
+            ),
+        );
+    }
+    t.push_str("</table>\n");
+    Ok(t)
+}
+
+/// An HTML table with one row per labelled run: source, strategy, peak buffer, max lag,
+/// rebalances.
+pub fn compare_summary_html(runs: &[(String, Vec<Entry>)]) -> Result<String, PlotError> {
+    let mut t = String::from(
+        "<table>\n<tr><th>run</th><th>source</th><th>strategy</th><th>peak buffer (records)</th>\
+         <th>max total lag (records)</th><th>rebalances</th></tr>\n",
+    );
+    for (label, h) in runs {
+        let (info, _) = series::run_info(h).map_err(|e| PlotError::BadInput(format!("run `{label}`: {e}")))?;
+        let sum = series::summary(h);
+        let cells = [
+            label.clone(),
+            info.source,
+            info.strategy,
+            draw::format_value(sum.peak_buffer_records),
+            draw::format_value(sum.max_lag_records),
+            draw::format_value(sum.rebalances),
+        ];
+        t.push_str("<tr>");
+        for c in cells {
+            t.push_str(&format!("<td>{}</td>", escape(&c)));
+        }
+        t.push_str("</tr>\n");
+    }
+    t.push_str("</table>\n");
+    Ok(t)
+}
+
 /// Escapes text for HTML.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -197,7 +197,22 @@ fn sweeps_show_histogram_cdf_and_percentiles() {
 fn index_links_every_picture_relatively() {
     let dir = out_dir("index");
     let r = render_run_report(&history("pause", true), &dir).unwrap();
-    let summary = format!("<p>all hold</p>{}", r.skipped_html());
+    let table = sluice_plots::run_summary_html(&history("pause", true)).unwrap();
+    for needle in [
+        "<th>run</th><td>gen-slow-and-partition · pause · seed 1 · sim</td>",
+        "<th>peak buffer (records)</th><td>270 of buffer_records_max = 300</td>",
+        "<th>max total lag (records)</th><td>1184</td>",
+        "<th>rebalances</th><td>2</td>",
+        "slow-processing c0 [5–8 s]; partition c1 [6.5–9 s]",
+        "<th>tier global</th><td>7166 admitted, 154 refused",
+    ] {
+        assert!(table.contains(needle), "summary lacks {needle:?}:\n{table}");
+    }
+    let runs: Vec<(String, Vec<Entry>)> = ["none", "credit"].iter().map(|s| (s.to_string(), history(s, false))).collect();
+    let cmp = sluice_plots::compare_summary_html(&runs).unwrap();
+    assert!(cmp.contains("<td>none</td><td>sim</td><td>none</td><td>496</td>"), "{cmp}");
+    assert_eq!(cmp.matches("<tr>").count(), 3);
+    let summary = format!("<p>all hold</p>{table}{}", r.skipped_html());
     let path = write_index(&dir, "Run <pause> & co", &summary, &r.files).unwrap();
     assert_eq!(path, dir.join("index.html"));
     let html = std::fs::read_to_string(&path).unwrap();
