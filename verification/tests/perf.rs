@@ -16,7 +16,11 @@ use sluice_core::{Rng, SplitMix64};
 const ENTRIES_MIN: usize = 1_000_000;
 
 fn slow() -> bool {
-    std::env::var("SLUICE_SLOW").is_ok_and(|v| v == "1")
+    let on = std::env::var("SLUICE_SLOW").is_ok_and(|v| v == "1");
+    if !on {
+        eprintln!("skipped: slow test, run with SLUICE_SLOW=1");
+    }
+    on
 }
 
 fn big_history() -> Vec<sluice_core::history::Entry> {
