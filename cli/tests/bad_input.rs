@@ -1,0 +1,142 @@
+//! Bad input is answered with a clear message and exit code 2, never a panic. Runs the built binary.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+const GOOD: &str = r#"name = "t"
+duration_s = 10
+
+[cluster]
+brokers = 3
+replication_factor = 3
+
+[[topics]]
+name = "a"
+partitions = 2
+
+[[producers]]
+topic = "a"
+rate_per_s = 10.0
+
+[consumers]
+count = 1
+topics = ["a"]
+"#;
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+fn sluice(args: &[&str]) -> Outcome {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).args(args).env_remove("RUST_LOG").output().expect("the binary runs");
+    Outcome {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn scenario_file(dir: &std::path::Path, label: &str, text: &str) -> PathBuf {
+    let p = dir.join(format!("{}.toml", label.replace(' ', "-")));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Asserts exit 2, no panic, and that stderr contains every needle.
+fn check(label: &str, args: &[&str], needles: &[&str]) {
+    let o = sluice(args);
+    assert_eq!(o.code, Some(2), "{label}: exit code; stderr:\n{}", o.stderr);
+    assert!(!o.stderr.contains("panicked"), "{label}: panicked:\n{}", o.stderr);
+    for n in needles {
+        assert!(o.stderr.contains(n), "{label}: stderr lacks {n:?}:\n{}", o.stderr);
+    }
+}
+
+#[test]
+fn malformed_files_and_bad_flags_exit_2_with_a_clear_message() {
+    let dir = std::env::temp_dir().join(format!("sluice-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let files: Vec<(&str, String, Vec<&str>)> = vec![
+        ("unknown field", GOOD.replace("brokers = 3", "brokers = 3\nbrokerz = 1"), vec!["unknown field `brokerz`", ":6:"]),
+        ("wrong type", GOOD.replace("partitions = 2", "partitions = \"two\""), vec!["invalid type", ":10:"]),
+        ("missing field", GOOD.replace("[consumers]\ncount = 1\ntopics = [\"a\"]\n", ""), vec!["missing field `consumers`"]),
+        ("syntax error", GOOD.replace("count = 1", "count = = 1"), vec![":17:9:", "17 | count = = 1", "^"]),
+        ("rf above brokers", GOOD.replace("replication_factor = 3", "replication_factor = 4"), vec!["cluster.replication_factor", "exceeds the 3 brokers", ":6:"]),
+        ("rate zero", GOOD.replace("rate_per_s = 10.0", "rate_per_s = 0.0"), vec!["producers[0].rate_per_s", "must be > 0"]),
+        ("rate negative", GOOD.replace("rate_per_s = 10.0", "rate_per_s = -1.0"), vec!["producers[0].rate_per_s", "must be > 0"]),
+        ("zero partitions", GOOD.replace("partitions = 2", "partitions = 0"), vec!["topics[0].partitions", "at least 1"]),
+        (
+            "burst below one",
+            format!("{GOOD}\n[[consumers.rate_limits]]\ntier = \"global\"\nrate_per_s = 5.0\nburst = 0.5\n"),
+            vec!["consumers.rate_limits[0].burst", "at least 1"],
+        ),
+        ("unknown fault kind", format!("{GOOD}\n[[faults]]\nkind = \"meteor\"\nat_s = 1.0\n"), vec!["unknown variant `meteor`"]),
+    ];
+    for (label, text, needles) in &files {
+        let path = scenario_file(&dir, label, text);
+        let p = path.to_str().unwrap();
+        check(label, &["run", p, "--out", dir.join("out").to_str().unwrap()], needles);
+        // The same file is refused the same way by every subcommand that loads scenarios.
+        check(&format!("{label} (compare)"), &["compare", p], needles);
+        check(&format!("{label} (explore)"), &["explore", p, "--seeds", "1"], needles);
+    }
+    let good = scenario_file(&dir, "good", GOOD);
+    let good = good.to_str().unwrap();
+    let flags: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
+        ("unknown scenario name", vec!["run", "no-such-scenario"], vec!["unknown scenario \"no-such-scenario\"", "steady"]),
+        ("nonexistent file", vec!["run", "/nonexistent/x.toml"], vec!["cannot read /nonexistent/x.toml"]),
+        ("bad strategy", vec!["run", good, "--strategy", "turbo"], vec!["invalid value 'turbo'", "none", "pause", "credit"]),
+        ("bad plant", vec!["run", good, "--plant", "gremlin"], vec!["unknown bug \"gremlin\"", "ignore-credits"]),
+        ("bad seed", vec!["run", good, "--seed", "-3"], vec!["--seed"]),
+        ("seed not a number", vec!["run", good, "--seed", "many"], vec!["invalid value 'many'"]),
+        ("bad compare axis", vec!["compare", "steady", "--by", "colour"], vec!["invalid value 'colour'"]),
+        ("zero explore seeds", vec!["explore", "steady", "--seeds", "0"], vec!["--seeds must be within"]),
+        ("unknown subcommand", vec!["launch"], vec!["unrecognized subcommand"]),
+        ("missing argument", vec!["run"], vec!["required"]),
+        ("missing history", vec!["check", "/nonexistent/history.jsonl"], vec!["cannot read /nonexistent/history.jsonl"]),
+        ("real without brokers", vec!["real", "steady"], vec!["--brokers"]),
+        ("real with a bad time scale", vec!["real", "steady", "--brokers", "127.0.0.1:1", "--time-scale", "0"], vec!["time scale"]),
+    ];
+    for (label, args, needles) in &flags {
+        check(label, args, needles);
+    }
+    let not_history = scenario_file(&dir, "not-history", "{\"t_us\": 1, \"kind\": \"nonsense\"}\n");
+    check("malformed history", &["check", not_history.to_str().unwrap()], &["line 1"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn json_errors_are_machine_readable_too() {
+    let o = sluice(&["--json", "run", "no-such-scenario"]);
+    assert_eq!(o.code, Some(2));
+    let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {}", o.stdout));
+    assert_eq!(v["exit_code"], 2);
+    assert!(v["error"].as_str().unwrap().contains("unknown scenario"));
+}
+
+#[test]
+fn list_names_every_catalogue_scenario() {
+    let o = sluice(&["list"]);
+    assert_eq!(o.code, Some(0), "{}", o.stderr);
+    let names: Vec<&str> = sluice_scenarios::catalogue::names().collect();
+    for n in &names {
+        assert!(o.stdout.lines().any(|l| l.starts_with(&format!("{n} "))), "{n} missing from:\n{}", o.stdout);
+    }
+    let o = sluice(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), names.len());
+    assert!(v.as_array().unwrap().iter().all(|r| !r["source"].as_str().unwrap().is_empty()));
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    for args in [vec!["--help"], vec!["run", "--help"]] {
+        let o = sluice(&args);
+        assert_eq!(o.code, Some(0));
+        for needle in ["Exit codes:", "130", "bad input"] {
+            assert!(o.stdout.contains(needle), "{args:?} help lacks {needle:?}:\n{}", o.stdout);
+        }
+    }
+}
