@@ -40,6 +40,34 @@ pub struct MemberConfig {
     pub retry_backoff_ms: u64,
 }
 
+/// A bad [`MemberConfig`].
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MemberConfigError {
+    #[error("heartbeat_interval_ms ({heartbeat}) must be > 0 and below session_timeout_ms ({session})")]
+    Heartbeat { heartbeat: u64, session: u64 },
+    #[error("{0} must be > 0")]
+    Zero(&'static str),
+    #[error("max_poll_interval_ms + request_timeout_ms overflows")]
+    Overflow,
+}
+
+impl MemberConfig {
+    /// Checks the relations the member relies on (the world should call it before [`Member::new`]).
+    pub fn validate(&self) -> Result<(), MemberConfigError> {
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_interval_ms >= self.session_timeout_ms {
+            return Err(MemberConfigError::Heartbeat { heartbeat: self.heartbeat_interval_ms, session: self.session_timeout_ms });
+        }
+        if self.max_poll_interval_ms == 0 {
+            return Err(MemberConfigError::Zero("max_poll_interval_ms"));
+        }
+        if self.request_timeout_ms == 0 {
+            return Err(MemberConfigError::Zero("request_timeout_ms"));
+        }
+        let wait_ms = self.max_poll_interval_ms.checked_add(self.request_timeout_ms).ok_or(MemberConfigError::Overflow)?;
+        wait_ms.checked_mul(1_000).map(|_| ()).ok_or(MemberConfigError::Overflow)
+    }
+}
+
 /// What the member asks its driver to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
@@ -254,6 +282,20 @@ impl Member {
 
     /// Heartbeats, request timeouts and retries, the lease, and the max-poll check.
     pub fn handle_timeout(&mut self, now_us: u64) {
+        // Commits and fetches without an answer: outcome unknown (also after the member left).
+        let late: Vec<(u64, Other)> = self
+            .others
+            .iter()
+            .filter(|(_, (_, sent))| sent + ms(self.cfg.request_timeout_ms) <= now_us)
+            .map(|(c, (k, _))| (*c, *k))
+            .collect();
+        for (corr, kind) in late {
+            self.others.remove(&corr);
+            self.actions.push_back(match kind {
+                Other::Commit => Action::CommitDone { corr, result: Err(None) },
+                Other::Fetch => Action::Offsets { corr, result: Err(None) },
+            });
+        }
         if self.phase == MemberState::Idle {
             return;
         }
@@ -268,20 +310,6 @@ impl Member {
         if !self.owned.is_empty() && now_us >= self.lease_until_us {
             self.lose_all(LostReason::SessionExpired);
             self.after_loss(now_us);
-        }
-        // Commits and fetches without an answer: outcome unknown.
-        let late: Vec<(u64, Other)> = self
-            .others
-            .iter()
-            .filter(|(_, (_, sent))| sent + ms(self.cfg.request_timeout_ms) <= now_us)
-            .map(|(c, (k, _))| (*c, *k))
-            .collect();
-        for (corr, kind) in late {
-            self.others.remove(&corr);
-            self.actions.push_back(match kind {
-                Other::Commit => Action::CommitDone { corr, result: Err(None) },
-                Other::Fetch => Action::Offsets { corr, result: Err(None) },
-            });
         }
         // Join/sync timeout: retry after the backoff; too many timeouts: rediscover the coordinator.
         if self.group_inflight.is_some_and(|f| f.deadline_us <= now_us) {
@@ -319,10 +347,11 @@ impl Member {
     }
 
     pub fn poll_timeout(&self) -> Option<u64> {
-        if self.phase == MemberState::Idle {
-            return None;
-        }
         let request_us = ms(self.cfg.request_timeout_ms);
+        let others = self.others.values().map(|(_, sent)| sent + request_us).min();
+        if self.phase == MemberState::Idle {
+            return others;
+        }
         let max_poll = Some(self.last_poll_us + ms(self.cfg.max_poll_interval_ms) + 1);
         let lease = (!self.owned.is_empty()).then_some(self.lease_until_us);
         let group = self.group_inflight.map(|f| f.deadline_us);
@@ -330,7 +359,6 @@ impl Member {
             Some((_, sent)) => Some(sent + request_us),
             None => self.heartbeating().then_some(self.next_hb_us),
         };
-        let others = self.others.values().map(|(_, sent)| sent + request_us).min();
         [max_poll, lease, group, self.retry_at_us, hb, others].into_iter().flatten().min()
     }
 

@@ -21,6 +21,24 @@
 //!   [`coordinator::Coordinator::restore`]).
 //! - Member ids are `(coordinator epoch, sequence)` pairs, not strings, so ids issued by different
 //!   coordinator incarnations never collide.
+//!
+//! # How G1 is kept
+//!
+//! A partition is owned by at most one member at every instant, even with delayed, lost or
+//! duplicated messages, because of three rules (each one is necessary: the random-schedule test in
+//! `tests.rs` breaks G1 within 64 seeds when any of them is switched off):
+//! 1. *Withholding* (KIP-429, and harmless under eager, where members report nothing owned): the
+//!    coordinator never gives a member a partition that another member reported owning in its
+//!    latest JoinGroup; stale or duplicated JoinGroups (older correlation id) are dropped.
+//! 2. *Leases* (member side): an acknowledged join, sync or heartbeat sent at `t` proves the
+//!    coordinator cannot remove the member before `t + min(session, rebalance timeout)`; without a
+//!    renewal by then the member declares its partitions `Lost`. Conservative: a cooperative member
+//!    waiting in a join phase longer than that drops its partitions and gets them back afterwards.
+//! 3. *Restore fence*: a coordinator rebuilt after failover completes no join phase before
+//!    `group_max_session_timeout_ms` has passed, by which time every lease granted by its
+//!    predecessor has run out.
+//! Zombies remain possible where Kafka has them too: a static member whose old incarnation is still
+//! alive after a new one took over its slot.
 
 use sluice_core::spec::Protocol;
 use sluice_core::types::{Generation, MemberId, Offset, Tp};
@@ -31,7 +49,7 @@ pub mod member;
 mod tests;
 
 pub use coordinator::{Coordinator, CoordinatorConfig, CoordinatorEvent, GroupState, LogRecord, Outgoing};
-pub use member::{Action, LostReason, Member, MemberConfig, MemberState};
+pub use member::{Action, LostReason, Member, MemberConfig, MemberConfigError, MemberState};
 
 /// A member id issued by a coordinator (Kafka's `member.id`). `epoch` is the issuing coordinator's
 /// incarnation, so ids from a crashed coordinator are unknown to its successor.
