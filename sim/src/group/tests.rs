@@ -820,3 +820,66 @@ fn bad_coordinator_configs_are_refused() {
         assert_eq!(Coordinator::new(cfg).err(), Some(err));
     }
 }
+
+// ---- the member alone ---------------------------------------------------------------------------
+
+/// Runs `m`'s timers up to `until_us` (the driver polling all along) and returns the actions it
+/// took (requests by kind name).
+fn member_actions(m: &mut Member, until_us: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut steps = 0;
+    while let Some(t) = m.poll_timeout().filter(|&t| t <= until_us) {
+        steps += 1;
+        assert!(steps < 10_000, "timer does not advance");
+        m.record_poll(t);
+        m.handle_timeout(t);
+        out.extend(std::iter::from_fn(|| m.poll_action()).map(|a| match a {
+            Action::Send(r) => format!("{:?}", r.body).split([' ', '(', '{']).next().unwrap().to_string(),
+            other => format!("{other:?}"),
+        }));
+    }
+    out
+}
+
+#[test]
+fn member_retries_a_bounded_number_of_times_then_rediscovers_the_coordinator() {
+    let mut m = Member::new(member_config(0, Protocol::Eager, false));
+    m.start(0);
+    assert_eq!(m.poll_action(), Some(Action::FindCoordinator));
+    assert_eq!(m.state(), MemberState::FindingCoordinator);
+    m.coordinator_found(0);
+    assert!(matches!(m.poll_action(), Some(Action::Send(Req { body: Request::JoinGroup(_), .. }))));
+    // No answer ever: 3 retries (retries_max) after backoff, then the coordinator is rediscovered.
+    let join_wait_us = (MAX_POLL_MS + REQUEST_TIMEOUT_MS) * 1_000;
+    let acts = member_actions(&mut m, 4 * join_wait_us + S);
+    assert_eq!(acts, vec!["JoinGroup", "JoinGroup", "JoinGroup", "FindCoordinator"]);
+    assert_eq!(m.state(), MemberState::FindingCoordinator);
+    // NOT_COORDINATOR answers also send the member looking.
+    m.coordinator_found(5 * join_wait_us);
+    let Some(Action::Send(req)) = m.poll_action() else { panic!("join expected") };
+    m.handle_response(5 * join_wait_us, Resp { corr: req.corr, body: Response::JoinGroup(Err(ErrorCode::NotCoordinator)) });
+    assert_eq!(m.poll_action(), Some(Action::FindCoordinator));
+    // A fatal answer stops the member.
+    m.coordinator_found(5 * join_wait_us);
+    let Some(Action::Send(req)) = m.poll_action() else { panic!("join expected") };
+    m.handle_response(5 * join_wait_us, Resp { corr: req.corr, body: Response::JoinGroup(Err(ErrorCode::InconsistentGroupProtocol)) });
+    assert_eq!((m.state(), m.fatal()), (MemberState::Idle, Some(ErrorCode::InconsistentGroupProtocol)));
+    // A response to nothing in flight is ignored.
+    m.handle_response(5 * join_wait_us, Resp { corr: 999, body: Response::Heartbeat(Ok(())) });
+    assert_eq!(m.poll_action(), None);
+}
+
+#[test]
+fn bad_member_configs_are_refused() {
+    let base = member_config(0, Protocol::Eager, false);
+    let cases: Vec<(MemberConfig, Option<MemberConfigError>)> = vec![
+        (base.clone(), None),
+        (MemberConfig { heartbeat_interval_ms: SESSION_MS, ..base.clone() }, Some(MemberConfigError::Heartbeat { heartbeat: SESSION_MS, session: SESSION_MS })),
+        (MemberConfig { heartbeat_interval_ms: 0, ..base.clone() }, Some(MemberConfigError::Heartbeat { heartbeat: 0, session: SESSION_MS })),
+        (MemberConfig { max_poll_interval_ms: 0, ..base.clone() }, Some(MemberConfigError::Zero("max_poll_interval_ms"))),
+        (MemberConfig { request_timeout_ms: u64::MAX, ..base.clone() }, Some(MemberConfigError::Overflow)),
+    ];
+    for (cfg, expect) in cases {
+        assert_eq!(cfg.validate().err(), expect, "{cfg:?}");
+    }
+}
