@@ -28,8 +28,8 @@ use rdkafka::types::RDKafkaRespErr;
 use rdkafka::ClientContext;
 
 use sluice_core::bugs::Bugs;
-use sluice_core::history::{Event, MemberEvent, Run};
-use sluice_core::pipeline::{Action, CommitOutcome, Input, Pipeline, PipelineConfig};
+use sluice_core::history::{Edge, Event, MemberEvent, Run};
+use sluice_core::pipeline::{Action, CheckpointEdge, CommitOutcome, Input, Pipeline, PipelineConfig};
 use sluice_core::spec::{AssignorKind, OffsetReset, ProcessingTime, Protocol, Scenario};
 use sluice_core::{MemberId, Offset, Rng, SplitMix64, TimeUs, Tp};
 
@@ -46,6 +46,8 @@ pub const POLL_BATCH_MAX: usize = 2_048;
 pub const REVOKE_WAIT_MAX_MS: u64 = 30_000;
 /// Timeout of synchronous Kafka calls made from the member thread (commit, committed offsets).
 pub const KAFKA_CALL_TIMEOUT_MS: u64 = 10_000;
+/// How often the watchdog compares the last poll with `max.poll.interval.ms`.
+pub const WATCHDOG_PERIOD_MS: u64 = 20;
 /// Attempts to write one record to the dead-letter topic.
 pub const DLQ_ATTEMPTS_MAX: u32 = 10;
 
@@ -60,6 +62,10 @@ pub struct Control {
     pub stall_until_us: AtomicU64,
     /// Processing-time multiplier ×1000 (1000 = normal speed).
     pub slow_factor_milli: AtomicU64,
+    /// Run time (µs) of the member's last `poll()` call; 0 before the first.
+    pub last_poll_us: AtomicU64,
+    /// The member has been recorded as evicted and not reassigned since.
+    pub evicted: AtomicBool,
 }
 
 impl Control {
@@ -229,7 +235,17 @@ pub struct MemberCtx {
     state: Arc<Mutex<State>>,
 }
 
-impl ClientContext for MemberCtx {}
+impl ClientContext for MemberCtx {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, msg: &str) {
+        // librdkafka's own log, to stderr when asked for (`SLUICE_REAL_DEBUG=1` with `-X debug=…`).
+        if std::env::var_os("SLUICE_REAL_DEBUG").is_some() {
+            eprintln!("c{} librdkafka {level:?} {fac}: {msg}", self.env.me());
+        }
+    }
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.env.rec.note(format!("c{}: librdkafka error: {error}: {reason}", self.env.me()));
+    }
+}
 
 fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|p| p.into_inner())
@@ -288,6 +304,7 @@ impl ConsumerContext for MemberCtx {
 }
 
 fn on_assign(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>, tps: &[Tp], tpl: &mut TopicPartitionList) {
+    env.control.evicted.store(false, Ordering::Relaxed);
     st.generation += 1;
     let generation = st.generation;
     // The committed offsets decide where each partition starts (K2).
@@ -313,6 +330,10 @@ fn on_assign(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>, tps: &[Tp],
         }
         drop(committed); // before anything else: a live list blocks the consumer's drop
     }
+    for (tp, _) in &starts {
+        st.staging.remove(tp);
+        st.fetches.remove(tp);
+    }
     let now = env.now();
     st.pipeline.handle(now, Input::Assigned { generation, tps: &starts });
     env.rec.record(Event::Assign {
@@ -326,8 +347,6 @@ fn on_assign(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>, tps: &[Tp],
     for (tp, start) in &starts {
         let off = seeks.get(tp).copied().unwrap_or(*start);
         st.next_deliver.insert(*tp, off);
-        st.staging.remove(tp);
-        st.fetches.remove(tp);
         let _ = tpl.set_partition_offset(env.kafka_topic(*tp), tp.partition as i32, KOffset::Offset(off as i64));
     }
 }
@@ -350,7 +369,9 @@ fn on_revoke(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>, tps: &[Tp],
     let owned: BTreeSet<Tp> = st.pipeline.owned().into_iter().collect();
     let tps: Vec<Tp> = tps.iter().copied().filter(|tp| owned.contains(tp)).collect();
     if lost {
-        env.rec.record(Event::Member { consumer: env.me(), event: MemberEvent::Evicted });
+        if !env.control.evicted.swap(true, Ordering::Relaxed) {
+            env.rec.record(Event::Member { consumer: env.me(), event: MemberEvent::Evicted });
+        }
         st.pipeline.handle(env.now(), Input::Lost { tps: &tps });
         execute(env, st, c);
     } else {
@@ -527,6 +548,14 @@ fn execute(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
             Action::Metrics { back_pressured_ms_per_s, busy_ms_per_s, idle_ms_per_s } => {
                 env.rec.record(Event::Metrics { consumer: me, back_pressured_ms_per_s, busy_ms_per_s, idle_ms_per_s })
             }
+            Action::Checkpoint { id, edge } => match edge {
+                CheckpointEdge::Start => env.rec.record(Event::Checkpoint { consumer: me, id, edge: Edge::Start }),
+                CheckpointEdge::Complete => env.rec.record(Event::Checkpoint { consumer: me, id, edge: Edge::End }),
+                CheckpointEdge::Aborted => env.rec.note(format!("c{me}: checkpoint {id} aborted")),
+            },
+            Action::Barrier { .. } => {
+                // Barrier positions are internal to the pipeline; its commits record their effect.
+            }
             Action::LimiterSnapshot { .. } => {
                 // Persisting limiter state to a compacted topic is not played in real mode (R3 is
                 // a simulator scenario); the run notes this once at start.
@@ -696,6 +725,8 @@ pub fn run_member(plan: MemberPlan, rec: Recorder, control: Arc<Control>) -> Exi
     }
     rec.record(Event::Member { consumer: me, event: MemberEvent::Start });
     let max_poll_us = k.max_poll_interval_ms * 1_000;
+    let alive = Arc::new(AtomicBool::new(true));
+    let watchdog = spawn_watchdog(me, rec.clone(), control.clone(), alive.clone(), max_poll_us);
     let mut batch: Vec<(Tp, Staged)> = Vec::with_capacity(POLL_BATCH_MAX);
     let exit = loop {
         if control.crash.load(Ordering::Relaxed) {
@@ -732,6 +763,7 @@ pub fn run_member(plan: MemberPlan, rec: Recorder, control: Arc<Control>) -> Exi
             continue;
         }
         // Take what librdkafka has, without holding the state (the rebalance callback needs it).
+        control.last_poll_us.store(env.now().max(1), Ordering::Relaxed);
         batch.clear();
         let mut timeout = Duration::from_micros(wait_us);
         while batch.len() < POLL_BATCH_MAX {
@@ -787,7 +819,33 @@ pub fn run_member(plan: MemberPlan, rec: Recorder, control: Arc<Control>) -> Exi
         }
     }
     let _ = env.dlq.flush(Duration::from_millis(5_000));
+    alive.store(false, Ordering::Relaxed);
+    let _ = watchdog.join();
     exit
+}
+
+/// librdkafka leaves the group when the application has not polled for `max.poll.interval.ms`,
+/// but tells the application only at its next poll — which a stalled member does not make. The
+/// watchdog records the eviction when it happens, by the same rule.
+fn spawn_watchdog(me: u32, rec: Recorder, control: Arc<Control>, alive: Arc<AtomicBool>, max_poll_us: u64) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name(format!("sluice-c{me}-watchdog"))
+        .spawn(move || {
+            while alive.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(WATCHDOG_PERIOD_MS));
+                let last = control.last_poll_us.load(Ordering::Relaxed);
+                let now = rec.clock().now_us();
+                if last > 0
+                    && now.saturating_sub(last) > max_poll_us
+                    && alive.load(Ordering::Relaxed)
+                    && !control.crash.load(Ordering::Relaxed)
+                    && !control.evicted.swap(true, Ordering::Relaxed)
+                {
+                    rec.record(Event::Member { consumer: me, event: MemberEvent::Evicted });
+                }
+            }
+        })
+        .expect("spawning a watchdog thread")
 }
 
 #[cfg(test)]
