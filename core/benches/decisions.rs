@@ -36,6 +36,7 @@ fn measure(ops: u64, mut f: impl FnMut()) -> f64 {
 fn main() {
     let n: u64 = 1_000_000;
     let mut rows: Vec<(&str, f64)> = Vec::new();
+    let mut pipeline_steps = 0u64;
 
     rows.push(("token bucket try_take(1)", {
         let mut b = TokenBucket::new(BucketConfig { rate_per_s: 1e9, burst: 1e6 }, 0);
@@ -146,6 +147,7 @@ fn main() {
             }
             total_steps = steps;
         });
+        pipeline_steps = total_steps;
         ns / total_steps as f64
     }));
 
@@ -154,4 +156,7 @@ fn main() {
         println!("{:<48} {:>10.1}", name, ns);
     }
     println!("(median of {ROUNDS} rounds; target <= 50 ns each on one core)");
+    // `measure` runs each body ROUNDS + 1 times (one warm-up): instructions per pipeline step under
+    // callgrind are Ir(Pipeline::handle) / (pipeline_steps * (ROUNDS + 1)).
+    println!("pipeline steps per round: {pipeline_steps} ({} rounds including warm-up)", ROUNDS + 1);
 }

@@ -19,7 +19,7 @@
 //! `buffer_records_max` (except under the `none` strategy, which exists to show what happens
 //! without one), the action queue by `actions_max`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::barrier::{Aligner, Coordinator};
 use crate::bugs::{Bug, Bugs};
@@ -293,10 +293,109 @@ struct Part {
     starved: bool,
     /// Barrier offset of the checkpoint being aligned: records from here on are held back.
     barrier: Option<Offset>,
+    /// Membership in the dispatch and fetch ready-sets (so unchanged membership costs no search).
+    in_ready: bool,
+    in_fetchable: bool,
+    /// The previous owner-incarnation of this partition had a fetch outstanding when it was given
+    /// up: its reply may still arrive and must not be taken for this incarnation's.
+    stale_fetch: bool,
     revoking: bool,
     /// Commit on revoke sent, outcome pending.
     revoke_commit_pending: bool,
     hw: Offset,
+}
+
+/// Partitions below this get an O(1) slot in [`PartMap`]'s index; higher ones are found by binary
+/// search.
+const DENSE_PARTITIONS_MAX: u32 = 4_096;
+const NO_SLOT: u32 = u32::MAX;
+
+/// The owned partitions in `Tp` order with an O(1) index: a step looks its partition up several
+/// times, and a search of an ordered map costs more than the rest of the step. Holds at most one
+/// entry per owned partition; ownership changes (rare) rebuild the index.
+#[derive(Debug, Default)]
+struct PartMap {
+    entries: Vec<(Tp, Part)>,
+    /// `dense[topic][partition]`: position in `entries`, or `NO_SLOT`.
+    dense: Vec<Vec<u32>>,
+}
+
+impl PartMap {
+    #[inline]
+    fn pos(&self, tp: &Tp) -> Option<usize> {
+        if tp.partition < DENSE_PARTITIONS_MAX {
+            let slot = *self.dense.get(tp.topic as usize)?.get(tp.partition as usize)?;
+            return (slot != NO_SLOT).then_some(slot as usize);
+        }
+        self.entries.binary_search_by(|(t, _)| t.cmp(tp)).ok()
+    }
+
+    #[inline]
+    fn get(&self, tp: &Tp) -> Option<&Part> {
+        self.pos(tp).map(|i| &self.entries[i].1)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, tp: &Tp) -> Option<&mut Part> {
+        self.pos(tp).map(|i| &mut self.entries[i].1)
+    }
+
+    fn contains_key(&self, tp: &Tp) -> bool {
+        self.pos(tp).is_some()
+    }
+
+    /// Inserts or replaces the entry of `tp`; returns the entry replaced.
+    fn insert(&mut self, tp: Tp, part: Part) -> Option<Part> {
+        match self.entries.binary_search_by(|(t, _)| t.cmp(&tp)) {
+            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, part)),
+            Err(i) => {
+                self.entries.insert(i, (tp, part));
+                self.rebuild_index();
+                None
+            }
+        }
+    }
+
+    fn remove(&mut self, tp: &Tp) -> Option<Part> {
+        let i = self.entries.binary_search_by(|(t, _)| t.cmp(tp)).ok()?;
+        let (_, p) = self.entries.remove(i);
+        self.rebuild_index();
+        Some(p)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&Tp, &Part)> {
+        self.entries.iter().map(|(t, p)| (t, p))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &Tp> {
+        self.entries.iter().map(|(t, _)| t)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &Part> {
+        self.entries.iter().map(|(_, p)| p)
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn rebuild_index(&mut self) {
+        for v in &mut self.dense {
+            v.fill(NO_SLOT);
+        }
+        for (i, (tp, _)) in self.entries.iter().enumerate() {
+            if tp.partition < DENSE_PARTITIONS_MAX {
+                let (t, p) = (tp.topic as usize, tp.partition as usize);
+                if self.dense.len() <= t {
+                    self.dense.resize_with(t + 1, Vec::new);
+                }
+                if self.dense[t].len() <= p {
+                    self.dense[t].resize(p + 1, NO_SLOT);
+                }
+                self.dense[t][p] = i as u32;
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -324,7 +423,7 @@ struct TimeAcc {
 pub struct Pipeline {
     cfg: PipelineConfig,
     generation: Generation,
-    parts: BTreeMap<Tp, Part>,
+    parts: PartMap,
     /// Parts revoked but kept for processing (only under the ProcessRevoked bug).
     zombie: BTreeMap<Tp, Part>,
     /// Fetch positions of partitions given up (for the NoSeekOnAssign bug only).
@@ -369,6 +468,9 @@ pub struct Pipeline {
     tp_scratch: Vec<Tp>,
     coordinator: Coordinator,
     align: Option<Align>,
+    /// Partitions given up with a fetch outstanding (at most one entry per partition ever owned);
+    /// the entry leaves when the reply arrives or the partition is assigned again.
+    stale_fetches: BTreeSet<Tp>,
 }
 
 /// Inserts `tp` into the sorted set `v` (no-op when present).
@@ -406,7 +508,7 @@ impl Pipeline {
         let ledger = Ledger::new(LEDGER_PENDING_RANGES_MAX).with_bugs(cfg.bugs);
         Pipeline {
             generation: 0,
-            parts: BTreeMap::new(),
+            parts: PartMap::default(),
             zombie: BTreeMap::new(),
             old_positions: BTreeMap::new(),
             workers: vec![None; cfg.workers as usize],
@@ -441,6 +543,7 @@ impl Pipeline {
             tp_scratch: Vec::new(),
             coordinator: Coordinator::new(STAGES),
             align: None,
+            stale_fetches: BTreeSet::new(),
             cfg,
         }
     }
@@ -469,6 +572,9 @@ impl Pipeline {
             Input::Fetched { tp, offset, count, hw } => self.on_fetched(tp, offset, count, hw),
             Input::FetchEmpty { tp, hw } => {
                 let strategy_credit = self.cfg.strategy == Strategy::Credit;
+                if !self.parts.contains_key(&tp) {
+                    self.stale_fetches.remove(&tp);
+                }
                 if let Some(p) = self.parts.get_mut(&tp) {
                     p.fetch_outstanding = false;
                     self.reserved_total -= p.fetch_requested as u64;
@@ -653,6 +759,9 @@ impl Pipeline {
                     paused,
                     starved: false,
                     barrier: None,
+                    in_ready: false,
+                    in_fetchable: false,
+                    stale_fetch: self.stale_fetches.remove(&tp),
                     revoking: false,
                     revoke_commit_pending: false,
                     hw: start,
@@ -756,6 +865,17 @@ impl Pipeline {
                     }
                 }
             }
+            if self.cfg.checkpoint == CheckpointMode::Aligned {
+                // A checkpoint's commit still in flight is waited for, so the next owner starts
+                // from it.
+                for tp in &pr.tps {
+                    if self.ledger.in_flight(*tp).is_some() {
+                        if let Some(p) = self.parts.get_mut(tp) {
+                            p.revoke_commit_pending = true;
+                        }
+                    }
+                }
+            }
             for (tp, off) in to_commit {
                 self.ledger.commit_sent(tp, off);
                 if let Some(p) = self.parts.get_mut(&tp) {
@@ -786,6 +906,9 @@ impl Pipeline {
             return;
         };
         self.sync_sets(tp);
+        if p.fetch_outstanding {
+            self.stale_fetches.insert(tp);
+        }
         self.old_positions.insert(tp, p.fetch_pos);
         self.buffered_total -= p.buffered;
         self.reserved_total -= p.fetch_requested as u64;
@@ -810,7 +933,16 @@ impl Pipeline {
 
     fn take_fetched(&mut self, tp: Tp, offset: Offset, count: u32, hw: Offset) {
         let credit = self.cfg.strategy == Strategy::Credit;
-        let Some(p) = self.parts.get_mut(&tp) else { return };
+        let Some(p) = self.parts.get_mut(&tp) else {
+            self.stale_fetches.remove(&tp); // the reply of a fetch of a partition given up
+            return;
+        };
+        if p.stale_fetch && offset > p.fetch_pos {
+            // The reply to the previous incarnation's fetch, ahead of where this one starts:
+            // taking it would skip records. It is not this incarnation's reply: change nothing.
+            p.stale_fetch = false;
+            return;
+        }
         let requested = p.fetch_requested;
         p.fetch_outstanding = false;
         self.reserved_total -= requested as u64;
@@ -1029,24 +1161,30 @@ impl Pipeline {
     /// `starved` or ownership.
     fn sync_sets(&mut self, tp: Tp) {
         let overtakes = self.cfg.bugs.has(Bug::BarrierOvertakes);
-        let (ready, fetchable) = match self.parts.get(&tp) {
-            Some(p) => (
-                !p.in_flight
-                    && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b))
-                    && !p.revoking,
-                !p.fetch_outstanding && !p.revoking && !p.starved,
-            ),
-            None => (false, false),
-        };
-        if ready {
-            set_insert(&mut self.ready, tp);
-        } else {
+        let Some(p) = self.parts.get_mut(&tp) else {
             set_remove(&mut self.ready, tp);
-        }
-        if fetchable {
-            set_insert(&mut self.fetchable, tp);
-        } else {
             set_remove(&mut self.fetchable, tp);
+            return;
+        };
+        let ready = !p.in_flight
+            && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b))
+            && !p.revoking;
+        let fetchable = !p.fetch_outstanding && !p.revoking && !p.starved;
+        if ready != p.in_ready {
+            p.in_ready = ready;
+            if ready {
+                set_insert(&mut self.ready, tp);
+            } else {
+                set_remove(&mut self.ready, tp);
+            }
+        }
+        if fetchable != p.in_fetchable {
+            p.in_fetchable = fetchable;
+            if fetchable {
+                set_insert(&mut self.fetchable, tp);
+            } else {
+                set_remove(&mut self.fetchable, tp);
+            }
         }
         debug_assert!(self.ready.len() <= self.parts.len() && self.fetchable.len() <= self.parts.len());
     }
@@ -1081,6 +1219,21 @@ impl Pipeline {
                 self.fetch();
             }
         }
+        debug_assert!(self.sets_consistent(), "ready-sets out of step with the partitions' state");
+    }
+
+    /// The ready-sets equal what a walk over every partition would find (checked in debug builds
+    /// after every step).
+    fn sets_consistent(&self) -> bool {
+        let overtakes = self.cfg.bugs.has(Bug::BarrierOvertakes);
+        let ready: Vec<Tp> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| !p.in_flight && !p.revoking && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b)))
+            .map(|(tp, _)| *tp)
+            .collect();
+        let fetchable: Vec<Tp> = self.parts.iter().filter(|(_, p)| !p.fetch_outstanding && !p.revoking && !p.starved).map(|(tp, _)| *tp).collect();
+        ready == self.ready && fetchable == self.fetchable
     }
 
     fn credits_floating_enabled(&self) -> bool {
@@ -1090,7 +1243,7 @@ impl Pipeline {
     fn periodic_commit(&mut self) {
         self.dirty.clear();
         if self.cfg.bugs.has(Bug::CommitBeforeProcess) {
-            for (tp, p) in &self.parts {
+            for (tp, p) in self.parts.iter() {
                 if !p.revoking && self.ledger.committed(*tp).map_or(true, |c| p.fetch_pos > c) {
                     self.dirty.push((*tp, p.fetch_pos));
                 }
@@ -1133,21 +1286,27 @@ impl Pipeline {
         // over partitions: the ready-set holds exactly the owned partitions the full walk would not
         // skip, in the same order); zombies (planted bug only) last. The order goes into a reused
         // scratch vector: no allocation per step.
+        // Partitions dispatched leave the ready-set after the walk, so positions stay put during it.
         let mut order = std::mem::take(&mut self.order_scratch);
         order.clear();
-        {
-            let split = match self.cursor {
-                Some(c) => self.ready.partition_point(|t| *t <= c),
-                None => 0,
-            };
-            order.extend(self.ready[split..].iter().map(|tp| (false, *tp)));
-            order.extend(self.ready[..split].iter().map(|tp| (false, *tp)));
-            order.extend(self.zombie.keys().map(|tp| (true, *tp)));
-        }
-        for &(zombie, tp) in order.iter() {
+        order.extend(self.zombie.keys().map(|tp| (true, *tp)));
+        let split = match self.cursor {
+            Some(c) => self.ready.partition_point(|t| *t <= c),
+            None => 0,
+        };
+        let n_ready = self.ready.len();
+        let mut dispatched = std::mem::take(&mut self.tp_scratch);
+        dispatched.clear();
+        for k in 0..n_ready + order.len() {
             if self.free_workers == 0 {
                 break;
             }
+            let (zombie, tp) = if k < n_ready {
+                let i = split + k;
+                (false, self.ready[if i < n_ready { i } else { i - n_ready }])
+            } else {
+                order[k - n_ready]
+            };
             let p = if zombie { self.zombie.get(&tp) } else { self.parts.get(&tp) };
             let Some(p) = p else { continue };
             if p.in_flight || p.buffer.is_empty() || (p.revoking && !zombie) {
@@ -1223,16 +1382,21 @@ impl Pipeline {
                 p.retry = None;
             }
             p.in_flight = true;
+            p.in_ready = false;
             let worker = self.workers.iter().position(|w| w.is_none()).expect("a free worker") as u32;
             self.workers[worker as usize] = Some(Job { tp, offset, count: n, attempt });
             self.free_workers -= 1;
             self.cursor = Some(tp);
             self.last_poll_us = now;
             if !zombie {
-                set_remove(&mut self.ready, tp);
+                dispatched.push(tp);
             }
             self.push(Action::Process { worker, tp, offset, count: n, attempt });
         }
+        for &tp in dispatched.iter() {
+            set_remove(&mut self.ready, tp);
+        }
+        self.tp_scratch = dispatched;
         self.order_scratch = order;
         if !any_buffered && self.free_workers > 0 {
             // Nothing to hand out: the application is polling for more.
@@ -1292,7 +1456,9 @@ impl Pipeline {
             issued.push((*tp, p.fetch_pos, n));
         }
         for &tp in starved.iter() {
-            self.parts.get_mut(&tp).expect("owned").starved = true;
+            let p = self.parts.get_mut(&tp).expect("owned");
+            p.starved = true;
+            p.in_fetchable = false;
             set_remove(&mut self.fetchable, tp);
         }
         self.tp_scratch = starved;
@@ -1300,6 +1466,7 @@ impl Pipeline {
             let p = self.parts.get_mut(&tp).expect("owned");
             p.fetch_outstanding = true;
             p.fetch_requested = n;
+            p.in_fetchable = false;
             self.reserved_total += n as u64;
             set_remove(&mut self.fetchable, tp);
             self.push(Action::Fetch { tp, offset, max_records: n });
