@@ -119,6 +119,31 @@ pub const LAG_SAMPLE_MS: u64 = 1_000;
 /// How long joining a member thread at the end may take before the run reports it.
 pub const MEMBER_JOIN_TIMEOUT_MS: u64 = 60_000;
 
+/// How long the final reads may take after the producers stop.
+pub const DRAIN_MAX_MS: u64 = 20_000;
+
+/// Acknowledged records beyond the highest offset any member fetched, summed over partitions.
+fn unread_acked(h: &[Entry]) -> u64 {
+    let mut end: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut read: BTreeMap<&str, u64> = BTreeMap::new();
+    for e in h {
+        match &e.ev {
+            Event::ProduceAck { tp, offset, count, .. } => {
+                let v = end.entry(tp.as_str()).or_insert(0);
+                *v = (*v).max(offset + *count as u64);
+            }
+            Event::Fetch { tp, runs, .. } => {
+                if let Some(r) = runs.last() {
+                    let v = read.entry(tp.as_str()).or_insert(0);
+                    *v = (*v).max(r.offset + r.count as u64);
+                }
+            }
+            _ => {}
+        }
+    }
+    end.iter().map(|(tp, e)| e.saturating_sub(read.get(tp).copied().unwrap_or(0))).sum()
+}
+
 /// The bounds a run declares (from the scenario), as the checkers read them.
 pub fn bounds_of(sc: &Scenario) -> Bounds {
     let k = &sc.consumers;
@@ -540,6 +565,23 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
             load::LoadSummary::default()
         }
     };
+    // Final reads (as in Jepsen's Kafka workload): with the producers stopped, give the members
+    // time to fetch everything acknowledged before they leave, so that a record left unread means
+    // something and not just "the run ended".
+    if !interrupted {
+        let deadline = real_tokio::time::Instant::now() + Duration::from_millis(DRAIN_MAX_MS);
+        loop {
+            let unread = unread_acked(&rec.snapshot());
+            if unread == 0 {
+                break;
+            }
+            if real_tokio::time::Instant::now() >= deadline {
+                rec.note(format!("final reads: {unread} acknowledged records still unread after {DRAIN_MAX_MS} ms"));
+                break;
+            }
+            real_tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     for c in &controls {
         c.stop.store(true, Ordering::Relaxed);
     }
@@ -645,6 +687,24 @@ broker = 0
         assert_eq!(skipped.len(), 1);
         assert!(steps.windows(2).all(|w| w[0].at_s() <= w[1].at_s()));
         let _unused: Option<Fault> = None;
+    }
+
+    #[test]
+    fn unread_acked_counts_what_no_fetch_reached() {
+        use sluice_core::history::Run;
+        let e = |ev| Entry { t_us: 0, ev };
+        let ack = |tp: &str, offset, count| e(Event::ProduceAck { producer: 0, tp: tp.into(), seq: offset, count, offset });
+        let fetch = |tp: &str, offset, count| e(Event::Fetch { consumer: 0, tp: tp.into(), runs: vec![Run { offset, producer: 0, seq: offset, count }], hw: 0 });
+        let cases: Vec<(Vec<Entry>, u64)> = vec![
+            (vec![], 0),
+            (vec![ack("a/0", 0, 10)], 10),
+            (vec![ack("a/0", 0, 10), fetch("a/0", 0, 4)], 6),
+            (vec![ack("a/0", 0, 10), fetch("a/0", 0, 10), ack("a/1", 0, 3)], 3),
+            (vec![ack("a/0", 0, 10), fetch("a/0", 8, 2)], 0),
+        ];
+        for (h, want) in cases {
+            assert_eq!(unread_acked(&h), want, "{h:?}");
+        }
     }
 
     #[test]
