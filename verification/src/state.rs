@@ -66,8 +66,10 @@ struct Part {
     /// Offsets processed OK or dead-lettered, by anyone.
     done: IntervalSet,
     last_acked_commit: Option<u64>,
-    /// Highest offset of a commit with unknown outcome since the last acknowledged one.
-    unknown_commit_max: Option<u64>,
+    /// Commits that may have been applied without an acknowledgement: sent and not yet answered
+    /// (the reply may be lost, the sender may crash) or failed with unknown outcome.
+    /// (consumer, offset) → count of such commits.
+    maybe_commits: BTreeMap<(u32, u64), u32>,
     lowest_acked: Option<u64>,
     first_fetch: Option<u64>,
     /// Bumped on every assignment of the partition to a new owner.
@@ -388,6 +390,7 @@ impl Checker {
             Event::CommitSend { consumer, tp, offset, .. } => {
                 let p = self.part(tp);
                 self.commit_k1(*consumer, p, *offset, "CommitSend");
+                *self.parts[p].maybe_commits.entry((*consumer, *offset)).or_insert(0) += 1;
             }
             Event::CommitAck { consumer, tp, offset, .. } => {
                 let p = self.part(tp);
@@ -395,13 +398,21 @@ impl Checker {
                 self.summary.commits_acked += 1;
                 let part = &mut self.parts[p];
                 part.last_acked_commit = Some(*offset);
-                part.unknown_commit_max = None;
+                // This commit and the sender's older ones are settled.
+                let c = *consumer;
+                part.maybe_commits.retain(|&(mc, mo), _| mc != c || mo > *offset);
             }
-            Event::CommitFail { tp, offset, unknown, .. } => {
-                if *unknown {
+            Event::CommitFail { consumer, tp, offset, unknown, .. } => {
+                if !*unknown {
+                    // Definitely not applied.
                     let p = self.part(tp);
                     let part = &mut self.parts[p];
-                    part.unknown_commit_max = Some(part.unknown_commit_max.map_or(*offset, |m| m.max(*offset)));
+                    if let Some(n) = part.maybe_commits.get_mut(&(*consumer, *offset)) {
+                        *n -= 1;
+                        if *n == 0 {
+                            part.maybe_commits.remove(&(*consumer, *offset));
+                        }
+                    }
                 }
             }
             Event::CreditGrant { consumer, tp, n, .. } => {
@@ -582,10 +593,11 @@ impl Checker {
         }
         // K2: resuming above the committed offset skips records.
         let part = &self.parts[p];
-        let (limit, what) = match (part.last_acked_commit, part.unknown_commit_max) {
-            (Some(c), Some(u)) => (Some(c.max(u)), "last acknowledged (or unknown-outcome) commit"),
-            (Some(c), None) => (Some(c), "last acknowledged commit"),
-            (None, Some(u)) => (Some(u), "unknown-outcome commit"),
+        let maybe = part.maybe_commits.keys().map(|&(_, o)| o).max();
+        let (limit, what) = match (part.last_acked_commit, maybe) {
+            (Some(c), Some(u)) if u > c => (Some(u), "highest commit that may have been applied (unanswered or unknown outcome)"),
+            (Some(c), _) => (Some(c), "last acknowledged commit"),
+            (None, Some(u)) => (Some(u), "highest commit that may have been applied (unanswered or unknown outcome)"),
             (None, None) => (part.lowest_acked, "lowest acknowledged offset (nothing committed)"),
         };
         if let Some(limit) = limit {
@@ -613,7 +625,56 @@ impl Checker {
         self.summary.records_consumed += n;
         let name = self.parts[p].name.clone();
         let credit_based = self.bounds.credits_max > 0;
+        // A response to a fetch sent before the partition was revoked (or by an evicted member) is
+        // discarded by a correct client: it counts as evidence of the log's content, but not as a
+        // poll, a use of credit, or buffered records. Processing it would break G1.
+        let owned = self.parts[p].owners.contains(&c);
+        if owned {
+            self.fetch_owned(c, p, runs, n, &name, credit_based);
+        }
 
+        // Values: read flags, duplicates, inconsistent offsets.
+        for r in runs {
+            let mut dup = Vec::new();
+            let mut inc = Vec::new();
+            let part = &mut self.parts[p];
+            part.first_fetch.get_or_insert(r.offset);
+            if r.count > 0 {
+                let last = r.offset + r.count as u64 - 1;
+                part.max_read = Some(part.max_read.map_or(last, |m| m.max(last)));
+            }
+            let vals = part.vals.entry(r.producer).or_default();
+            for i in 0..r.count as u64 {
+                let (o, s) = (r.offset + i, r.seq + i);
+                let v = vals.get_mut(s);
+                v.read = true;
+                if v.offset == u64::MAX {
+                    v.offset = o;
+                } else if v.offset != o {
+                    dup.push((o, s, v.offset));
+                }
+                let slot = part.slots.get_mut(o);
+                if owned && !slot.fetched {
+                    slot.fetched = true;
+                    slot.fetch_t = now;
+                }
+                if slot.producer == NO_PRODUCER {
+                    slot.producer = r.producer;
+                    slot.seq = s;
+                } else if (slot.producer, slot.seq) != (r.producer, s) {
+                    inc.push((o, slot.producer, slot.seq, s));
+                }
+            }
+            self.report_values(p, Some(c), &format!("fetched by c{c}"), r.producer, &dup, &inc);
+        }
+        if owned {
+            self.check_buffer(c);
+            self.check_c3(c, None);
+        }
+    }
+
+    /// Poll order, credits (C1) and the reconstructed buffer, for a fetch by the partition's owner.
+    fn fetch_owned(&mut self, c: u32, p: usize, runs: &[Run], n: u64, name: &str, credit_based: bool) {
         // Poll order: each run must start where the previous one (or the position) left off.
         let mut pos = self.chan(c, p).pos;
         let mut order_issue = None;
@@ -647,42 +708,6 @@ impl Checker {
             self.safety(a::CREDIT_RULE, "C1", Some(p), Some(c), format!("{name}: c{c} fetched {n} records with {outstanding} credits outstanding on the channel"));
         }
 
-        // Values: read flags, duplicates, inconsistent offsets.
-        for r in runs {
-            let mut dup = Vec::new();
-            let mut inc = Vec::new();
-            let part = &mut self.parts[p];
-            part.first_fetch.get_or_insert(r.offset);
-            if r.count > 0 {
-                let last = r.offset + r.count as u64 - 1;
-                part.max_read = Some(part.max_read.map_or(last, |m| m.max(last)));
-            }
-            let vals = part.vals.entry(r.producer).or_default();
-            for i in 0..r.count as u64 {
-                let (o, s) = (r.offset + i, r.seq + i);
-                let v = vals.get_mut(s);
-                v.read = true;
-                if v.offset == u64::MAX {
-                    v.offset = o;
-                } else if v.offset != o {
-                    dup.push((o, s, v.offset));
-                }
-                let slot = part.slots.get_mut(o);
-                if !slot.fetched {
-                    slot.fetched = true;
-                    slot.fetch_t = now;
-                }
-                if slot.producer == NO_PRODUCER {
-                    slot.producer = r.producer;
-                    slot.seq = s;
-                } else if (slot.producer, slot.seq) != (r.producer, s) {
-                    inc.push((o, slot.producer, slot.seq, s));
-                }
-            }
-            self.report_values(p, Some(c), &format!("fetched by c{c}"), r.producer, &dup, &inc);
-        }
-        self.check_buffer(c);
-        self.check_c3(c, None);
     }
 
     fn process_start(&mut self, c: u32, p: usize, offset: u64, count: u32) {
@@ -963,9 +988,15 @@ impl Checker {
 
     pub fn finish(mut self) -> Report {
         let end = self.now;
-        let drained_phase = self.liveness_start.is_some() && self.deadline_us().is_none_or(|d| end >= d);
+        // Records acknowledged at or before this time had the whole recovery deadline to be
+        // polled: unseen ones are a liveness anomaly. Later ones are counted only.
+        let drain_cutoff = match (self.liveness_start, self.bounds.recovery_deadline_ms) {
+            (Some(t0), 0) => Some(t0),
+            (Some(t0), ms) => end.checked_sub(ms.saturating_mul(1000)).filter(|&c| c >= t0),
+            (None, _) => None,
+        };
         for p in 0..self.parts.len() {
-            self.finish_values(p, drained_phase);
+            self.finish_values(p, drain_cutoff);
             self.finish_dropped(p);
         }
         if self.liveness_start.is_some() && !self.deadline_checked && self.bounds.recovery_deadline_ms > 0 {
@@ -1006,7 +1037,7 @@ impl Checker {
     }
 
     /// lost-write and unseen for one partition.
-    fn finish_values(&mut self, p: usize, drained_phase: bool) {
+    fn finish_values(&mut self, p: usize, drain_cutoff: Option<u64>) {
         let part = &self.parts[p];
         let max_read = part.max_read;
         let mut lost: Vec<(u64, u32, u64, u64)> = Vec::new(); // (offset, producer, seq, ack_t)
@@ -1042,12 +1073,25 @@ impl Checker {
                 format!("{name}: {} acknowledged record(s) at offsets {} never read, though offsets up to {} were read (first: producer {pr} seq {s} acked at offset {o})", lost.len(), ranges(&offs), max_read.unwrap_or(0)),
             );
         }
-        if !unseen.is_empty() {
-            let offs: Vec<u64> = unseen.iter().map(|l| l.0).collect();
-            let sev = if drained_phase { Severity::Liveness } else { Severity::Info };
-            let t_first = unseen.iter().map(|l| l.3).min();
-            let why = if drained_phase { "after a liveness phase that should have drained them" } else { "when the history ended (no completed liveness phase: counted, not an anomaly)" };
-            self.emit(a::UNSEEN, "unseen", sev, t_first, Some(p), None, format!("{name}: {} acknowledged record(s) at offsets {} never polled {why}", unseen.len(), ranges(&offs)));
+        let (overdue, recent): (Vec<_>, Vec<_>) = unseen.into_iter().partition(|u| drain_cutoff.is_some_and(|c| u.3 <= c));
+        for (group, sev, why) in [
+            (overdue, Severity::Liveness, "though acknowledged a full recovery deadline before the end of the liveness phase"),
+            (
+                recent,
+                Severity::Info,
+                if drain_cutoff.is_some() {
+                    "acknowledged too late for the liveness phase to drain them (counted, not an anomaly)"
+                } else {
+                    "and the history has no full liveness phase (counted, not an anomaly)"
+                },
+            ),
+        ] {
+            if group.is_empty() {
+                continue;
+            }
+            let offs: Vec<u64> = group.iter().map(|l| l.0).collect();
+            let t_first = group.iter().map(|l| l.3).min();
+            self.emit(a::UNSEEN, "unseen", sev, t_first, Some(p), None, format!("{name}: {} acknowledged record(s) at offsets {} never polled, {why}", group.len(), ranges(&offs)));
         }
     }
 

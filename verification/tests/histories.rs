@@ -14,6 +14,7 @@ fn load(file: &str) -> Vec<Entry> {
 const CASES: &[(&str, &[&str])] = &[
     ("clean.jsonl", &[]),
     ("unseen_info.jsonl", &[]),
+    ("clean_rebalance.jsonl", &[]),
     ("lost_write.jsonl", &["lost-write"]),
     ("unseen.jsonl", &["unseen"]),
     ("duplicate.jsonl", &["duplicate"]),
