@@ -210,7 +210,11 @@ impl World {
         }
         let br = &mut self.brokers[b as usize];
         br.seen_meta = Some(self.meta_version);
+        let mut led = Vec::new();
         for (g, m) in self.meta.iter().enumerate() {
+            if m.leader == Some(b) && br.logs[g].is_some() {
+                led.push(g as u32);
+            }
             let Some(log) = br.logs[g].as_mut() else { continue };
             let now = (m.leader, m.epoch);
             if br.led[g] != now {
@@ -220,6 +224,10 @@ impl World {
                 }
                 br.led[g] = now;
             }
+        }
+        // The ISR may have shrunk: the high watermark may move.
+        for g in led {
+            self.advance_hw(b, g);
         }
     }
 
@@ -557,7 +565,10 @@ impl World {
                     continue;
                 }
                 let hw = self.brokers[b as usize].logs[w.tp as usize].as_ref().map(|l| l.hw).unwrap_or(0);
-                if hw >= w.need {
+                if hw >= w.need && self.meta[w.tp as usize].isr.len() < self.spec.cluster.min_insync_replicas as usize {
+                    // Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND: written, but not to enough replicas.
+                    self.complete(b, w.req, w.idx, ProduceResult::NotEnoughReplicas);
+                } else if hw >= w.need {
                     self.complete(b, w.req, w.idx, ProduceResult::Ok { offset: w.offset });
                 } else {
                     self.brokers[b as usize].ack_waits.push(w);
@@ -673,6 +684,19 @@ impl World {
         if b == self.coordinator_broker && self.coordinator.is_some() {
             self.move_coordinator();
         }
+        // A dead process resets its connections: peers see their requests fail at once.
+        for p in 0..self.layout.producers {
+            self.producer_disconnect(p, b);
+        }
+        for c in 0..self.layout.consumers {
+            self.consumer_disconnect(c, b);
+        }
+        for f in 0..self.spec.cluster.brokers {
+            if f != b {
+                self.brokers[f as usize].fetch_state[b as usize] = FollowerFetch::Idle;
+                self.poke(self.layout.broker(f));
+            }
+        }
     }
 
     pub(crate) fn broker_restart(&mut self, b: u32) {
@@ -717,6 +741,12 @@ impl World {
         for g in 0..self.meta.len() {
             let m = &self.meta[g];
             let Some(l) = m.leader else { continue };
+            // Only a live leader that reaches the controller can shrink its ISR (AlterPartition).
+            let ln = self.layout.broker(l);
+            if !self.up[ln] || self.ctrl.fenced[l as usize] || self.net.cut(ln, ctrl) {
+                continue;
+            }
+            let m = &self.meta[g];
             let out: Vec<u32> = m
                 .isr
                 .iter()

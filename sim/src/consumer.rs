@@ -13,8 +13,8 @@
 
 use std::collections::BTreeMap;
 
-use sluice_core::history::{Event, MemberEvent};
-use sluice_core::pipeline::{Action as PAction, CommitOutcome, Input, Pipeline, PipelineConfig};
+use sluice_core::history::{Edge, Event, MemberEvent};
+use sluice_core::pipeline::{Action as PAction, CheckpointEdge, CommitOutcome, Input, Pipeline, PipelineConfig};
 use sluice_core::spec::{LimiterState, OffsetReset, ProcessingTime};
 use sluice_core::types::{Generation, MemberId, Offset, Tp};
 
@@ -219,6 +219,22 @@ impl World {
             }
         }
         count
+    }
+
+    /// Broker `b`'s process died: the fetch in flight to it fails at once (connection reset).
+    pub(crate) fn consumer_disconnect(&mut self, c: u32, b: u32) {
+        if !self.consumers[c as usize].running() {
+            return;
+        }
+        let now_us = self.now_ms * 1_000;
+        if let Some(f) = self.consumers[c as usize].fetching[b as usize].take() {
+            for tp in f.tps {
+                if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
+                    p.handle(now_us, Input::FetchEmpty { tp, hw: None });
+                }
+            }
+            self.poke(self.layout.consumer(c));
+        }
     }
 
     pub(crate) fn consumer_deliver(&mut self, c: u32, msg: Msg) {
@@ -598,6 +614,13 @@ impl World {
             PAction::LimiterSnapshot { snaps } => {
                 self.limiter_snaps[c as usize] = Some(snaps);
             }
+            PAction::Checkpoint { id, edge } => match edge {
+                CheckpointEdge::Start => self.record(Event::Checkpoint { consumer: c, id, edge: Edge::Start }),
+                CheckpointEdge::Complete => self.record(Event::Checkpoint { consumer: c, id, edge: Edge::End }),
+                CheckpointEdge::Aborted => self.record(Event::Note { text: format!("c{c}: checkpoint {id} aborted") }),
+            },
+            // Barrier placement is internal to the pipeline; the history has no line for it.
+            PAction::Barrier { .. } => {}
         }
     }
 
@@ -629,6 +652,9 @@ impl World {
             let tps = parts.iter().map(|&(g, _, _)| self.tps[g as usize].tp).collect();
             co.fetching[l] = Some(FetchReq { req_id, sent_ms: self.now_ms, tps });
             self.send(me, self.layout.broker(l as u32), Msg::Fetch { consumer: c, req_id, wait_ms, parts });
+            if !self.up[self.layout.broker(l as u32)] {
+                self.consumer_disconnect(c, l as u32);
+            }
         }
     }
 }

@@ -48,6 +48,7 @@ struct PartState {
 
 #[derive(Clone, Debug)]
 struct InflightReq {
+    broker: u32,
     sent_ms: u64,
     parts: Vec<u32>,
 }
@@ -266,8 +267,12 @@ impl World {
                     b.in_request = Some(req_id);
                 }
             }
-            pr.reqs.insert(req_id, InflightReq { sent_ms: now, parts: batches.iter().map(|b| b.tp - tp_base).collect() });
+            pr.reqs.insert(req_id, InflightReq { broker: l as u32, sent_ms: now, parts: batches.iter().map(|b| b.tp - tp_base).collect() });
             self.send(me, self.layout.broker(l as u32), Msg::Produce { req_id, producer: p, acks, idempotent, batches });
+            if !self.up[self.layout.broker(l as u32)] {
+                // Connection refused: the broker's process is down.
+                self.producer_disconnect(p, l as u32);
+            }
         }
         // Next tick: the linger period (arrivals accumulate), or sooner for a due retry or timeout.
         let pr = &self.producers[p as usize];
@@ -283,6 +288,27 @@ impl World {
             next = next.min(r.sent_ms + REQUEST_TIMEOUT_MS);
         }
         next
+    }
+
+    /// Broker `b`'s process died: its connections reset, so requests in flight to it fail at once
+    /// (their batches may have been written) and are retried after the backoff.
+    pub(crate) fn producer_disconnect(&mut self, p: u32, b: u32) {
+        let now = self.now_ms;
+        let pr = &mut self.producers[p as usize];
+        let gone: Vec<u64> = pr.reqs.iter().filter(|(_, r)| r.broker == b).map(|(&k, _)| k).collect();
+        for k in gone {
+            let r = pr.reqs.remove(&k).expect("listed");
+            for part in r.parts {
+                if let Some(bt) = pr.parts[part as usize].batch.as_mut() {
+                    if bt.in_request == Some(k) {
+                        bt.in_request = None;
+                        bt.maybe_written = true;
+                        bt.next_try_ms = now + RETRY_BACKOFF_MS;
+                    }
+                }
+            }
+        }
+        self.poke(self.layout.producer(p));
     }
 
     pub(crate) fn producer_deliver(&mut self, p: u32, msg: Msg) {

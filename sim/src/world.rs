@@ -225,6 +225,9 @@ pub struct World {
     pub ctrl: crate::broker::ControllerState,
     pub rng: Stream,
     pub messages: u64,
+    /// The node whose step is running, and whether it asked to run again (a self-poke).
+    stepping: Option<NodeIdx>,
+    again: bool,
 }
 
 impl World {
@@ -270,6 +273,8 @@ impl World {
             ctrl: Default::default(),
             rng: Stream::new(seed, "world"),
             messages: 0,
+            stepping: None,
+            again: false,
             tps,
             tp_base,
         };
@@ -397,6 +402,10 @@ impl World {
 
     /// Asks node `n` to run a step now (its state changed from outside).
     pub fn poke(&mut self, n: NodeIdx) {
+        if self.stepping == Some(n) {
+            self.again = true;
+            return;
+        }
         if self.wake_at[n] > self.now_ms {
             self.wake_at[n] = self.now_ms;
             self.notify[n].notify_one();
@@ -416,6 +425,8 @@ impl World {
             return u64::MAX;
         }
         let now = self.now_ms;
+        self.stepping = Some(n);
+        self.again = false;
         loop {
             let Some((&(at, _), _)) = self.inbox[n].first_key_value() else { break };
             if at > now {
@@ -435,6 +446,8 @@ impl World {
             u64::MAX
         };
         let next_msg = self.inbox[n].first_key_value().map(|(&(at, _), _)| at).unwrap_or(u64::MAX);
+        self.stepping = None;
+        let t = if std::mem::take(&mut self.again) { now + 1 } else { t };
         match t.min(next_msg) {
             u64::MAX => u64::MAX,
             next => next.max(now + 1),
