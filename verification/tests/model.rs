@@ -162,3 +162,44 @@ proptest! {
         }
     }
 }
+
+/// A history of admissions by one tier: (gap since the previous admission in ms, records).
+fn admissions_history(adm: &[(u64, u32)], rate_per_s: f64, burst: f64) -> Vec<Entry> {
+    let Event::Meta { schema, source, scenario, seed, topics, consumers, strategy, mut bounds, expect, settings } = common::meta() else {
+        unreachable!()
+    };
+    bounds.rate_tiers = vec![sluice_core::history::TierBound { tier: "global".into(), rate_per_s, burst }];
+    let mut h = vec![Entry { t_us: 0, ev: Event::Meta { schema, source, scenario, seed, topics, consumers, strategy, bounds, expect, settings } }];
+    let mut t = 0;
+    for &(gap_ms, n) in adm {
+        t += gap_ms * 1000;
+        h.push(Entry { t_us: t, ev: Event::Token { consumer: 0, tier: "global".into(), n, admitted: true } });
+    }
+    h
+}
+
+/// R1 by brute force: some window [t_i, t_j] admits more than burst + rate·(t_j − t_i).
+fn r1_broken_brute(adm: &[(u64, u32)], rate_per_ms: u64, burst: u64) -> bool {
+    let mut times = Vec::new();
+    let mut t = 0;
+    for &(gap, _) in adm {
+        t += gap;
+        times.push(t);
+    }
+    (0..adm.len()).any(|i| {
+        (i..adm.len()).any(|j| {
+            let admitted: u64 = adm[i..=j].iter().map(|a| a.1 as u64).sum();
+            admitted > burst + rate_per_ms * (times[j] - times[i])
+        })
+    })
+}
+
+proptest! {
+    /// The linear R1 check agrees with the quadratic definition on every window.
+    #[test]
+    fn rate_check_matches_brute_force(adm in proptest::collection::vec((0u64..5, 0u32..6), 0..40), rate_per_ms in 0u64..3, burst in 0u64..12) {
+        let h = admissions_history(&adm, rate_per_ms as f64 * 1000.0, burst as f64);
+        let fired = check(&h).anomalies.contains(&"rate-bound".to_string());
+        prop_assert_eq!(fired, r1_broken_brute(&adm, rate_per_ms, burst));
+    }
+}
