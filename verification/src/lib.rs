@@ -27,8 +27,8 @@ use sluice_core::history::Entry;
 
 mod liveness;
 mod offsets;
-mod state;
 pub mod shrink;
+mod state;
 
 pub use liveness::{LagStatus, Liveness, PartitionLiveness};
 
@@ -167,7 +167,11 @@ impl Report {
     /// Fills `expected_seen`, `expected_missing` and `unexpected` from the scenario's expectations.
     pub fn with_expectations(mut self, expect: &[String]) -> Self {
         let v = verdict(&self, expect);
-        self.expected_seen = expect.iter().filter(|a| self.anomalies.contains(a)).cloned().collect();
+        self.expected_seen = expect
+            .iter()
+            .filter(|a| self.anomalies.contains(a))
+            .cloned()
+            .collect();
         self.expected_missing = v.missing;
         self.unexpected = v.unexpected;
         self
@@ -211,7 +215,9 @@ impl Default for Online {
 
 impl Online {
     pub fn new() -> Self {
-        Online { st: state::Checker::new() }
+        Online {
+            st: state::Checker::new(),
+        }
     }
 
     /// Feeds one entry; returns the first safety violation this entry causes, if any.
@@ -257,9 +263,22 @@ impl Verdict {
 /// Judges a report against the anomalies a scenario expects (`Meta::expect`). Info-severity
 /// findings (e.g. `unseen` when the run did not drain) are not anomalies.
 pub fn verdict(report: &Report, expect: &[String]) -> Verdict {
-    let unexpected: Vec<String> = report.anomalies.iter().filter(|a| !expect.contains(a)).cloned().collect();
-    let missing: Vec<String> = expect.iter().filter(|a| !report.anomalies.contains(a)).cloned().collect();
-    Verdict { ok: unexpected.is_empty() && missing.is_empty(), unexpected, missing }
+    let unexpected: Vec<String> = report
+        .anomalies
+        .iter()
+        .filter(|a| !expect.contains(a))
+        .cloned()
+        .collect();
+    let missing: Vec<String> = expect
+        .iter()
+        .filter(|a| !report.anomalies.contains(a))
+        .cloned()
+        .collect();
+    Verdict {
+        ok: unexpected.is_empty() && missing.is_empty(),
+        unexpected,
+        missing,
+    }
 }
 
 /// The `expect` list of a history's Meta line (empty when there is none).

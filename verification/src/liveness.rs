@@ -88,11 +88,17 @@ impl LagTrack {
     }
 
     pub fn last_lag(&self) -> u64 {
-        self.window.back().map_or(0, |s| s.hw.saturating_sub(s.committed))
+        self.window
+            .back()
+            .map_or(0, |s| s.hw.saturating_sub(s.committed))
     }
 
     pub fn evaluate(&self, tp: &str, end_us: u64, recovery_deadline_ms: u64) -> PartitionLiveness {
-        let lags: Vec<u64> = self.window.iter().map(|s| s.hw.saturating_sub(s.committed)).collect();
+        let lags: Vec<u64> = self
+            .window
+            .iter()
+            .map(|s| s.hw.saturating_sub(s.committed))
+            .collect();
         let status = match (self.window.front(), self.window.back()) {
             (Some(first), Some(last)) => {
                 if lags.contains(&0) {
@@ -145,7 +151,9 @@ mod tests {
             for (i, &(hw, c)) in samples.iter().enumerate() {
                 t.push(i as u64 * 1_000_000, hw, c);
             }
-            let got = t.evaluate("a/0", samples.len() as u64 * 1_000_000, 0).status;
+            let got = t
+                .evaluate("a/0", samples.len() as u64 * 1_000_000, 0)
+                .status;
             assert_eq!(got, *want, "{samples:?}");
         }
     }

@@ -34,9 +34,12 @@ impl<T: Copy + Default> OffsetMap<T> {
     /// Every slot of every chunk touched so far, in key order (untouched keys of a touched chunk
     /// yield the default slot; callers filter).
     pub fn iter(&self) -> impl Iterator<Item = (u64, &T)> + '_ {
-        self.chunks
-            .iter()
-            .flat_map(|(c, slots)| slots.iter().enumerate().map(move |(i, s)| (c * CHUNK_SLOTS + i as u64, s)))
+        self.chunks.iter().flat_map(|(c, slots)| {
+            slots
+                .iter()
+                .enumerate()
+                .map(move |(i, s)| (c * CHUNK_SLOTS + i as u64, s))
+        })
     }
 }
 
@@ -119,7 +122,11 @@ impl IntervalSet {
 
     /// The interval that holds `x`, if any.
     pub fn containing(&self, x: u64) -> Option<(u64, u64)> {
-        self.ivs.range(..=x).next_back().filter(|(_, &e)| e > x).map(|(&s, &e)| (s, e))
+        self.ivs
+            .range(..=x)
+            .next_back()
+            .filter(|(_, &e)| e > x)
+            .map(|(&s, &e)| (s, e))
     }
 
     /// Whether every member of `[lo, hi)` is in the set.
@@ -145,7 +152,13 @@ pub(crate) fn ranges(sorted: &[u64]) -> String {
     let mut parts: Vec<String> = out
         .iter()
         .take(RANGES_SHOWN_MAX)
-        .map(|&(s, e)| if s == e { s.to_string() } else { format!("{s}-{e}") })
+        .map(|&(s, e)| {
+            if s == e {
+                s.to_string()
+            } else {
+                format!("{s}-{e}")
+            }
+        })
         .collect();
     if out.len() > RANGES_SHOWN_MAX {
         parts.push(format!("… ({} more ranges)", out.len() - RANGES_SHOWN_MAX));
@@ -173,8 +186,20 @@ mod tests {
         let mut s = IntervalSet::default();
         let mut naive = std::collections::BTreeSet::new();
         for &(ins, lo, hi, want) in ops {
-            let got = if ins { s.insert(lo, hi) } else { s.remove(lo, hi) };
-            let naive_change = (lo..hi).filter(|x| if ins { naive.insert(*x) } else { naive.remove(x) }).count();
+            let got = if ins {
+                s.insert(lo, hi)
+            } else {
+                s.remove(lo, hi)
+            };
+            let naive_change = (lo..hi)
+                .filter(|x| {
+                    if ins {
+                        naive.insert(*x)
+                    } else {
+                        naive.remove(x)
+                    }
+                })
+                .count();
             assert_eq!(got, want, "op {ins} {lo}..{hi}");
             assert_eq!(got as usize, naive_change);
             assert_eq!(s.len() as usize, naive.len());

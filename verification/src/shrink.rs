@@ -23,7 +23,11 @@ pub enum ShrinkError {
 }
 
 /// Shrinks `input` to a minimal failing sub-list, calling `fails` at most `attempts_max` times.
-pub fn shrink<T: Clone>(input: &[T], attempts_max: usize, mut fails: impl FnMut(&[T]) -> bool) -> Result<Shrunk<T>, ShrinkError> {
+pub fn shrink<T: Clone>(
+    input: &[T],
+    attempts_max: usize,
+    mut fails: impl FnMut(&[T]) -> bool,
+) -> Result<Shrunk<T>, ShrinkError> {
     if attempts_max == 0 {
         return Err(ShrinkError::NoAttempts);
     }
@@ -42,11 +46,19 @@ pub fn shrink<T: Clone>(input: &[T], attempts_max: usize, mut fails: impl FnMut(
     };
     'outer: while cur.len() >= 2 {
         let n_eff = n.min(cur.len());
-        let bounds: Vec<(usize, usize)> = (0..n_eff).map(|i| (i * cur.len() / n_eff, (i + 1) * cur.len() / n_eff)).collect();
+        let bounds: Vec<(usize, usize)> = (0..n_eff)
+            .map(|i| (i * cur.len() / n_eff, (i + 1) * cur.len() / n_eff))
+            .collect();
         // 1. Reduce to a subset.
         for &(lo, hi) in &bounds {
             match try_fails(&cur[lo..hi], &mut attempts) {
-                None => return Ok(Shrunk { events: cur, attempts, exhausted: true }),
+                None => {
+                    return Ok(Shrunk {
+                        events: cur,
+                        attempts,
+                        exhausted: true,
+                    })
+                }
                 Some(true) => {
                     cur = cur[lo..hi].to_vec();
                     n = 2;
@@ -60,7 +72,13 @@ pub fn shrink<T: Clone>(input: &[T], attempts_max: usize, mut fails: impl FnMut(
             for &(lo, hi) in &bounds {
                 let comp: Vec<T> = cur[..lo].iter().chain(&cur[hi..]).cloned().collect();
                 match try_fails(&comp, &mut attempts) {
-                    None => return Ok(Shrunk { events: cur, attempts, exhausted: true }),
+                    None => {
+                        return Ok(Shrunk {
+                            events: cur,
+                            attempts,
+                            exhausted: true,
+                        })
+                    }
                     Some(true) => {
                         cur = comp;
                         n = (n_eff - 1).max(2);
@@ -79,12 +97,22 @@ pub fn shrink<T: Clone>(input: &[T], attempts_max: usize, mut fails: impl FnMut(
     // A one-element list may still shrink to the empty list.
     if cur.len() == 1 {
         match try_fails(&[], &mut attempts) {
-            None => return Ok(Shrunk { events: cur, attempts, exhausted: true }),
+            None => {
+                return Ok(Shrunk {
+                    events: cur,
+                    attempts,
+                    exhausted: true,
+                })
+            }
             Some(true) => cur.clear(),
             Some(false) => {}
         }
     }
-    Ok(Shrunk { events: cur, attempts, exhausted: false })
+    Ok(Shrunk {
+        events: cur,
+        attempts,
+        exhausted: false,
+    })
 }
 
 #[cfg(test)]
@@ -122,7 +150,10 @@ mod tests {
 
     #[test]
     fn input_that_passes_is_an_error() {
-        assert_eq!(shrink(&[1, 2, 3], 100, |_| false), Err(ShrinkError::InputPasses));
+        assert_eq!(
+            shrink(&[1, 2, 3], 100, |_| false),
+            Err(ShrinkError::InputPasses)
+        );
         assert_eq!(shrink(&[1], 0, |_| true), Err(ShrinkError::NoAttempts));
     }
 

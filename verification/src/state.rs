@@ -34,7 +34,14 @@ struct Slot {
 
 impl Default for Slot {
     fn default() -> Self {
-        Slot { producer: NO_PRODUCER, seq: 0, fetch_t: 0, proc_epoch: 0, fetched: false, done: false }
+        Slot {
+            producer: NO_PRODUCER,
+            seq: 0,
+            fetch_t: 0,
+            proc_epoch: 0,
+            fetched: false,
+            done: false,
+        }
     }
 }
 
@@ -51,7 +58,13 @@ struct ValSlot {
 
 impl Default for ValSlot {
     fn default() -> Self {
-        ValSlot { offset: u64::MAX, ack_offset: 0, ack_t: 0, acked: false, read: false }
+        ValSlot {
+            offset: u64::MAX,
+            ack_offset: 0,
+            ack_t: 0,
+            acked: false,
+            read: false,
+        }
     }
 }
 
@@ -148,7 +161,9 @@ pub(crate) struct Checker {
 fn validate(ev: &Event) -> Result<(), String> {
     let range = |what: &str, start: u64, count: u64| -> Result<(), String> {
         if count > RECORDS_PER_EVENT_MAX {
-            return Err(format!("{what} {start} with count {count} above {RECORDS_PER_EVENT_MAX} records per event"));
+            return Err(format!(
+                "{what} {start} with count {count} above {RECORDS_PER_EVENT_MAX} records per event"
+            ));
         }
         if start.checked_add(count).is_none_or(|end| end == u64::MAX) {
             return Err(format!("{what} {start} + count {count} overflows"));
@@ -156,8 +171,12 @@ fn validate(ev: &Event) -> Result<(), String> {
         Ok(())
     };
     match ev {
-        Event::ProduceSend { seq, count, .. } | Event::ProduceFail { seq, count, .. } => range("seq", *seq, *count as u64),
-        Event::ProduceAck { seq, count, offset, .. } => {
+        Event::ProduceSend { seq, count, .. } | Event::ProduceFail { seq, count, .. } => {
+            range("seq", *seq, *count as u64)
+        }
+        Event::ProduceAck {
+            seq, count, offset, ..
+        } => {
             range("seq", *seq, *count as u64)?;
             range("offset", *offset, *count as u64)
         }
@@ -170,10 +189,18 @@ fn validate(ev: &Event) -> Result<(), String> {
             }
             Ok(())
         }
-        Event::ProcessEnd { ok, count, .. } if ok > count => Err(format!("process_end with ok {ok} above count {count}")),
-        Event::ProcessStart { offset, count, .. } | Event::ProcessEnd { offset, count, .. } => range("offset", *offset, *count as u64),
-        Event::DeadLetter { offset, .. } | Event::Seek { offset, .. } => range("offset", *offset, 1),
-        Event::CommitSend { offset, .. } | Event::CommitAck { offset, .. } | Event::CommitFail { offset, .. } => range("offset", *offset, 1),
+        Event::ProcessEnd { ok, count, .. } if ok > count => {
+            Err(format!("process_end with ok {ok} above count {count}"))
+        }
+        Event::ProcessStart { offset, count, .. } | Event::ProcessEnd { offset, count, .. } => {
+            range("offset", *offset, *count as u64)
+        }
+        Event::DeadLetter { offset, .. } | Event::Seek { offset, .. } => {
+            range("offset", *offset, 1)
+        }
+        Event::CommitSend { offset, .. }
+        | Event::CommitAck { offset, .. }
+        | Event::CommitFail { offset, .. } => range("offset", *offset, 1),
         _ => Ok(()),
     }
 }
@@ -228,7 +255,16 @@ impl Checker {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn emit(&mut self, anomaly: &str, rule: &str, sev: Severity, t: Option<u64>, tp: Option<usize>, consumer: Option<u32>, detail: String) {
+    fn emit(
+        &mut self,
+        anomaly: &str,
+        rule: &str,
+        sev: Severity,
+        t: Option<u64>,
+        tp: Option<usize>,
+        consumer: Option<u32>,
+        detail: String,
+    ) {
         let v = Violation {
             anomaly: anomaly.to_string(),
             rule: rule.to_string(),
@@ -253,7 +289,14 @@ impl Checker {
     }
 
     /// Safety violation at the current event.
-    fn safety(&mut self, anomaly: &str, rule: &str, tp: Option<usize>, consumer: Option<u32>, detail: String) {
+    fn safety(
+        &mut self,
+        anomaly: &str,
+        rule: &str,
+        tp: Option<usize>,
+        consumer: Option<u32>,
+        detail: String,
+    ) {
         let t = Some(self.now);
         self.emit(anomaly, rule, Severity::Safety, t, tp, consumer, detail);
     }
@@ -263,7 +306,10 @@ impl Checker {
             return i;
         }
         let i = self.parts.len();
-        self.parts.push(Part { name: tp.to_string(), ..Part::default() });
+        self.parts.push(Part {
+            name: tp.to_string(),
+            ..Part::default()
+        });
         self.tp_index.insert(tp.to_string(), i);
         i
     }
@@ -277,7 +323,12 @@ impl Checker {
     pub fn step(&mut self, e: &Entry) -> Option<Violation> {
         self.first_of_step = None;
         if e.t_us < self.now {
-            let msg = format!("entry {} at t_us {} goes back in time (previous {})", self.summary.entries + 1, e.t_us, self.now);
+            let msg = format!(
+                "entry {} at t_us {} goes back in time (previous {})",
+                self.summary.entries + 1,
+                e.t_us,
+                self.now
+            );
             self.input_error(msg);
         }
         self.now = self.now.max(e.t_us);
@@ -285,11 +336,16 @@ impl Checker {
         self.summary.end_t_us = self.now;
         if !self.meta_seen && !matches!(e.ev, Event::Meta { .. }) {
             self.meta_seen = true;
-            self.input_error("the history does not start with a meta line; no bounds are checked".into());
+            self.input_error(
+                "the history does not start with a meta line; no bounds are checked".into(),
+            );
         }
         self.check_deadline();
         if let Err(why) = validate(&e.ev) {
-            let msg = format!("entry {} (t_us {}) skipped: {why}", self.summary.entries, e.t_us);
+            let msg = format!(
+                "entry {} (t_us {}) skipped: {why}",
+                self.summary.entries, e.t_us
+            );
             self.input_error(msg);
             return None;
         }
@@ -299,7 +355,12 @@ impl Checker {
 
     fn apply(&mut self, ev: &Event) {
         match ev {
-            Event::Meta { topics, bounds, expect, .. } => {
+            Event::Meta {
+                topics,
+                bounds,
+                expect,
+                ..
+            } => {
                 if self.meta_seen {
                     self.input_error("a second meta line".into());
                     return;
@@ -344,8 +405,17 @@ impl Checker {
                 }
             }
             Event::ProduceSend { count, .. } => self.summary.records_produced += *count as u64,
-            Event::ProduceAck { producer, tp, seq, count, offset } => self.produce_ack(*producer, tp, *seq, *count, *offset),
-            Event::ProduceFail { .. } | Event::Leader { .. } | Event::Metrics { .. } | Event::Checkpoint { .. } => {}
+            Event::ProduceAck {
+                producer,
+                tp,
+                seq,
+                count,
+                offset,
+            } => self.produce_ack(*producer, tp, *seq, *count, *offset),
+            Event::ProduceFail { .. }
+            | Event::Leader { .. }
+            | Event::Metrics { .. }
+            | Event::Checkpoint { .. } => {}
             Event::Note { .. } | Event::Pause { .. } | Event::Resume { .. } => {}
             Event::Member { consumer, event } => self.member(*consumer, *event),
             Event::Rebalance { edge, .. } => {
@@ -365,34 +435,70 @@ impl Checker {
                     self.revoke(*consumer, p);
                 }
             }
-            Event::Seek { consumer, tp, offset } => {
+            Event::Seek {
+                consumer,
+                tp,
+                offset,
+            } => {
                 let p = self.part(tp);
                 self.seek(*consumer, p, *offset);
             }
-            Event::Fetch { consumer, tp, runs, .. } => {
+            Event::Fetch {
+                consumer, tp, runs, ..
+            } => {
                 let p = self.part(tp);
                 self.fetch(*consumer, p, runs);
             }
-            Event::ProcessStart { consumer, tp, offset, count, .. } => {
+            Event::ProcessStart {
+                consumer,
+                tp,
+                offset,
+                count,
+                ..
+            } => {
                 let p = self.part(tp);
                 self.process_start(*consumer, p, *offset, *count);
             }
-            Event::ProcessEnd { consumer, tp, offset, ok, .. } => {
+            Event::ProcessEnd {
+                consumer,
+                tp,
+                offset,
+                ok,
+                ..
+            } => {
                 let p = self.part(tp);
                 self.process_end(*consumer, p, *offset, *ok);
             }
-            Event::DeadLetter { consumer, tp, offset, .. } => {
+            Event::DeadLetter {
+                consumer,
+                tp,
+                offset,
+                ..
+            } => {
                 let p = self.part(tp);
                 self.summary.records_dead_lettered += 1;
                 self.mark_done(p, *offset, *offset + 1);
                 self.unbuffer(*consumer, p, *offset, *offset + 1);
             }
-            Event::CommitSend { consumer, tp, offset, .. } => {
+            Event::CommitSend {
+                consumer,
+                tp,
+                offset,
+                ..
+            } => {
                 let p = self.part(tp);
                 self.commit_k1(*consumer, p, *offset, "CommitSend");
-                *self.parts[p].maybe_commits.entry((*consumer, *offset)).or_insert(0) += 1;
+                *self.parts[p]
+                    .maybe_commits
+                    .entry((*consumer, *offset))
+                    .or_insert(0) += 1;
             }
-            Event::CommitAck { consumer, tp, offset, .. } => {
+            Event::CommitAck {
+                consumer,
+                tp,
+                offset,
+                ..
+            } => {
                 let p = self.part(tp);
                 self.commit_k1(*consumer, p, *offset, "CommitAck");
                 self.summary.commits_acked += 1;
@@ -400,9 +506,16 @@ impl Checker {
                 part.last_acked_commit = Some(*offset);
                 // This commit and the sender's older ones are settled.
                 let c = *consumer;
-                part.maybe_commits.retain(|&(mc, mo), _| mc != c || mo > *offset);
+                part.maybe_commits
+                    .retain(|&(mc, mo), _| mc != c || mo > *offset);
             }
-            Event::CommitFail { consumer, tp, offset, unknown, .. } => {
+            Event::CommitFail {
+                consumer,
+                tp,
+                offset,
+                unknown,
+                ..
+            } => {
                 if !*unknown {
                     // Definitely not applied.
                     let p = self.part(tp);
@@ -415,10 +528,15 @@ impl Checker {
                     }
                 }
             }
-            Event::CreditGrant { consumer, tp, n, .. } => {
+            Event::CreditGrant {
+                consumer, tp, n, ..
+            } => {
                 let p = self.part(tp);
                 self.chan(*consumer, p).credits += *n as u64;
-                self.cons.get_mut(consumer).expect("chan() created it").credits += *n as u64;
+                self.cons
+                    .get_mut(consumer)
+                    .expect("chan() created it")
+                    .credits += *n as u64;
                 self.check_c3(*consumer, None);
             }
             Event::CreditReturn { consumer, tp, n } => {
@@ -426,14 +544,26 @@ impl Checker {
                 let ch = self.chan(*consumer, p);
                 let k = (*n as u64).min(ch.credits);
                 ch.credits -= k;
-                self.cons.get_mut(consumer).expect("chan() created it").credits -= k;
+                self.cons
+                    .get_mut(consumer)
+                    .expect("chan() created it")
+                    .credits -= k;
             }
-            Event::Token { consumer, tier, n, admitted } => {
+            Event::Token {
+                consumer,
+                tier,
+                n,
+                admitted,
+            } => {
                 if *admitted {
                     self.token(*consumer, tier, *n);
                 }
             }
-            Event::Buffer { consumer, records, credits_outstanding } => self.buffer_sample(*consumer, *records, *credits_outstanding),
+            Event::Buffer {
+                consumer,
+                records,
+                credits_outstanding,
+            } => self.buffer_sample(*consumer, *records, *credits_outstanding),
             Event::Lag { tp, hw, committed } => {
                 let p = self.part(tp);
                 self.lag(p, *hw, *committed);
@@ -499,7 +629,15 @@ impl Checker {
     }
 
     /// Reports duplicate values and inconsistent offsets found by one event.
-    fn report_values(&mut self, p: usize, consumer: Option<u32>, how: &str, producer: u32, dup: &[(u64, u64, u64)], inc: &[(u64, u32, u64, u64)]) {
+    fn report_values(
+        &mut self,
+        p: usize,
+        consumer: Option<u32>,
+        how: &str,
+        producer: u32,
+        dup: &[(u64, u64, u64)],
+        inc: &[(u64, u32, u64, u64)],
+    ) {
         let name = self.parts[p].name.clone();
         if let Some(&(o, s, first)) = dup.first() {
             let offs: Vec<u64> = dup.iter().map(|d| d.0).collect();
@@ -595,10 +733,19 @@ impl Checker {
         let part = &self.parts[p];
         let maybe = part.maybe_commits.keys().map(|&(_, o)| o).max();
         let (limit, what) = match (part.last_acked_commit, maybe) {
-            (Some(c), Some(u)) if u > c => (Some(u), "highest commit that may have been applied (unanswered or unknown outcome)"),
+            (Some(c), Some(u)) if u > c => (
+                Some(u),
+                "highest commit that may have been applied (unanswered or unknown outcome)",
+            ),
             (Some(c), _) => (Some(c), "last acknowledged commit"),
-            (None, Some(u)) => (Some(u), "highest commit that may have been applied (unanswered or unknown outcome)"),
-            (None, None) => (part.lowest_acked, "lowest acknowledged offset (nothing committed)"),
+            (None, Some(u)) => (
+                Some(u),
+                "highest commit that may have been applied (unanswered or unknown outcome)",
+            ),
+            (None, None) => (
+                part.lowest_acked,
+                "lowest acknowledged offset (nothing committed)",
+            ),
         };
         if let Some(limit) = limit {
             if offset > limit {
@@ -665,7 +812,14 @@ impl Checker {
                     inc.push((o, slot.producer, slot.seq, s));
                 }
             }
-            self.report_values(p, Some(c), &format!("fetched by c{c}"), r.producer, &dup, &inc);
+            self.report_values(
+                p,
+                Some(c),
+                &format!("fetched by c{c}"),
+                r.producer,
+                &dup,
+                &inc,
+            );
         }
         if owned {
             self.check_buffer(c);
@@ -674,7 +828,15 @@ impl Checker {
     }
 
     /// Poll order, credits (C1) and the reconstructed buffer, for a fetch by the partition's owner.
-    fn fetch_owned(&mut self, c: u32, p: usize, runs: &[Run], n: u64, name: &str, credit_based: bool) {
+    fn fetch_owned(
+        &mut self,
+        c: u32,
+        p: usize,
+        runs: &[Run],
+        n: u64,
+        name: &str,
+        credit_based: bool,
+    ) {
         // Poll order: each run must start where the previous one (or the position) left off.
         let mut pos = self.chan(c, p).pos;
         let mut order_issue = None;
@@ -707,21 +869,35 @@ impl Checker {
         if credit_based && n > outstanding {
             self.safety(a::CREDIT_RULE, "C1", Some(p), Some(c), format!("{name}: c{c} fetched {n} records with {outstanding} credits outstanding on the channel"));
         }
-
     }
 
     fn process_start(&mut self, c: u32, p: usize, offset: u64, count: u32) {
         let part = &self.parts[p];
         let name = part.name.clone();
         let owners: Vec<String> = part.owners.iter().map(|&o| tp_consumer(o)).collect();
-        let others_busy: Vec<String> = part.in_flight.keys().filter(|&&o| o != c).map(|&o| tp_consumer(o)).collect();
+        let others_busy: Vec<String> = part
+            .in_flight
+            .keys()
+            .filter(|&&o| o != c)
+            .map(|&o| tp_consumer(o))
+            .collect();
         let end = offset + count as u64;
         if !part.owners.contains(&c) {
             self.safety(a::PARTITION_OWNED_TWICE, "G1", Some(p), Some(c), format!("{name}: c{c} processes offsets {offset}-{} without owning the partition (owners: [{}])", end.saturating_sub(1), owners.join(", ")));
         } else if owners.len() > 1 {
             self.safety(a::PARTITION_OWNED_TWICE, "G1", Some(p), Some(c), format!("{name}: c{c} processes offsets {offset}-{} while the partition is assigned to [{}]", end.saturating_sub(1), owners.join(", ")));
         } else if !others_busy.is_empty() {
-            self.safety(a::PARTITION_OWNED_TWICE, "G1", Some(p), Some(c), format!("{name}: c{c} processes offsets {offset}-{} while [{}] still process(es) it", end.saturating_sub(1), others_busy.join(", ")));
+            self.safety(
+                a::PARTITION_OWNED_TWICE,
+                "G1",
+                Some(p),
+                Some(c),
+                format!(
+                    "{name}: c{c} processes offsets {offset}-{} while [{}] still process(es) it",
+                    end.saturating_sub(1),
+                    others_busy.join(", ")
+                ),
+            );
         }
         *self.parts[p].in_flight.entry(c).or_insert(0) += 1;
     }
@@ -741,7 +917,10 @@ impl Checker {
         // the same offsets counts as a legitimate hand-over, not a re-processing within one ownership.
         let owner = part.owners.contains(&c);
         let mark = if owner { epoch.max(1) } else { u32::MAX };
-        let window_end = self.bounds.duplicate_window_records.map_or(u64::MAX, |w| floor.saturating_add(w));
+        let window_end = self
+            .bounds
+            .duplicate_window_records
+            .map_or(u64::MAX, |w| floor.saturating_add(w));
         let mut beyond = Vec::new();
         let mut reprocessed = 0;
         for o in offset..end {
@@ -758,7 +937,10 @@ impl Checker {
         self.summary.records_reprocessed += reprocessed;
         if !beyond.is_empty() {
             let name = part.name.clone();
-            let w = self.bounds.duplicate_window_records.map_or("unbounded".to_string(), |w| format!("{w} records"));
+            let w = self
+                .bounds
+                .duplicate_window_records
+                .map_or("unbounded".to_string(), |w| format!("{w} records"));
             self.safety(
                 a::DUPLICATE_BEYOND_WINDOW,
                 "K2",
@@ -798,7 +980,10 @@ impl Checker {
         let base = {
             let part = &self.parts[p];
             let seek = self.chans.get(&(c, p)).and_then(|ch| ch.last_seek);
-            seek.or(part.last_acked_commit).or(part.first_fetch).or(part.lowest_acked).unwrap_or(0)
+            seek.or(part.last_acked_commit)
+                .or(part.first_fetch)
+                .or(part.lowest_acked)
+                .unwrap_or(0)
         };
         let part = &mut self.parts[p];
         if offset <= base || part.done.covers(base, offset) {
@@ -950,7 +1135,8 @@ impl Checker {
 
     fn deadline_us(&self) -> Option<u64> {
         let t0 = self.liveness_start?;
-        (self.bounds.recovery_deadline_ms > 0).then(|| t0.saturating_add(self.bounds.recovery_deadline_ms.saturating_mul(1000)))
+        (self.bounds.recovery_deadline_ms > 0)
+            .then(|| t0.saturating_add(self.bounds.recovery_deadline_ms.saturating_mul(1000)))
     }
 
     /// Once the recovery deadline has passed, judge recovery (once).
@@ -971,16 +1157,37 @@ impl Checker {
         let ok = self.bounds.lag_ok_records;
         let recovered_in_time = self.recovered_at.is_some_and(|r| r <= at);
         if !recovered_in_time {
-            let why = if ended_early { " (the history ended before the deadline)" } else { "" };
+            let why = if ended_early {
+                " (the history ended before the deadline)"
+            } else {
+                ""
+            };
             let lag = self.total_lag;
             self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("total lag {lag} still above lag_ok_records {ok} {ms} ms into the liveness phase{why}"));
         }
         if self.cons.is_empty() && self.chans.is_empty() {
             return; // no consumer ever appeared: ownership is not judged
         }
-        let unowned: Vec<String> = self.parts.iter().filter(|p| p.subscribed && p.owners.is_empty()).map(|p| p.name.clone()).collect();
+        let unowned: Vec<String> = self
+            .parts
+            .iter()
+            .filter(|p| p.subscribed && p.owners.is_empty())
+            .map(|p| p.name.clone())
+            .collect();
         if !unowned.is_empty() {
-            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("{} subscribed partition(s) unassigned {ms} ms into the liveness phase: {}", unowned.len(), unowned.join(", ")));
+            self.emit(
+                a::LAG_NOT_RECOVERED,
+                "liveness",
+                Severity::Liveness,
+                Some(at),
+                None,
+                None,
+                format!(
+                    "{} subscribed partition(s) unassigned {ms} ms into the liveness phase: {}",
+                    unowned.len(),
+                    unowned.join(", ")
+                ),
+            );
         }
     }
 
@@ -992,14 +1199,19 @@ impl Checker {
         // polled: unseen ones are a liveness anomaly. Later ones are counted only.
         let drain_cutoff = match (self.liveness_start, self.bounds.recovery_deadline_ms) {
             (Some(t0), 0) => Some(t0),
-            (Some(t0), ms) => end.checked_sub(ms.saturating_mul(1000)).filter(|&c| c >= t0),
+            (Some(t0), ms) => end
+                .checked_sub(ms.saturating_mul(1000))
+                .filter(|&c| c >= t0),
             (None, _) => None,
         };
         for p in 0..self.parts.len() {
             self.finish_values(p, drain_cutoff);
             self.finish_dropped(p);
         }
-        if self.liveness_start.is_some() && !self.deadline_checked && self.bounds.recovery_deadline_ms > 0 {
+        if self.liveness_start.is_some()
+            && !self.deadline_checked
+            && self.bounds.recovery_deadline_ms > 0
+        {
             self.judge_recovery(end, true);
         }
 
@@ -1010,7 +1222,9 @@ impl Checker {
             ..Liveness::default()
         };
         for part in &self.parts {
-            let pl = part.lag.evaluate(&part.name, end, self.bounds.recovery_deadline_ms);
+            let pl = part
+                .lag
+                .evaluate(&part.name, end, self.bounds.recovery_deadline_ms);
             liveness.overall = liveness.overall.max(pl.status);
             liveness.partitions.push(pl);
         }
@@ -1018,9 +1232,15 @@ impl Checker {
 
         let mut summary = std::mem::take(&mut self.summary);
         for (c, k) in &self.cons {
-            summary.buffer_peak_records.insert(tp_consumer(*c), k.buffer_peak);
+            summary
+                .buffer_peak_records
+                .insert(tp_consumer(*c), k.buffer_peak);
         }
-        let anomalies: Vec<String> = crate::anomaly::ALL.iter().filter(|n| self.present.contains(**n)).map(|s| s.to_string()).collect();
+        let anomalies: Vec<String> = crate::anomaly::ALL
+            .iter()
+            .filter(|n| self.present.contains(**n))
+            .map(|s| s.to_string())
+            .collect();
         Report {
             violations: self.violations,
             violations_unlisted: self.unlisted,
@@ -1073,9 +1293,15 @@ impl Checker {
                 format!("{name}: {} acknowledged record(s) at offsets {} never read, though offsets up to {} were read (first: producer {pr} seq {s} acked at offset {o})", lost.len(), ranges(&offs), max_read.unwrap_or(0)),
             );
         }
-        let (overdue, recent): (Vec<_>, Vec<_>) = unseen.into_iter().partition(|u| drain_cutoff.is_some_and(|c| u.3 <= c));
+        let (overdue, recent): (Vec<_>, Vec<_>) = unseen
+            .into_iter()
+            .partition(|u| drain_cutoff.is_some_and(|c| u.3 <= c));
         for (group, sev, why) in [
-            (overdue, Severity::Liveness, "though acknowledged a full recovery deadline before the end of the liveness phase"),
+            (
+                overdue,
+                Severity::Liveness,
+                "though acknowledged a full recovery deadline before the end of the liveness phase",
+            ),
             (
                 recent,
                 Severity::Info,
@@ -1091,7 +1317,19 @@ impl Checker {
             }
             let offs: Vec<u64> = group.iter().map(|l| l.0).collect();
             let t_first = group.iter().map(|l| l.3).min();
-            self.emit(a::UNSEEN, "unseen", sev, t_first, Some(p), None, format!("{name}: {} acknowledged record(s) at offsets {} never polled, {why}", group.len(), ranges(&offs)));
+            self.emit(
+                a::UNSEEN,
+                "unseen",
+                sev,
+                t_first,
+                Some(p),
+                None,
+                format!(
+                    "{name}: {} acknowledged record(s) at offsets {} never polled, {why}",
+                    group.len(),
+                    ranges(&offs)
+                ),
+            );
         }
     }
 

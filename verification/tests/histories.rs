@@ -27,10 +27,16 @@ const CASES: &[(&str, &[&str])] = &[
     ("credit_rule_c3.jsonl", &["credit-rule"]),
     ("rate_bound.jsonl", &["rate-bound"]),
     ("partition_owned_twice.jsonl", &["partition-owned-twice"]),
-    ("commit_beyond_processed.jsonl", &["commit-beyond-processed"]),
+    (
+        "commit_beyond_processed.jsonl",
+        &["commit-beyond-processed"],
+    ),
     ("gap_after_restart.jsonl", &["gap-after-restart"]),
     ("dropped_record.jsonl", &["dropped-record"]),
-    ("duplicate_beyond_window.jsonl", &["duplicate-beyond-window"]),
+    (
+        "duplicate_beyond_window.jsonl",
+        &["duplicate-beyond-window"],
+    ),
     ("lag_not_recovered.jsonl", &["lag-not-recovered"]),
     ("lag_unassigned.jsonl", &["lag-not-recovered"]),
 ];
@@ -39,7 +45,11 @@ const CASES: &[(&str, &[&str])] = &[
 fn check_file(file: &str, expect: &[&str]) {
     let h = load(file);
     let report = check(&h);
-    assert!(report.input_errors.is_empty(), "{file}: {:?}", report.input_errors);
+    assert!(
+        report.input_errors.is_empty(),
+        "{file}: {:?}",
+        report.input_errors
+    );
     assert_eq!(report.anomalies, expect, "{file}: {:#?}", report.violations);
     // The file's Meta::expect says the same, and the verdict agrees.
     let meta_expect = expected_of(&h);
@@ -57,7 +67,10 @@ fn check_file(file: &str, expect: &[&str]) {
     }
     // Every listed violation names a time, a rule and a detail.
     for v in &report.violations {
-        assert!(v.t_us.is_some() && !v.rule.is_empty() && !v.detail.is_empty(), "{file}: {v:?}");
+        assert!(
+            v.t_us.is_some() && !v.rule.is_empty() && !v.detail.is_empty(),
+            "{file}: {v:?}"
+        );
     }
     // Counts agree with the list (no list is truncated at this size).
     let listed: u64 = report.violations.len() as u64;
@@ -75,7 +88,10 @@ fn each_planted_history_fires_exactly_its_anomaly() {
 #[test]
 fn every_anomaly_name_has_a_planted_history() {
     for name in sluice_verification::anomaly::ALL {
-        assert!(CASES.iter().any(|(_, e)| e.contains(&name)), "no history plants {name}");
+        assert!(
+            CASES.iter().any(|(_, e)| e.contains(&name)),
+            "no history plants {name}"
+        );
     }
 }
 
@@ -92,13 +108,20 @@ fn online_and_offline_agree_on_the_first_violation() {
             }
         }
         let report = check(&h);
-        let first_offline = report.violations.iter().find(|v| v.severity == Severity::Safety && is_incremental(&v.anomaly)).cloned();
+        let first_offline = report
+            .violations
+            .iter()
+            .find(|v| v.severity == Severity::Safety && is_incremental(&v.anomaly))
+            .cloned();
         assert_eq!(first_online, first_offline, "{file}");
         // Online's own record is a prefix of the offline list; the rest are end-of-history checks.
         let n = online.violations().len();
         assert_eq!(online.violations(), &report.violations[..n], "{file}");
         for v in &report.violations[n..] {
-            assert!(!is_incremental(&v.anomaly) || v.anomaly == "lag-not-recovered", "{file}: {v:?}");
+            assert!(
+                !is_incremental(&v.anomaly) || v.anomaly == "lag-not-recovered",
+                "{file}: {v:?}"
+            );
         }
     }
 }
@@ -106,7 +129,10 @@ fn online_and_offline_agree_on_the_first_violation() {
 /// Anomalies judged at an event (the others are judged at the end of the history;
 /// `lag-not-recovered` at its deadline when the history reaches it, else at the end).
 fn is_incremental(anomaly: &str) -> bool {
-    !matches!(anomaly, "lost-write" | "unseen" | "dropped-record" | "lag-not-recovered")
+    !matches!(
+        anomaly,
+        "lost-write" | "unseen" | "dropped-record" | "lag-not-recovered"
+    )
 }
 
 #[test]
@@ -114,13 +140,19 @@ fn the_info_unseen_is_counted_but_not_an_anomaly() {
     let report = check(&load("unseen_info.jsonl"));
     assert_eq!(report.counts.get("unseen"), Some(&1));
     assert_eq!(report.summary.records_unseen, 2);
-    assert!(report.violations.iter().all(|v| v.severity == Severity::Info));
+    assert!(report
+        .violations
+        .iter()
+        .all(|v| v.severity == Severity::Info));
 }
 
 #[test]
 fn summary_figures_of_the_clean_history() {
     let s = check(&load("clean.jsonl")).summary;
-    assert_eq!((s.records_produced, s.records_acked, s.records_consumed), (6, 6, 6));
+    assert_eq!(
+        (s.records_produced, s.records_acked, s.records_consumed),
+        (6, 6, 6)
+    );
     assert_eq!((s.records_processed, s.records_dead_lettered), (5, 1));
     assert_eq!(s.buffer_peak_records.get("c0"), Some(&4));
     assert_eq!(s.rebalances, 1);

@@ -18,15 +18,25 @@ fn anomalies(h: &[Entry]) -> Vec<String> {
 /// Asserts that `h` shows `must` and nothing outside `may ∪ {must}`.
 fn check_mutant(h: &[Entry], must: &str, may: &[&str]) -> Result<(), TestCaseError> {
     let got = anomalies(h);
-    prop_assert!(got.iter().any(|a| a == must), "expected {must}, got {got:?}");
+    prop_assert!(
+        got.iter().any(|a| a == must),
+        "expected {must}, got {got:?}"
+    );
     for a in &got {
-        prop_assert!(a == must || may.contains(&a.as_str()), "unexpected {a} (expected {must})");
+        prop_assert!(
+            a == must || may.contains(&a.as_str()),
+            "unexpected {a} (expected {must})"
+        );
     }
     Ok(())
 }
 
 fn indices(h: &[Entry], pred: impl Fn(&Event) -> bool) -> Vec<usize> {
-    h.iter().enumerate().filter(|(_, e)| pred(&e.ev)).map(|(i, _)| i).collect()
+    h.iter()
+        .enumerate()
+        .filter(|(_, e)| pred(&e.ev))
+        .map(|(i, _)| i)
+        .collect()
 }
 
 proptest! {
@@ -98,12 +108,19 @@ fn perturb(ev: &mut Event, x: u64) {
             }
             *consumer = (x % 3) as u32;
         }
-        Event::ProduceAck { offset, seq, count, .. } => {
+        Event::ProduceAck {
+            offset, seq, count, ..
+        } => {
             *offset = wild;
             *seq = x >> 3;
             *count = (x >> 40) as u32;
         }
-        Event::ProcessStart { offset, count, consumer, .. } => {
+        Event::ProcessStart {
+            offset,
+            count,
+            consumer,
+            ..
+        } => {
             *offset = wild;
             *count = (x >> 8) as u32;
             *consumer = (x % 3) as u32;
@@ -112,7 +129,9 @@ fn perturb(ev: &mut Event, x: u64) {
             *offset = wild;
             *ok = (x >> 8) as u32;
         }
-        Event::CommitSend { offset, .. } | Event::CommitAck { offset, .. } | Event::Seek { offset, .. } => *offset = wild,
+        Event::CommitSend { offset, .. }
+        | Event::CommitAck { offset, .. }
+        | Event::Seek { offset, .. } => *offset = wild,
         Event::Lag { hw, committed, .. } => {
             *hw = wild;
             *committed = x;
@@ -165,15 +184,53 @@ proptest! {
 
 /// A history of admissions by one tier: (gap since the previous admission in ms, records).
 fn admissions_history(adm: &[(u64, u32)], rate_per_s: f64, burst: f64) -> Vec<Entry> {
-    let Event::Meta { schema, source, scenario, seed, topics, consumers, strategy, mut bounds, expect, settings } = common::meta() else {
+    let Event::Meta {
+        schema,
+        source,
+        scenario,
+        seed,
+        topics,
+        consumers,
+        strategy,
+        mut bounds,
+        expect,
+        settings,
+    } = common::meta()
+    else {
         unreachable!()
     };
-    bounds.rate_tiers = vec![sluice_core::history::TierBound { tier: "global".into(), rate_per_s, burst }];
-    let mut h = vec![Entry { t_us: 0, ev: Event::Meta { schema, source, scenario, seed, topics, consumers, strategy, bounds, expect, settings } }];
+    bounds.rate_tiers = vec![sluice_core::history::TierBound {
+        tier: "global".into(),
+        rate_per_s,
+        burst,
+    }];
+    let mut h = vec![Entry {
+        t_us: 0,
+        ev: Event::Meta {
+            schema,
+            source,
+            scenario,
+            seed,
+            topics,
+            consumers,
+            strategy,
+            bounds,
+            expect,
+            settings,
+        },
+    }];
     let mut t = 0;
     for &(gap_ms, n) in adm {
         t += gap_ms * 1000;
-        h.push(Entry { t_us: t, ev: Event::Token { consumer: 0, tier: "global".into(), n, admitted: true } });
+        h.push(Entry {
+            t_us: t,
+            ev: Event::Token {
+                consumer: 0,
+                tier: "global".into(),
+                n,
+                admitted: true,
+            },
+        });
     }
     h
 }

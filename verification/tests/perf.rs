@@ -26,7 +26,9 @@ fn slow() -> bool {
 fn big_history() -> Vec<sluice_core::history::Entry> {
     let mut rng = SplitMix64(42);
     // Each op writes about 2 entries; 550k ops give comfortably more than 1M.
-    let ops: Vec<common::Op> = (0..550_000).map(|_| ((rng.next_u64() % 4) as u8, (rng.next_u64() % 256) as u8)).collect();
+    let ops: Vec<common::Op> = (0..550_000)
+        .map(|_| ((rng.next_u64() % 4) as u8, (rng.next_u64() % 256) as u8))
+        .collect();
     let h = common::clean_history(&ops);
     assert!(h.len() >= ENTRIES_MIN, "only {} entries", h.len());
     h
@@ -47,7 +49,15 @@ fn check_1m_entries() {
     }
     let h = big_history();
     let report = sluice_verification::check(&h);
-    assert!(report.violations.is_empty(), "{:?}", &report.violations[..report.violations.len().min(3)]);
+    assert!(
+        report.violations.is_empty(),
+        "{:?}",
+        &report.violations[..report.violations.len().min(3)]
+    );
     assert_eq!(report.summary.entries, h.len() as u64);
-    eprintln!("entries {} records acked {}", h.len(), report.summary.records_acked);
+    eprintln!(
+        "entries {} records acked {}",
+        h.len(),
+        report.summary.records_acked
+    );
 }

@@ -35,8 +35,19 @@ impl Model {
     fn produce(&mut self, producer: u32, count: u32) {
         let seq = *self.next_seq.entry(producer).or_insert(0);
         let offset = self.log.len() as u64;
-        self.push(Event::ProduceSend { producer, tp: TP.into(), seq, count });
-        self.push(Event::ProduceAck { producer, tp: TP.into(), seq, count, offset });
+        self.push(Event::ProduceSend {
+            producer,
+            tp: TP.into(),
+            seq,
+            count,
+        });
+        self.push(Event::ProduceAck {
+            producer,
+            tp: TP.into(),
+            seq,
+            count,
+            offset,
+        });
         for i in 0..count as u64 {
             self.log.push((producer, seq + i));
         }
@@ -45,7 +56,9 @@ impl Model {
 
     fn fetch(&mut self, want: u64) {
         let buffered = self.fetched - self.processed;
-        let n = want.min(self.log.len() as u64 - self.fetched).min(BUFFER_RECORDS_MAX - buffered);
+        let n = want
+            .min(self.log.len() as u64 - self.fetched)
+            .min(BUFFER_RECORDS_MAX - buffered);
         if n == 0 {
             return;
         }
@@ -55,13 +68,32 @@ impl Model {
             let (p, s) = self.log[o as usize];
             match runs.last_mut() {
                 Some(r) if r.producer == p && r.seq + r.count as u64 == s => r.count += 1,
-                _ => runs.push(Run { offset: o, producer: p, seq: s, count: 1 }),
+                _ => runs.push(Run {
+                    offset: o,
+                    producer: p,
+                    seq: s,
+                    count: 1,
+                }),
             }
         }
-        self.push(Event::CreditGrant { consumer: 0, tp: TP.into(), n: n as u32, floating: 0 });
-        self.push(Event::Fetch { consumer: 0, tp: TP.into(), runs, hw: self.log.len() as u64 });
+        self.push(Event::CreditGrant {
+            consumer: 0,
+            tp: TP.into(),
+            n: n as u32,
+            floating: 0,
+        });
+        self.push(Event::Fetch {
+            consumer: 0,
+            tp: TP.into(),
+            runs,
+            hw: self.log.len() as u64,
+        });
         self.fetched += n;
-        self.push(Event::Buffer { consumer: 0, records: self.fetched - self.processed, credits_outstanding: 0 });
+        self.push(Event::Buffer {
+            consumer: 0,
+            records: self.fetched - self.processed,
+            credits_outstanding: 0,
+        });
     }
 
     fn process(&mut self, want: u64) {
@@ -70,8 +102,20 @@ impl Model {
             return;
         }
         let (offset, count) = (self.processed, n as u32);
-        self.push(Event::ProcessStart { consumer: 0, tp: TP.into(), offset, count, attempt: 1 });
-        self.push(Event::ProcessEnd { consumer: 0, tp: TP.into(), offset, count, ok: count });
+        self.push(Event::ProcessStart {
+            consumer: 0,
+            tp: TP.into(),
+            offset,
+            count,
+            attempt: 1,
+        });
+        self.push(Event::ProcessEnd {
+            consumer: 0,
+            tp: TP.into(),
+            offset,
+            count,
+            ok: count,
+        });
         self.processed += n;
     }
 
@@ -80,10 +124,24 @@ impl Model {
             return;
         }
         let offset = self.processed;
-        self.push(Event::CommitSend { consumer: 0, generation: 1, tp: TP.into(), offset });
-        self.push(Event::CommitAck { consumer: 0, generation: 1, tp: TP.into(), offset });
+        self.push(Event::CommitSend {
+            consumer: 0,
+            generation: 1,
+            tp: TP.into(),
+            offset,
+        });
+        self.push(Event::CommitAck {
+            consumer: 0,
+            generation: 1,
+            tp: TP.into(),
+            offset,
+        });
         self.committed = offset;
-        self.push(Event::Lag { tp: TP.into(), hw: self.log.len() as u64, committed: offset });
+        self.push(Event::Lag {
+            tp: TP.into(),
+            hw: self.log.len() as u64,
+            committed: offset,
+        });
     }
 }
 
@@ -93,7 +151,10 @@ pub fn meta() -> Event {
         source: "model".into(),
         scenario: "model".into(),
         seed: 0,
-        topics: vec![TopicMeta { name: "t".into(), partitions: 1 }],
+        topics: vec![TopicMeta {
+            name: "t".into(),
+            partitions: 1,
+        }],
         consumers: 1,
         strategy: "credit".into(),
         bounds: Bounds {
@@ -113,14 +174,46 @@ pub fn meta() -> Event {
 
 /// A clean history following `ops`.
 pub fn clean_history(ops: &[Op]) -> Vec<Entry> {
-    let mut m = Model { out: Vec::new(), t: 0, log: Vec::new(), next_seq: BTreeMap::new(), fetched: 0, processed: 0, committed: 0 };
-    m.out.push(Entry { t_us: 0, ev: meta() });
-    m.push(Event::Phase { phase: Phase::Safety });
-    m.push(Event::Member { consumer: 0, event: MemberEvent::Start });
-    m.push(Event::Rebalance { generation: 1, edge: Edge::Start, protocol: "eager".into() });
-    m.push(Event::Assign { consumer: 0, generation: 1, tps: vec![TP.into()] });
-    m.push(Event::Seek { consumer: 0, tp: TP.into(), offset: 0 });
-    m.push(Event::Rebalance { generation: 1, edge: Edge::End, protocol: "eager".into() });
+    let mut m = Model {
+        out: Vec::new(),
+        t: 0,
+        log: Vec::new(),
+        next_seq: BTreeMap::new(),
+        fetched: 0,
+        processed: 0,
+        committed: 0,
+    };
+    m.out.push(Entry {
+        t_us: 0,
+        ev: meta(),
+    });
+    m.push(Event::Phase {
+        phase: Phase::Safety,
+    });
+    m.push(Event::Member {
+        consumer: 0,
+        event: MemberEvent::Start,
+    });
+    m.push(Event::Rebalance {
+        generation: 1,
+        edge: Edge::Start,
+        protocol: "eager".into(),
+    });
+    m.push(Event::Assign {
+        consumer: 0,
+        generation: 1,
+        tps: vec![TP.into()],
+    });
+    m.push(Event::Seek {
+        consumer: 0,
+        tp: TP.into(),
+        offset: 0,
+    });
+    m.push(Event::Rebalance {
+        generation: 1,
+        edge: Edge::End,
+        protocol: "eager".into(),
+    });
     for &(kind, n) in ops {
         let n = n as u64 % 8 + 1;
         match kind % 4 {
@@ -130,13 +223,19 @@ pub fn clean_history(ops: &[Op]) -> Vec<Entry> {
             _ => m.commit(),
         }
     }
-    m.push(Event::Phase { phase: Phase::Liveness });
+    m.push(Event::Phase {
+        phase: Phase::Liveness,
+    });
     while m.committed < m.log.len() as u64 {
         m.fetch(BUFFER_RECORDS_MAX);
         m.process(BUFFER_RECORDS_MAX);
         m.commit();
     }
-    m.push(Event::Lag { tp: TP.into(), hw: m.log.len() as u64, committed: m.committed });
+    m.push(Event::Lag {
+        tp: TP.into(),
+        hw: m.log.len() as u64,
+        committed: m.committed,
+    });
     m.push(Event::Phase { phase: Phase::End });
     m.out
 }
