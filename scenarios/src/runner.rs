@@ -359,7 +359,7 @@ impl CompareSummary {
             "variant", "held", "processed/s", "buffer peak", "lag peak", "lag final", "rebalances", "hash"
         );
         for (name, r) in &self.runs {
-            let held = if r.judgement.unexpected.is_empty() { "yes" } else { "NO" };
+            let held = if r.judgement.unexpected_anomalies.is_empty() { "yes" } else { "NO" };
             let s = &r.stats;
             let _ = writeln!(
                 t,
@@ -397,7 +397,7 @@ pub fn compare(
         histories.push((v.name.clone(), history));
         runs.push((v.name.clone(), summary));
     }
-    let pass = runs.iter().all(|(_, r)| r.judgement.unexpected.is_empty());
+    let pass = runs.iter().all(|(_, r)| r.judgement.unexpected_anomalies.is_empty());
     let mut summary =
         CompareSummary { scenario: scenario.name.clone(), seed, by: by.name().to_string(), runs, pass, plot_error: None };
     if let Some(dir) = out_dir {
@@ -528,9 +528,7 @@ impl ExploreSummary {
 /// Whether a finished run counts as a failure in exploration: an anomaly the scenario does not
 /// expect (expected anomalies may be absent on some seeds), or a run that could not finish.
 fn unexpected_names(sim: &Simulated) -> Vec<String> {
-    let mut names: Vec<String> = sim.judgement.unexpected.iter().map(|v| v.anomaly.clone()).collect();
-    names.dedup();
-    names
+    sim.judgement.unexpected_anomalies.clone()
 }
 
 /// Runs many seeds on `opts.threads` workers, reports failing seeds with their replay command, and
@@ -629,7 +627,13 @@ pub fn explore(
 /// Reduces the failing run's injected faults to a minimal schedule that, replayed at the same seed,
 /// still shows the same first unexpected anomaly; writes it as a scenario file.
 fn shrink_failure(sc: &Scenario, seed: u64, bugs: Bugs, sim: &Simulated, out_dir: &Path) -> Result<Shrunk, RunError> {
-    let anomaly = sim.judgement.unexpected.first().map(|v| v.anomaly.clone()).unwrap_or_default();
+    let anomaly = sim
+        .judgement
+        .unexpected
+        .first()
+        .map(|v| v.anomaly.clone())
+        .or_else(|| sim.judgement.unexpected_anomalies.first().cloned())
+        .unwrap_or_default();
     let mut base = sc.clone();
     base.name = format!("{}-seed{seed}-shrunk", sc.name.trim_end_matches("-swarm"));
     base.description = format!(
@@ -643,7 +647,7 @@ fn shrink_failure(sc: &Scenario, seed: u64, bugs: Bugs, sim: &Simulated, out_dir
         let mut s = base.clone();
         s.faults = Faults::Schedule(faults.to_vec());
         match simulate(&s, seed, bugs, true) {
-            Ok(r) => r.judgement.unexpected.iter().any(|v| v.anomaly == anomaly),
+            Ok(r) => r.judgement.unexpected_anomalies.contains(&anomaly),
             Err(_) => false,
         }
     };

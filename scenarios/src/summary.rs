@@ -74,8 +74,11 @@ impl Stats {
 pub struct Judgement {
     /// Every distinct anomaly name the checkers reported.
     pub observed: Vec<String>,
-    /// Violations of anomalies the scenario does not expect.
+    /// Listed violations of anomalies the scenario does not expect (the report caps its list; an
+    /// unexpected name in `observed` fails the run even when none of its violations is listed).
     pub unexpected: Vec<Violation>,
+    /// Names of the anomalies seen that the scenario does not expect.
+    pub unexpected_anomalies: Vec<String>,
     /// Expected anomalies that did not appear (a failure unless they may be absent).
     pub missing: Vec<String>,
     /// Whether the run passed: nothing unexpected, and nothing expected missing unless allowed.
@@ -86,12 +89,20 @@ pub struct Judgement {
 /// not anomalies) neither fail a run nor count as an expected anomaly seen.
 pub fn judge(report: &Report, expected: &[String], may_be_absent: bool) -> Judgement {
     let counted = |v: &&Violation| v.severity != Severity::Info;
-    let observed: BTreeSet<&str> = report.violations.iter().filter(counted).map(|v| v.anomaly.as_str()).collect();
+    // `anomalies` names every anomaly present, also those the capped violation list left out.
+    let observed: BTreeSet<&str> = report
+        .anomalies
+        .iter()
+        .map(String::as_str)
+        .chain(report.violations.iter().filter(counted).map(|v| v.anomaly.as_str()))
+        .collect();
     let unexpected: Vec<Violation> =
         report.violations.iter().filter(counted).filter(|v| !expected.contains(&v.anomaly)).cloned().collect();
+    let unexpected_anomalies: Vec<String> =
+        observed.iter().filter(|a| !expected.iter().any(|e| e == *a)).map(|a| a.to_string()).collect();
     let missing: Vec<String> = expected.iter().filter(|a| !observed.contains(a.as_str())).cloned().collect();
-    let pass = unexpected.is_empty() && (missing.is_empty() || may_be_absent);
-    Judgement { observed: observed.into_iter().map(String::from).collect(), unexpected, missing, pass }
+    let pass = unexpected_anomalies.is_empty() && (missing.is_empty() || may_be_absent);
+    Judgement { observed: observed.into_iter().map(String::from).collect(), unexpected, unexpected_anomalies, missing, pass }
 }
 
 /// Everything `sluice run` reports about one run.
@@ -204,6 +215,12 @@ mod tests {
             let j = judge(&report, &expected, *absent);
             assert_eq!((j.pass, j.unexpected.len(), j.missing.len()), (*pass, *unexpected, *missing), "{reported:?} vs {expected:?}");
         }
+        // Anomalies named by the report but left out of its capped violation list still count.
+        let capped = Report { anomalies: vec!["lost-write".into(), "duplicate".into()], ..Default::default() };
+        let j = judge(&capped, &["lost-write".to_string()], false);
+        assert!(!j.pass && j.missing.is_empty() && j.observed == ["duplicate", "lost-write"], "{j:?}");
+        let j = judge(&capped, &["lost-write".to_string(), "duplicate".to_string()], false);
+        assert!(j.pass, "{j:?}");
     }
 
     #[test]
