@@ -18,7 +18,7 @@
 //!
 //! Cost: linear in the number of records (each record touches O(1) chunked slots plus O(log n)
 //! interval operations per event). Measured in release: a clean 1.1M-entry history (617k records)
-//! checks in about 0.3-0.5 s (`tests/perf.rs`, run with `SLUICE_SLOW=1`).
+//! checks in about 0.3-0.55 s (`tests/perf.rs`, run with `SLUICE_SLOW=1`).
 
 use std::collections::BTreeMap;
 

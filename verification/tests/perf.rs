@@ -3,7 +3,7 @@
 //!
 //! Measured (release, this 2-core machine, other builds running), 1,111,565 entries holding
 //! 617,620 records: `check_1m_entries` finishes in 0.86-1.12 s of which generation
-//! (`generate_1m_entries`) takes 0.56-0.63 s, so checking takes about 0.3-0.5 s; peak RSS of the
+//! (`generate_1m_entries`) takes 0.35-0.63 s, so checking takes about 0.3-0.55 s; peak RSS of the
 //! whole test about 370 MB (most of it the history itself). Reproduce with
 //!   SLUICE_SLOW=1 cargo test --release -p sluice-verification --test perf -- --exact check_1m_entries
 //!   SLUICE_SLOW=1 cargo test --release -p sluice-verification --test perf -- --exact generate_1m_entries
