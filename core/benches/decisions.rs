@@ -36,7 +36,7 @@ fn measure(ops: u64, mut f: impl FnMut()) -> f64 {
 fn main() {
     let n: u64 = 1_000_000;
     let mut rows: Vec<(&str, f64)> = Vec::new();
-    let mut pipeline_steps = 0u64;
+    let pipeline_steps: u64;
 
     rows.push(("token bucket try_take(1)", {
         let mut b = TokenBucket::new(BucketConfig { rate_per_s: 1e9, burst: 1e6 }, 0);
