@@ -774,12 +774,8 @@ pub fn run_member(plan: MemberPlan, rec: Recorder, control: Arc<Control>) -> Exi
                         batch.push((tp, Staged { offset: m.offset().max(0) as u64, producer, seq }));
                     }
                 }
-                Some(Err(e)) => {
-                    if !matches!(e, KafkaError::PartitionEOF(_)) {
-                        rec.note(format!("c{me}: poll: {e}"));
-                    }
-                    break;
-                }
+                // Global errors also reach the context's error callback, which notes them.
+                Some(Err(_)) => break,
             }
             timeout = Duration::ZERO;
         }
