@@ -41,7 +41,10 @@ fn s0(duration_s: u64) -> Scenario {
 }
 
 fn main() {
-    let duration_s: u64 = std::env::var("SLUICE_BENCH_S").ok().and_then(|v| v.parse().ok()).unwrap_or(3_540);
+    let duration_s: u64 = std::env::var("SLUICE_BENCH_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_540);
     let spec = s0(duration_s);
     let mut marks: Vec<(u64, u64, u64)> = Vec::new();
     let mut entries = 0u64;
@@ -58,18 +61,32 @@ fn main() {
     let wall = std::time::Instant::now();
     let out = run_with(
         &spec,
-        SimOptions { seed: 1, bugs: Bugs::NONE, observer: Some(&mut observer) },
-        RunConfig { keep_history: false, consumers: true },
+        SimOptions {
+            seed: 1,
+            bugs: Bugs::NONE,
+            observer: Some(&mut observer),
+        },
+        RunConfig {
+            keep_history: false,
+            consumers: true,
+        },
     )
     .expect("S0 runs");
     let wall_s = wall.elapsed().as_secs_f64();
     let sim_s = out.stats.simulated_ms as f64 / 1_000.0;
-    println!("S0: {sim_s:.0} simulated s in {wall_s:.2} wall s = {:.0}x real time", sim_s / wall_s);
+    println!(
+        "S0: {sim_s:.0} simulated s in {wall_s:.2} wall s = {:.0}x real time",
+        sim_s / wall_s
+    );
     println!(
         "    {} history entries, {} messages ({} dropped), {} records produced, {} processed, hash {:016x}",
         out.stats.entries, out.stats.messages, out.stats.messages_dropped, out.stats.records_produced, out.stats.records_processed, out.hash
     );
-    println!("    per wall second: {:.0} entries, {:.0} messages", out.stats.entries as f64 / wall_s, out.stats.messages as f64 / wall_s);
+    println!(
+        "    per wall second: {:.0} entries, {:.0} messages",
+        out.stats.entries as f64 / wall_s,
+        out.stats.messages as f64 / wall_s
+    );
     println!("    VmHWM before the run: {rss_before} kB");
     for (t, kb, n) in marks {
         println!("    at {t:>5} simulated s: VmHWM {kb} kB after {n} entries");

@@ -16,20 +16,40 @@ fn main() {
     let consumers = !args.iter().any(|a| a == "--no-consumers");
     let dump = args.iter().any(|a| a == "--dump");
     let mut text = String::new();
-    std::io::stdin().read_to_string(&mut text).expect("read stdin");
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .expect("read stdin");
     let spec: sluice_core::spec::Scenario = serde_json::from_str(&text).expect("scenario JSON");
-    let out = run_with(&spec, SimOptions { seed, bugs: Bugs::NONE, observer: None }, RunConfig { keep_history: true, consumers })
-        .expect("run");
+    let out = run_with(
+        &spec,
+        SimOptions {
+            seed,
+            bugs: Bugs::NONE,
+            observer: None,
+        },
+        RunConfig {
+            keep_history: true,
+            consumers,
+        },
+    )
+    .expect("run");
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     for e in &out.history {
         let line = to_line(e);
         let v: serde_json::Value = serde_json::from_str(&line).expect("json");
-        *kinds.entry(v["kind"].as_str().unwrap_or("?").to_string()).or_default() += 1;
+        *kinds
+            .entry(v["kind"].as_str().unwrap_or("?").to_string())
+            .or_default() += 1;
         if dump {
             println!("{line}");
         }
         match &e.ev {
-            Event::Leader { .. } | Event::Fault { .. } | Event::Rebalance { .. } | Event::Member { .. } | Event::Note { .. } | Event::Phase { .. } => {
+            Event::Leader { .. }
+            | Event::Fault { .. }
+            | Event::Rebalance { .. }
+            | Event::Member { .. }
+            | Event::Note { .. }
+            | Event::Phase { .. } => {
                 if !dump {
                     println!("{line}");
                 }
@@ -49,5 +69,8 @@ fn main() {
         .take(12)
         .collect();
     println!("last lag: {lags:?}");
-    println!("stats: {:?} hash {:016x} faults {:?}", out.stats, out.hash, out.faults);
+    println!(
+        "stats: {:?} hash {:016x} faults {:?}",
+        out.stats, out.hash, out.faults
+    );
 }

@@ -27,10 +27,15 @@ use sluice_core::history::Event;
 use sluice_core::spec::Acks;
 
 use crate::disk::{Disk, OS_FLUSH_INTERVAL_MS};
-use crate::group::{Coordinator, CoordinatorConfig, CoordinatorEvent, ErrorCode, Req, Request, Resp, Response};
+use crate::group::{
+    Coordinator, CoordinatorConfig, CoordinatorEvent, ErrorCode, Req, Request, Resp, Response,
+};
 use crate::log::{LogRun, ReplicaLog};
 use crate::net::NodeIdx;
-use crate::world::{consts::*, FetchResult, Msg, ProdBatch, ProduceResult, ReplicaFetchPart, ReplicaFetchResult, World};
+use crate::world::{
+    consts::*, FetchResult, Msg, ProdBatch, ProduceResult, ReplicaFetchPart, ReplicaFetchResult,
+    World,
+};
 
 /// A replica fetch in flight for this long without an answer is abandoned (`replica.socket.timeout.ms`
 /// is 30 s in Kafka; shorter here so that followers notice a dead leader's restart sooner).
@@ -53,7 +58,10 @@ pub struct PartMeta {
 
 impl PartMeta {
     fn slot(&self, b: u32) -> usize {
-        self.replicas.iter().position(|&r| r == b).expect("a replica of this partition")
+        self.replicas
+            .iter()
+            .position(|&r| r == b)
+            .expect("a replica of this partition")
     }
 }
 
@@ -66,8 +74,14 @@ pub struct ControllerState {
 
 #[derive(Clone, Debug)]
 enum Append {
-    Leader { req: u64, items: Vec<(usize, u32, LogRun)> },
-    Follower { leader: u32, parts: Vec<(u32, Vec<LogRun>, u64)> },
+    Leader {
+        req: u64,
+        items: Vec<(usize, u32, LogRun)>,
+    },
+    Follower {
+        leader: u32,
+        parts: Vec<(u32, Vec<LogRun>, u64)>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -92,14 +106,26 @@ struct AckWait {
 
 #[derive(Clone, Debug)]
 enum Parked {
-    Replica { from: NodeIdx, follower: u32, parts: Vec<ReplicaFetchPart>, deadline_ms: u64 },
-    Consumer { from: NodeIdx, req_id: u64, parts: Vec<(u32, u64, u32)>, deadline_ms: u64 },
+    Replica {
+        from: NodeIdx,
+        follower: u32,
+        parts: Vec<ReplicaFetchPart>,
+        deadline_ms: u64,
+    },
+    Consumer {
+        from: NodeIdx,
+        req_id: u64,
+        parts: Vec<(u32, u64, u32)>,
+        deadline_ms: u64,
+    },
 }
 
 impl Parked {
     fn deadline(&self) -> u64 {
         match self {
-            Parked::Replica { deadline_ms, .. } | Parked::Consumer { deadline_ms, .. } => *deadline_ms,
+            Parked::Replica { deadline_ms, .. } | Parked::Consumer { deadline_ms, .. } => {
+                *deadline_ms
+            }
         }
     }
 }
@@ -154,7 +180,9 @@ impl World {
             });
         }
         for g in 0..n {
-            let replicas: Vec<u32> = (0..c.replication_factor).map(|i| (g as u32 + i) % c.brokers).collect();
+            let replicas: Vec<u32> = (0..c.replication_factor)
+                .map(|i| (g as u32 + i) % c.brokers)
+                .collect();
             for &r in &replicas {
                 self.brokers[r as usize].logs[g] = Some(ReplicaLog::default());
             }
@@ -197,9 +225,10 @@ impl World {
     pub fn partition_hw(&self, g: u32) -> u64 {
         let m = &self.meta[g as usize];
         match m.leader {
-            Some(l) if self.up[self.layout.broker(l)] => {
-                self.brokers[l as usize].logs[g as usize].as_ref().map(|l| l.hw).unwrap_or(m.last_hw)
-            }
+            Some(l) if self.up[self.layout.broker(l)] => self.brokers[l as usize].logs[g as usize]
+                .as_ref()
+                .map(|l| l.hw)
+                .unwrap_or(m.last_hw),
             _ => m.last_hw,
         }
     }
@@ -215,7 +244,9 @@ impl World {
             if m.leader == Some(b) && br.logs[g].is_some() {
                 led.push(g as u32);
             }
-            let Some(log) = br.logs[g].as_mut() else { continue };
+            let Some(log) = br.logs[g].as_mut() else {
+                continue;
+            };
             let now = (m.leader, m.epoch);
             if br.led[g] != now {
                 if m.leader == Some(b) {
@@ -234,28 +265,65 @@ impl World {
     pub(crate) fn broker_deliver(&mut self, b: u32, msg: Msg) {
         self.refresh_roles(b);
         match msg {
-            Msg::Produce { req_id, producer, acks, idempotent, batches } => {
+            Msg::Produce {
+                req_id,
+                producer,
+                acks,
+                idempotent,
+                batches,
+            } => {
                 let from = self.layout.producer(producer);
                 self.handle_produce(b, from, req_id, producer, acks, idempotent, batches)
             }
             Msg::ReplicaFetch { follower, parts } => {
                 let from = self.layout.broker(follower);
                 match self.eval_replica_fetch(b, follower, &parts, false) {
-                    Some(resp) => self.send(self.layout.broker(b), from, Msg::ReplicaFetchResp { leader: b, parts: resp }),
+                    Some(resp) => self.send(
+                        self.layout.broker(b),
+                        from,
+                        Msg::ReplicaFetchResp {
+                            leader: b,
+                            parts: resp,
+                        },
+                    ),
                     None => {
                         let deadline_ms = self.now_ms + REPLICA_FETCH_WAIT_MS;
-                        self.brokers[b as usize].parked.push(Parked::Replica { from, follower, parts, deadline_ms })
+                        self.brokers[b as usize].parked.push(Parked::Replica {
+                            from,
+                            follower,
+                            parts,
+                            deadline_ms,
+                        })
                     }
                 }
             }
-            Msg::ReplicaFetchResp { leader, parts } => self.handle_replica_fetch_resp(b, leader, parts),
-            Msg::Fetch { consumer, req_id, wait_ms, parts } => {
+            Msg::ReplicaFetchResp { leader, parts } => {
+                self.handle_replica_fetch_resp(b, leader, parts)
+            }
+            Msg::Fetch {
+                consumer,
+                req_id,
+                wait_ms,
+                parts,
+            } => {
                 let from = self.layout.consumer(consumer);
                 match self.eval_consumer_fetch(b, &parts, false) {
-                    Some(resp) => self.send(self.layout.broker(b), from, Msg::FetchResp { req_id, parts: resp }),
+                    Some(resp) => self.send(
+                        self.layout.broker(b),
+                        from,
+                        Msg::FetchResp {
+                            req_id,
+                            parts: resp,
+                        },
+                    ),
                     None => {
                         let deadline_ms = self.now_ms + wait_ms;
-                        self.brokers[b as usize].parked.push(Parked::Consumer { from, req_id, parts, deadline_ms })
+                        self.brokers[b as usize].parked.push(Parked::Consumer {
+                            from,
+                            req_id,
+                            parts,
+                            deadline_ms,
+                        })
                     }
                 }
             }
@@ -265,7 +333,16 @@ impl World {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn handle_produce(&mut self, b: u32, from: NodeIdx, req_id: u64, producer: u32, acks: Acks, idempotent: bool, batches: Vec<ProdBatch>) {
+    fn handle_produce(
+        &mut self,
+        b: u32,
+        from: NodeIdx,
+        req_id: u64,
+        producer: u32,
+        acks: Acks,
+        idempotent: bool,
+        batches: Vec<ProdBatch>,
+    ) {
         let min_isr = self.spec.cluster.min_insync_replicas as usize;
         let registered = self.registered(b);
         let rid = self.brokers[b as usize].next_req;
@@ -281,18 +358,41 @@ impl World {
             } else if acks == Acks::All && m.isr.len() < min_isr {
                 Some(ProduceResult::NotEnoughReplicas)
             } else {
-                let log = self.brokers[b as usize].logs[pb.tp as usize].as_mut().expect("the leader hosts a replica");
-                let dup = if idempotent { log.find_seq(producer, pb.seq) } else { None };
+                let log = self.brokers[b as usize].logs[pb.tp as usize]
+                    .as_mut()
+                    .expect("the leader hosts a replica");
+                let dup = if idempotent {
+                    log.find_seq(producer, pb.seq)
+                } else {
+                    None
+                };
                 match dup {
                     Some(offset) if acks == Acks::All && offset + pb.count as u64 > log.hw => {
-                        waits.push(AckWait { req: rid, idx: i, tp: pb.tp, offset, need: offset + pb.count as u64, epoch });
+                        waits.push(AckWait {
+                            req: rid,
+                            idx: i,
+                            tp: pb.tp,
+                            offset,
+                            need: offset + pb.count as u64,
+                            epoch,
+                        });
                         None
                     }
                     Some(offset) => Some(ProduceResult::Ok { offset }),
                     None => {
                         let offset = log.next_offset;
                         log.next_offset += pb.count as u64;
-                        items.push((i, pb.tp, LogRun { offset, producer, seq: pb.seq, count: pb.count, epoch }));
+                        items.push((
+                            i,
+                            pb.tp,
+                            LogRun {
+                                offset,
+                                producer,
+                                seq: pb.seq,
+                                count: pb.count,
+                                epoch,
+                            },
+                        ));
                         if acks == Acks::None {
                             Some(ProduceResult::Ok { offset })
                         } else {
@@ -307,11 +407,19 @@ impl World {
         let br = &mut self.brokers[b as usize];
         if !items.is_empty() {
             let done = br.disk.append(now);
-            br.appends.push_back((done, Append::Leader { req: rid, items }));
+            br.appends
+                .push_back((done, Append::Leader { req: rid, items }));
         }
         br.ack_waits.extend(waits);
         let remaining = results.iter().filter(|r| r.1.is_none()).count();
-        let p = PendingProduce { from, req_id, acks, results, remaining, deadline_ms: now + REQUEST_TIMEOUT_MS };
+        let p = PendingProduce {
+            from,
+            req_id,
+            acks,
+            results,
+            remaining,
+            deadline_ms: now + REQUEST_TIMEOUT_MS,
+        };
         if remaining == 0 {
             self.respond_produce(b, p);
         } else {
@@ -322,13 +430,26 @@ impl World {
     }
 
     fn respond_produce(&mut self, b: u32, p: PendingProduce) {
-        let results = p.results.into_iter().map(|(tp, r)| (tp, r.unwrap_or(ProduceResult::Timeout))).collect();
-        self.send(self.layout.broker(b), p.from, Msg::ProduceResp { req_id: p.req_id, results });
+        let results = p
+            .results
+            .into_iter()
+            .map(|(tp, r)| (tp, r.unwrap_or(ProduceResult::Timeout)))
+            .collect();
+        self.send(
+            self.layout.broker(b),
+            p.from,
+            Msg::ProduceResp {
+                req_id: p.req_id,
+                results,
+            },
+        );
     }
 
     fn complete(&mut self, b: u32, req: u64, idx: usize, res: ProduceResult) {
         let br = &mut self.brokers[b as usize];
-        let Some(p) = br.reqs.get_mut(&req) else { return };
+        let Some(p) = br.reqs.get_mut(&req) else {
+            return;
+        };
         if p.results[idx].1.is_some() {
             return;
         }
@@ -346,7 +467,9 @@ impl World {
         if m.leader != Some(b) {
             return;
         }
-        let Some(log) = self.brokers[b as usize].logs[g as usize].as_ref() else { return };
+        let Some(log) = self.brokers[b as usize].logs[g as usize].as_ref() else {
+            return;
+        };
         let mut min = log.leo;
         for &r in &m.isr {
             if r != b {
@@ -355,14 +478,23 @@ impl World {
         }
         let hw = log.hw.max(min.min(log.leo));
         if hw > log.hw {
-            self.brokers[b as usize].logs[g as usize].as_mut().expect("checked").hw = hw;
+            self.brokers[b as usize].logs[g as usize]
+                .as_mut()
+                .expect("checked")
+                .hw = hw;
             self.meta[g as usize].last_hw = hw;
             self.brokers[b as usize].dirty = true;
         }
     }
 
     /// A follower fetch: `None` when it should wait (nothing new and not forced).
-    fn eval_replica_fetch(&mut self, b: u32, f: u32, parts: &[ReplicaFetchPart], force: bool) -> Option<Vec<(u32, ReplicaFetchResult)>> {
+    fn eval_replica_fetch(
+        &mut self,
+        b: u32,
+        f: u32,
+        parts: &[ReplicaFetchPart],
+        force: bool,
+    ) -> Option<Vec<(u32, ReplicaFetchResult)>> {
         let now = self.now_ms;
         let mut out = Vec::with_capacity(parts.len());
         let mut respond = force;
@@ -376,8 +508,14 @@ impl World {
                 respond = true;
                 continue;
             }
-            let log = self.brokers[b as usize].logs[g].as_ref().expect("leader hosts a replica");
-            let end = if p.last_epoch > 0 { log.end_offset_for_epoch(p.last_epoch).min(log.leo) } else { log.leo };
+            let log = self.brokers[b as usize].logs[g]
+                .as_ref()
+                .expect("leader hosts a replica");
+            let end = if p.last_epoch > 0 {
+                log.end_offset_for_epoch(p.last_epoch).min(log.leo)
+            } else {
+                log.leo
+            };
             if p.fetch_offset > end {
                 out.push((p.tp, ReplicaFetchResult::Diverging { end_offset: end }));
                 respond = true;
@@ -416,7 +554,10 @@ impl World {
             // The high watermark may have moved with this fetch: report the current one.
             for (tp, r) in out.iter_mut() {
                 if let ReplicaFetchResult::Data { hw, .. } = r {
-                    *hw = self.brokers[b as usize].logs[*tp as usize].as_ref().map(|l| l.hw).unwrap_or(*hw);
+                    *hw = self.brokers[b as usize].logs[*tp as usize]
+                        .as_ref()
+                        .map(|l| l.hw)
+                        .unwrap_or(*hw);
                 }
             }
             Some(out)
@@ -425,7 +566,12 @@ impl World {
         }
     }
 
-    fn eval_consumer_fetch(&mut self, b: u32, parts: &[(u32, u64, u32)], force: bool) -> Option<Vec<(u32, FetchResult)>> {
+    fn eval_consumer_fetch(
+        &mut self,
+        b: u32,
+        parts: &[(u32, u64, u32)],
+        force: bool,
+    ) -> Option<Vec<(u32, FetchResult)>> {
         let mut out = Vec::with_capacity(parts.len());
         let mut respond = force;
         let mut buf = Vec::new();
@@ -437,27 +583,42 @@ impl World {
                 respond = true;
                 continue;
             }
-            let log = self.brokers[b as usize].logs[tp as usize].as_ref().expect("leader hosts a replica");
+            let log = self.brokers[b as usize].logs[tp as usize]
+                .as_ref()
+                .expect("leader hosts a replica");
             buf.clear();
             log.read(offset, log.hw, max as u64, &mut buf);
             if buf.is_empty() {
                 out.push((tp, FetchResult::Empty { hw: log.hw }));
             } else {
                 respond = true;
-                out.push((tp, FetchResult::Data { runs: buf.iter().map(|r| r.run()).collect(), hw: log.hw }));
+                out.push((
+                    tp,
+                    FetchResult::Data {
+                        runs: buf.iter().map(|r| r.run()).collect(),
+                        hw: log.hw,
+                    },
+                ));
             }
         }
         respond.then_some(out)
     }
 
-    fn handle_replica_fetch_resp(&mut self, b: u32, leader: u32, parts: Vec<(u32, ReplicaFetchResult)>) {
+    fn handle_replica_fetch_resp(
+        &mut self,
+        b: u32,
+        leader: u32,
+        parts: Vec<(u32, ReplicaFetchResult)>,
+    ) {
         self.brokers[b as usize].fetch_state[leader as usize] = FollowerFetch::Idle;
         let mut to_append = Vec::new();
         for (tp, r) in parts {
             if self.meta[tp as usize].leader == Some(b) {
                 continue;
             }
-            let Some(log) = self.brokers[b as usize].logs[tp as usize].as_mut() else { continue };
+            let Some(log) = self.brokers[b as usize].logs[tp as usize].as_mut() else {
+                continue;
+            };
             match r {
                 ReplicaFetchResult::Data { runs, hw } => {
                     if runs.first().is_some_and(|r| r.offset == log.leo) {
@@ -474,7 +635,13 @@ impl World {
             let now = self.now_ms;
             let br = &mut self.brokers[b as usize];
             let done = br.disk.append(now);
-            br.appends.push_back((done, Append::Follower { leader, parts: to_append }));
+            br.appends.push_back((
+                done,
+                Append::Follower {
+                    leader,
+                    parts: to_append,
+                },
+            ));
             br.fetch_state[leader as usize] = FollowerFetch::Appending;
         }
     }
@@ -492,15 +659,24 @@ impl World {
             br.next_flush_ms = now + OS_FLUSH_INTERVAL_MS;
         }
         // Disk appends that completed.
-        while self.brokers[b as usize].appends.front().is_some_and(|a| a.0 <= now) {
-            let (_, a) = self.brokers[b as usize].appends.pop_front().expect("checked");
+        while self.brokers[b as usize]
+            .appends
+            .front()
+            .is_some_and(|a| a.0 <= now)
+        {
+            let (_, a) = self.brokers[b as usize]
+                .appends
+                .pop_front()
+                .expect("checked");
             match a {
                 Append::Leader { req, items } => {
                     let acks = self.brokers[b as usize].reqs.get(&req).map(|p| p.acks);
                     for (idx, tp, run) in items {
                         let m = &self.meta[tp as usize];
                         let still = m.leader == Some(b) && m.epoch == run.epoch;
-                        let log = self.brokers[b as usize].logs[tp as usize].as_mut().expect("replica");
+                        let log = self.brokers[b as usize].logs[tp as usize]
+                            .as_mut()
+                            .expect("replica");
                         if !still || run.offset != log.leo {
                             self.complete(b, req, idx, ProduceResult::NotLeader);
                             continue;
@@ -511,7 +687,9 @@ impl World {
                         }
                         self.brokers[b as usize].dirty = true;
                         match acks {
-                            Some(Acks::Leader) => self.complete(b, req, idx, ProduceResult::Ok { offset: run.offset }),
+                            Some(Acks::Leader) => {
+                                self.complete(b, req, idx, ProduceResult::Ok { offset: run.offset })
+                            }
                             Some(Acks::All) => self.brokers[b as usize].ack_waits.push(AckWait {
                                 req,
                                 idx,
@@ -530,7 +708,9 @@ impl World {
                         if self.meta[tp as usize].leader == Some(b) {
                             continue;
                         }
-                        let log = self.brokers[b as usize].logs[tp as usize].as_mut().expect("replica");
+                        let log = self.brokers[b as usize].logs[tp as usize]
+                            .as_mut()
+                            .expect("replica");
                         for r in runs {
                             if r.offset == log.leo {
                                 log.append(r);
@@ -541,15 +721,21 @@ impl World {
                         }
                         log.hw = log.hw.max(hw.min(log.leo));
                     }
-                    if self.brokers[b as usize].fetch_state[leader as usize] == FollowerFetch::Appending {
+                    if self.brokers[b as usize].fetch_state[leader as usize]
+                        == FollowerFetch::Appending
+                    {
                         self.brokers[b as usize].fetch_state[leader as usize] = FollowerFetch::Idle;
                     }
                 }
             }
         }
         // Produce requests past their timeout.
-        let expired: Vec<u64> =
-            self.brokers[b as usize].reqs.iter().filter(|(_, p)| p.deadline_ms <= now).map(|(&k, _)| k).collect();
+        let expired: Vec<u64> = self.brokers[b as usize]
+            .reqs
+            .iter()
+            .filter(|(_, p)| p.deadline_ms <= now)
+            .map(|(&k, _)| k)
+            .collect();
         for k in expired {
             let p = self.brokers[b as usize].reqs.remove(&k).expect("listed");
             self.brokers[b as usize].ack_waits.retain(|w| w.req != k);
@@ -564,8 +750,14 @@ impl World {
                     self.complete(b, w.req, w.idx, ProduceResult::NotLeader);
                     continue;
                 }
-                let hw = self.brokers[b as usize].logs[w.tp as usize].as_ref().map(|l| l.hw).unwrap_or(0);
-                if hw >= w.need && self.meta[w.tp as usize].isr.len() < self.spec.cluster.min_insync_replicas as usize {
+                let hw = self.brokers[b as usize].logs[w.tp as usize]
+                    .as_ref()
+                    .map(|l| l.hw)
+                    .unwrap_or(0);
+                if hw >= w.need
+                    && self.meta[w.tp as usize].isr.len()
+                        < self.spec.cluster.min_insync_replicas as usize
+                {
                     // Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND: written, but not to enough replicas.
                     self.complete(b, w.req, w.idx, ProduceResult::NotEnoughReplicas);
                 } else if hw >= w.need {
@@ -600,7 +792,9 @@ impl World {
             if l == b {
                 continue;
             }
-            let Some(log) = self.brokers[b as usize].logs[g].as_ref() else { continue };
+            let Some(log) = self.brokers[b as usize].logs[g].as_ref() else {
+                continue;
+            };
             per_leader[l as usize].push(ReplicaFetchPart {
                 tp: g as u32,
                 fetch_offset: log.leo,
@@ -622,7 +816,11 @@ impl World {
             }
             self.brokers[b as usize].fetch_state[l] = FollowerFetch::InFlight { sent_ms: now };
             next = next.min(now + REPLICA_FETCH_TIMEOUT_MS);
-            self.send(self.layout.broker(b), self.layout.broker(l as u32), Msg::ReplicaFetch { follower: b, parts });
+            self.send(
+                self.layout.broker(b),
+                self.layout.broker(l as u32),
+                Msg::ReplicaFetch { follower: b, parts },
+            );
         }
         let br = &self.brokers[b as usize];
         next = next.min(br.next_flush_ms);
@@ -650,12 +848,36 @@ impl World {
                 continue;
             }
             match p {
-                Parked::Replica { from, follower, ref parts, .. } => match self.eval_replica_fetch(b, follower, parts, force) {
-                    Some(resp) => self.send(me, from, Msg::ReplicaFetchResp { leader: b, parts: resp }),
+                Parked::Replica {
+                    from,
+                    follower,
+                    ref parts,
+                    ..
+                } => match self.eval_replica_fetch(b, follower, parts, force) {
+                    Some(resp) => self.send(
+                        me,
+                        from,
+                        Msg::ReplicaFetchResp {
+                            leader: b,
+                            parts: resp,
+                        },
+                    ),
                     None => self.brokers[b as usize].parked.push(p),
                 },
-                Parked::Consumer { from, req_id, ref parts, .. } => match self.eval_consumer_fetch(b, parts, force) {
-                    Some(resp) => self.send(me, from, Msg::FetchResp { req_id, parts: resp }),
+                Parked::Consumer {
+                    from,
+                    req_id,
+                    ref parts,
+                    ..
+                } => match self.eval_consumer_fetch(b, parts, force) {
+                    Some(resp) => self.send(
+                        me,
+                        from,
+                        Msg::FetchResp {
+                            req_id,
+                            parts: resp,
+                        },
+                    ),
                     None => self.brokers[b as usize].parked.push(p),
                 },
             }
@@ -676,7 +898,9 @@ impl World {
         br.reqs.clear();
         br.ack_waits.clear();
         br.parked.clear();
-        br.fetch_state.iter_mut().for_each(|s| *s = FollowerFetch::Idle);
+        br.fetch_state
+            .iter_mut()
+            .for_each(|s| *s = FollowerFetch::Idle);
         br.disk.reset();
         br.led.iter_mut().for_each(|l| *l = (None, 0));
         br.seen_meta = None;
@@ -731,7 +955,9 @@ impl World {
                     self.unfence(b);
                     changed = true;
                 }
-            } else if !self.ctrl.fenced[b as usize] && now >= self.ctrl.last_seen_ms[b as usize] + BROKER_SESSION_TIMEOUT_MS {
+            } else if !self.ctrl.fenced[b as usize]
+                && now >= self.ctrl.last_seen_ms[b as usize] + BROKER_SESSION_TIMEOUT_MS
+            {
                 self.fence(b);
                 changed = true;
             }
@@ -774,7 +1000,8 @@ impl World {
     /// Whether the controller knows this incarnation of `b` (a restarted broker acts as a leader
     /// only after it registered again).
     fn registered(&self, b: u32) -> bool {
-        self.ctrl.known_incarnation[b as usize] == self.brokers[b as usize].incarnation && !self.ctrl.fenced[b as usize]
+        self.ctrl.known_incarnation[b as usize] == self.brokers[b as usize].incarnation
+            && !self.ctrl.fenced[b as usize]
     }
 
     fn usable(&self, b: u32) -> bool {
@@ -815,10 +1042,19 @@ impl World {
     fn elect(&mut self, g: u32, old: Option<u32>) -> bool {
         let unclean_ok = self.spec.cluster.unclean_leader_election;
         let m = &self.meta[g as usize];
-        let clean = m.isr.iter().copied().find(|&r| Some(r) != old && self.usable(r));
+        let clean = m
+            .isr
+            .iter()
+            .copied()
+            .find(|&r| Some(r) != old && self.usable(r));
         let (leader, unclean) = match clean {
             Some(r) => (Some(r), false),
-            None if unclean_ok => match m.replicas.iter().copied().find(|&r| Some(r) != old && self.usable(r)) {
+            None if unclean_ok => match m
+                .replicas
+                .iter()
+                .copied()
+                .find(|&r| Some(r) != old && self.usable(r))
+            {
                 Some(r) => (Some(r), true),
                 None => (None, false),
             },
@@ -858,7 +1094,8 @@ impl World {
 
     pub(crate) fn init_group(&mut self) {
         let brokers = self.spec.cluster.brokers as u64;
-        self.coordinator_broker = (crate::dist::fnv(self.spec.consumers.group.as_bytes()) % brokers) as u32;
+        self.coordinator_broker =
+            (crate::dist::fnv(self.spec.consumers.group.as_bytes()) % brokers) as u32;
         self.coordinator_epoch = 0;
         // The config is validated with the scenario; a bad one is reported by `run` before this.
         self.coordinator = Coordinator::new(self.coordinator_config(0)).ok();
@@ -867,7 +1104,9 @@ impl World {
     /// The coordinator's broker failed: the next live broker takes the group over, rebuilt from the
     /// replicated offsets log.
     pub(crate) fn move_coordinator(&mut self) {
-        let Some(old) = self.coordinator.take() else { return };
+        let Some(old) = self.coordinator.take() else {
+            return;
+        };
         let log = old.offsets_log().to_vec();
         let n = self.spec.cluster.brokers;
         let mut next = self.coordinator_broker;
@@ -903,7 +1142,9 @@ impl World {
         let me = self.layout.broker(self.coordinator_broker);
         let protocol = format!("{:?}", self.spec.consumers.protocol).to_lowercase();
         loop {
-            let Some(c) = self.coordinator.as_mut() else { return };
+            let Some(c) = self.coordinator.as_mut() else {
+                return;
+            };
             let Some(out) = c.poll_transmit() else { break };
             let consumer = out.to.0;
             if consumer >= self.layout.consumers {
@@ -916,21 +1157,29 @@ impl World {
             self.send(me, self.layout.consumer(consumer), Msg::GroupResp(out.resp));
         }
         loop {
-            let Some(c) = self.coordinator.as_mut() else { return };
+            let Some(c) = self.coordinator.as_mut() else {
+                return;
+            };
             let Some(ev) = c.poll_event() else { break };
             let e = match ev {
-                CoordinatorEvent::RebalanceStart { generation } => {
-                    Event::Rebalance { generation, edge: sluice_core::history::Edge::Start, protocol: protocol.clone() }
-                }
-                CoordinatorEvent::RebalanceEnd { generation, .. } => {
-                    Event::Rebalance { generation, edge: sluice_core::history::Edge::End, protocol: protocol.clone() }
-                }
-                CoordinatorEvent::Evicted { consumer, .. } => {
-                    Event::Member { consumer: consumer.0, event: sluice_core::history::MemberEvent::Evicted }
-                }
-                CoordinatorEvent::Left { consumer, .. } => {
-                    Event::Member { consumer: consumer.0, event: sluice_core::history::MemberEvent::Leave }
-                }
+                CoordinatorEvent::RebalanceStart { generation } => Event::Rebalance {
+                    generation,
+                    edge: sluice_core::history::Edge::Start,
+                    protocol: protocol.clone(),
+                },
+                CoordinatorEvent::RebalanceEnd { generation, .. } => Event::Rebalance {
+                    generation,
+                    edge: sluice_core::history::Edge::End,
+                    protocol: protocol.clone(),
+                },
+                CoordinatorEvent::Evicted { consumer, .. } => Event::Member {
+                    consumer: consumer.0,
+                    event: sluice_core::history::MemberEvent::Evicted,
+                },
+                CoordinatorEvent::Left { consumer, .. } => Event::Member {
+                    consumer: consumer.0,
+                    event: sluice_core::history::MemberEvent::Leave,
+                },
             };
             self.record(e);
         }
@@ -947,5 +1196,8 @@ pub fn error_response(req: &Req, code: ErrorCode) -> Resp {
         Request::OffsetCommit { .. } => Response::OffsetCommit(Err(code)),
         Request::OffsetFetch { .. } => Response::OffsetFetch(Err(code)),
     };
-    Resp { corr: req.corr, body }
+    Resp {
+        corr: req.corr,
+        body,
+    }
 }

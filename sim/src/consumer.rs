@@ -14,7 +14,9 @@
 use std::collections::BTreeMap;
 
 use sluice_core::history::{Edge, Event, MemberEvent};
-use sluice_core::pipeline::{Action as PAction, CheckpointEdge, CommitOutcome, Input, Pipeline, PipelineConfig};
+use sluice_core::pipeline::{
+    Action as PAction, CheckpointEdge, CommitOutcome, Input, Pipeline, PipelineConfig,
+};
 use sluice_core::spec::{LimiterState, OffsetReset, ProcessingTime};
 use sluice_core::types::{Generation, MemberId, Offset, Tp};
 
@@ -129,7 +131,11 @@ impl World {
             consumer: MemberId(c),
             group_instance_id: k.static_membership.then_some(c),
             protocol: k.protocol,
-            topics: k.topics.iter().filter_map(|t| self.spec.topic_index(t)).collect(),
+            topics: k
+                .topics
+                .iter()
+                .filter_map(|t| self.spec.topic_index(t))
+                .collect(),
             session_timeout_ms: k.session_timeout_ms,
             heartbeat_interval_ms: k.heartbeat_interval_ms,
             max_poll_interval_ms: k.max_poll_interval_ms,
@@ -151,7 +157,10 @@ impl World {
         m.start(now_us);
         co.member = Some(m);
         co.last_poll_reported = now_us;
-        self.record(Event::Member { consumer: c, event: MemberEvent::Start });
+        self.record(Event::Member {
+            consumer: c,
+            event: MemberEvent::Start,
+        });
         self.poke(self.layout.consumer(c));
     }
 
@@ -166,7 +175,10 @@ impl World {
         co.assigning.clear();
         co.offsets_backlog.clear();
         co.dlq.clear();
-        self.record(Event::Member { consumer: c, event: MemberEvent::Crash });
+        self.record(Event::Member {
+            consumer: c,
+            event: MemberEvent::Crash,
+        });
     }
 
     /// A stall: work in progress finishes no earlier than `until_ms`.
@@ -192,7 +204,9 @@ impl World {
                 if n <= 8 {
                     let sigma2 = (1.0 + cv * cv).ln();
                     let mu = mean_ms.ln() - sigma2 / 2.0;
-                    (0..n).map(|_| (mu + sigma2.sqrt() * s.normal()).exp()).sum()
+                    (0..n)
+                        .map(|_| (mu + sigma2.sqrt() * s.normal()).exp())
+                        .sum()
                 } else {
                     let sd = cv * mean_ms * n_f.sqrt();
                     (mean_ms * n_f + sd * s.normal()).max(0.0)
@@ -250,7 +264,11 @@ impl World {
             }
             Msg::FetchResp { req_id, parts } => {
                 let co = &mut self.consumers[c as usize];
-                let Some(slot) = co.fetching.iter().position(|f| f.as_ref().is_some_and(|f| f.req_id == req_id)) else {
+                let Some(slot) = co
+                    .fetching
+                    .iter()
+                    .position(|f| f.as_ref().is_some_and(|f| f.req_id == req_id))
+                else {
                     return;
                 };
                 co.fetching[slot] = None;
@@ -262,9 +280,22 @@ impl World {
                         FetchResult::Data { runs, hw } => {
                             let offset = runs[0].offset;
                             let count: u32 = runs.iter().map(|r| r.count).sum();
-                            self.record(Event::Fetch { consumer: c, tp: name, runs, hw });
+                            self.record(Event::Fetch {
+                                consumer: c,
+                                tp: name,
+                                runs,
+                                hw,
+                            });
                             if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
-                                p.handle(now * 1_000, Input::Fetched { tp, offset, count, hw });
+                                p.handle(
+                                    now * 1_000,
+                                    Input::Fetched {
+                                        tp,
+                                        offset,
+                                        count,
+                                        hw,
+                                    },
+                                );
                             }
                             continue;
                         }
@@ -288,16 +319,30 @@ impl World {
         let now_us = now * 1_000;
         // Finished work.
         for w in 0..self.consumers[c as usize].workers.len() {
-            let Some(job) = self.consumers[c as usize].workers[w] else { continue };
+            let Some(job) = self.consumers[c as usize].workers[w] else {
+                continue;
+            };
             if job.done_ms > now {
                 continue;
             }
             self.consumers[c as usize].workers[w] = None;
             self.consumers[c as usize].processed += job.ok as u64;
             let tp = self.tps[self.tp_global(job.tp) as usize].name.clone();
-            self.record(Event::ProcessEnd { consumer: c, tp, offset: job.offset, count: job.count, ok: job.ok });
+            self.record(Event::ProcessEnd {
+                consumer: c,
+                tp,
+                offset: job.offset,
+                count: job.count,
+                ok: job.ok,
+            });
             if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
-                p.handle(now_us, Input::ProcessDone { worker: w as u32, ok: job.ok });
+                p.handle(
+                    now_us,
+                    Input::ProcessDone {
+                        worker: w as u32,
+                        ok: job.ok,
+                    },
+                );
             }
         }
         let dlq_done: Vec<(u64, Tp, Offset)> = {
@@ -318,7 +363,9 @@ impl World {
                 .as_ref()
                 .is_some_and(|f| now >= f.sent_ms + wait + REQUEST_TIMEOUT_MS);
             if expired {
-                let f = self.consumers[c as usize].fetching[b].take().expect("checked");
+                let f = self.consumers[c as usize].fetching[b]
+                    .take()
+                    .expect("checked");
                 for tp in f.tps {
                     if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
                         p.handle(now_us, Input::FetchEmpty { tp, hw: None });
@@ -383,30 +430,57 @@ impl World {
                     m.record_poll(lp);
                 }
             }
-            while let Some(a) = self.consumers[c as usize].member.as_mut().and_then(|m| m.poll_action()) {
+            while let Some(a) = self.consumers[c as usize]
+                .member
+                .as_mut()
+                .and_then(|m| m.poll_action())
+            {
                 progressed = true;
                 budget = budget.saturating_sub(1);
                 self.member_action(c, a);
             }
             let mut commit_batch: Vec<(Tp, Offset, Generation)> = Vec::new();
-            while let Some(a) = self.consumers[c as usize].pipe.as_mut().and_then(|p| p.poll_action()) {
+            while let Some(a) = self.consumers[c as usize]
+                .pipe
+                .as_mut()
+                .and_then(|p| p.poll_action())
+            {
                 progressed = true;
                 budget = budget.saturating_sub(1);
                 self.pipeline_action(c, a, &mut commit_batch);
             }
             if !commit_batch.is_empty() {
-                let offsets: Vec<(Tp, Offset)> = commit_batch.iter().map(|&(tp, o, _)| (tp, o)).collect();
-                let corr = self.consumers[c as usize].member.as_mut().and_then(|m| m.commit(now_us, offsets));
+                let offsets: Vec<(Tp, Offset)> =
+                    commit_batch.iter().map(|&(tp, o, _)| (tp, o)).collect();
+                let corr = self.consumers[c as usize]
+                    .member
+                    .as_mut()
+                    .and_then(|m| m.commit(now_us, offsets));
                 match corr {
                     Some(corr) => {
-                        self.consumers[c as usize].commits.insert(corr, commit_batch);
+                        self.consumers[c as usize]
+                            .commits
+                            .insert(corr, commit_batch);
                     }
                     None => {
                         for (tp, offset, generation) in commit_batch {
                             let name = self.tps[self.tp_global(tp) as usize].name.clone();
-                            self.record(Event::CommitFail { consumer: c, generation, tp: name, offset, unknown: false });
+                            self.record(Event::CommitFail {
+                                consumer: c,
+                                generation,
+                                tp: name,
+                                offset,
+                                unknown: false,
+                            });
                             if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
-                                p.handle(now_us, Input::CommitDone { tp, offset, outcome: CommitOutcome::Failed });
+                                p.handle(
+                                    now_us,
+                                    Input::CommitDone {
+                                        tp,
+                                        offset,
+                                        outcome: CommitOutcome::Failed,
+                                    },
+                                );
                             }
                         }
                     }
@@ -425,7 +499,11 @@ impl World {
     fn request_offsets(&mut self, c: u32, generation: Generation, tps: Vec<Tp>) {
         let now_us = self.now_ms * 1_000;
         let co = &mut self.consumers[c as usize];
-        match co.member.as_mut().and_then(|m| m.fetch_offsets(now_us, tps.clone())) {
+        match co
+            .member
+            .as_mut()
+            .and_then(|m| m.fetch_offsets(now_us, tps.clone()))
+        {
             Some(corr) => {
                 co.assigning.insert(corr, (generation, tps));
             }
@@ -462,12 +540,18 @@ impl World {
                 self.request_offsets(c, generation, tps);
             }
             GAction::Offsets { corr, result } => {
-                let Some((generation, tps)) = self.consumers[c as usize].assigning.remove(&corr) else { return };
+                let Some((generation, tps)) = self.consumers[c as usize].assigning.remove(&corr)
+                else {
+                    return;
+                };
                 match result {
                     Ok(list) => {
                         let reset = self.spec.consumers.auto_offset_reset;
-                        let owned: Vec<Tp> =
-                            self.consumers[c as usize].member.as_ref().map(|m| m.owned().to_vec()).unwrap_or_default();
+                        let owned: Vec<Tp> = self.consumers[c as usize]
+                            .member
+                            .as_ref()
+                            .map(|m| m.owned().to_vec())
+                            .unwrap_or_default();
                         let mut start = Vec::new();
                         for (tp, off) in list {
                             if !owned.contains(&tp) {
@@ -482,10 +566,23 @@ impl World {
                         if start.is_empty() {
                             return;
                         }
-                        let names = start.iter().map(|(tp, _)| self.tps[self.tp_global(*tp) as usize].name.clone()).collect();
-                        self.record(Event::Assign { consumer: c, generation, tps: names });
+                        let names = start
+                            .iter()
+                            .map(|(tp, _)| self.tps[self.tp_global(*tp) as usize].name.clone())
+                            .collect();
+                        self.record(Event::Assign {
+                            consumer: c,
+                            generation,
+                            tps: names,
+                        });
                         if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
-                            p.handle(now_us, Input::Assigned { generation, tps: &start });
+                            p.handle(
+                                now_us,
+                                Input::Assigned {
+                                    generation,
+                                    tps: &start,
+                                },
+                            );
                         }
                     }
                     Err(_) => self.request_offsets(c, generation, tps),
@@ -495,58 +592,119 @@ impl World {
                 // Partitions still waiting for their offsets were never handed to the pipeline.
                 self.forget_pending_assign(c, &tps);
                 if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
-                    p.handle(now_us, Input::Revoke { generation, tps: &tps });
+                    p.handle(
+                        now_us,
+                        Input::Revoke {
+                            generation,
+                            tps: &tps,
+                        },
+                    );
                 }
             }
             GAction::Lost { tps, reason } => {
                 self.forget_pending_assign(c, &tps);
                 if reason == LostReason::Fenced {
-                    self.record(Event::Member { consumer: c, event: MemberEvent::Fenced });
+                    self.record(Event::Member {
+                        consumer: c,
+                        event: MemberEvent::Fenced,
+                    });
                 }
-                let owned: Vec<Tp> = self.consumers[c as usize].pipe.as_ref().map(|p| p.owned()).unwrap_or_default();
-                let gone: Vec<Tp> = tps.iter().copied().filter(|tp| owned.contains(tp)).collect();
+                let owned: Vec<Tp> = self.consumers[c as usize]
+                    .pipe
+                    .as_ref()
+                    .map(|p| p.owned())
+                    .unwrap_or_default();
+                let gone: Vec<Tp> = tps
+                    .iter()
+                    .copied()
+                    .filter(|tp| owned.contains(tp))
+                    .collect();
                 if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
                     p.handle(now_us, Input::Lost { tps: &tps });
                 }
                 if !gone.is_empty() {
                     let generation = self.consumers[c as usize].generation;
-                    let names = gone.iter().map(|tp| self.tps[self.tp_global(*tp) as usize].name.clone()).collect();
-                    self.record(Event::Revoke { consumer: c, generation, tps: names });
+                    let names = gone
+                        .iter()
+                        .map(|tp| self.tps[self.tp_global(*tp) as usize].name.clone())
+                        .collect();
+                    self.record(Event::Revoke {
+                        consumer: c,
+                        generation,
+                        tps: names,
+                    });
                 }
             }
             GAction::CommitDone { corr, result } => {
-                let Some(batch) = self.consumers[c as usize].commits.remove(&corr) else { return };
+                let Some(batch) = self.consumers[c as usize].commits.remove(&corr) else {
+                    return;
+                };
                 for (tp, offset, generation) in batch {
                     let name = self.tps[self.tp_global(tp) as usize].name.clone();
                     let outcome = match result {
                         Ok(()) => {
-                            self.record(Event::CommitAck { consumer: c, generation, tp: name, offset });
+                            self.record(Event::CommitAck {
+                                consumer: c,
+                                generation,
+                                tp: name,
+                                offset,
+                            });
                             CommitOutcome::Acked
                         }
                         Err(None) => {
-                            self.record(Event::CommitFail { consumer: c, generation, tp: name, offset, unknown: true });
+                            self.record(Event::CommitFail {
+                                consumer: c,
+                                generation,
+                                tp: name,
+                                offset,
+                                unknown: true,
+                            });
                             CommitOutcome::Unknown
                         }
                         Err(Some(_)) => {
-                            self.record(Event::CommitFail { consumer: c, generation, tp: name, offset, unknown: false });
+                            self.record(Event::CommitFail {
+                                consumer: c,
+                                generation,
+                                tp: name,
+                                offset,
+                                unknown: false,
+                            });
                             CommitOutcome::Failed
                         }
                     };
                     if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
-                        p.handle(now_us, Input::CommitDone { tp, offset, outcome });
+                        p.handle(
+                            now_us,
+                            Input::CommitDone {
+                                tp,
+                                offset,
+                                outcome,
+                            },
+                        );
                     }
                 }
             }
         }
     }
 
-    fn pipeline_action(&mut self, c: u32, a: PAction, commit_batch: &mut Vec<(Tp, Offset, Generation)>) {
+    fn pipeline_action(
+        &mut self,
+        c: u32,
+        a: PAction,
+        commit_batch: &mut Vec<(Tp, Offset, Generation)>,
+    ) {
         let now = self.now_ms;
         let now_us = now * 1_000;
         let name = |w: &World, tp: Tp| w.tps[w.tp_global(tp) as usize].name.clone();
         match a {
-            PAction::Fetch { tp, offset, max_records } => {
-                self.consumers[c as usize].wants.insert(tp, (offset, max_records));
+            PAction::Fetch {
+                tp,
+                offset,
+                max_records,
+            } => {
+                self.consumers[c as usize]
+                    .wants
+                    .insert(tp, (offset, max_records));
             }
             PAction::Pause { tp } => {
                 let tps = vec![name(self, tp)];
@@ -558,35 +716,81 @@ impl World {
             }
             PAction::Seek { tp, offset } => {
                 let tp = name(self, tp);
-                self.record(Event::Seek { consumer: c, tp, offset });
+                self.record(Event::Seek {
+                    consumer: c,
+                    tp,
+                    offset,
+                });
             }
-            PAction::Process { worker, tp, offset, count, attempt } => {
+            PAction::Process {
+                worker,
+                tp,
+                offset,
+                count,
+                attempt,
+            } => {
                 let ok = self.process_ok(tp, offset, count, attempt);
                 let n = if ok < count { ok + 1 } else { count };
                 let cost_ms = self.process_cost_ms(c, n);
                 let stall = self.consumers[c as usize].stall_until_ms;
                 let done_ms = (now + cost_ms.round() as u64).max(stall);
                 let tpn = name(self, tp);
-                self.record(Event::ProcessStart { consumer: c, tp: tpn, offset, count, attempt });
+                self.record(Event::ProcessStart {
+                    consumer: c,
+                    tp: tpn,
+                    offset,
+                    count,
+                    attempt,
+                });
                 let co = &mut self.consumers[c as usize];
                 if let Some(slot) = co.workers.get_mut(worker as usize) {
-                    *slot = Some(Job { done_ms, tp, offset, count, ok });
+                    *slot = Some(Job {
+                        done_ms,
+                        tp,
+                        offset,
+                        count,
+                        ok,
+                    });
                 }
             }
-            PAction::Commit { generation, tp, offset } => {
+            PAction::Commit {
+                generation,
+                tp,
+                offset,
+            } => {
                 let tpn = name(self, tp);
-                self.record(Event::CommitSend { consumer: c, generation, tp: tpn, offset });
+                self.record(Event::CommitSend {
+                    consumer: c,
+                    generation,
+                    tp: tpn,
+                    offset,
+                });
                 commit_batch.push((tp, offset, generation));
             }
-            PAction::DeadLetter { tp, offset, attempts } => {
+            PAction::DeadLetter {
+                tp,
+                offset,
+                attempts,
+            } => {
                 let tpn = name(self, tp);
-                self.record(Event::DeadLetter { consumer: c, tp: tpn, offset, attempts });
-                self.consumers[c as usize].dlq.push((now + DLQ_APPEND_MS, tp, offset));
+                self.record(Event::DeadLetter {
+                    consumer: c,
+                    tp: tpn,
+                    offset,
+                    attempts,
+                });
+                self.consumers[c as usize]
+                    .dlq
+                    .push((now + DLQ_APPEND_MS, tp, offset));
             }
             PAction::RevokeDone { generation, tps } => {
                 if !tps.is_empty() {
                     let names = tps.iter().map(|&tp| name(self, tp)).collect();
-                    self.record(Event::Revoke { consumer: c, generation, tps: names });
+                    self.record(Event::Revoke {
+                        consumer: c,
+                        generation,
+                        tps: names,
+                    });
                 }
                 if let Some(m) = self.consumers[c as usize].member.as_mut() {
                     m.revoke_done(now_us);
@@ -594,30 +798,69 @@ impl World {
             }
             PAction::CreditGrant { tp, n, floating } => {
                 let tp = name(self, tp);
-                self.record(Event::CreditGrant { consumer: c, tp, n, floating });
+                self.record(Event::CreditGrant {
+                    consumer: c,
+                    tp,
+                    n,
+                    floating,
+                });
             }
             PAction::CreditReturn { tp, n } => {
                 let tp = name(self, tp);
                 self.record(Event::CreditReturn { consumer: c, tp, n });
             }
             PAction::Token { tier, n, admitted } => {
-                let tier_name =
-                    self.consumers[c as usize].tier_names.get(tier).cloned().unwrap_or_else(|| format!("tier{tier}"));
-                self.record(Event::Token { consumer: c, tier: tier_name, n, admitted });
+                let tier_name = self.consumers[c as usize]
+                    .tier_names
+                    .get(tier)
+                    .cloned()
+                    .unwrap_or_else(|| format!("tier{tier}"));
+                self.record(Event::Token {
+                    consumer: c,
+                    tier: tier_name,
+                    n,
+                    admitted,
+                });
             }
-            PAction::Buffer { records, credits_outstanding } => {
-                self.record(Event::Buffer { consumer: c, records, credits_outstanding });
+            PAction::Buffer {
+                records,
+                credits_outstanding,
+            } => {
+                self.record(Event::Buffer {
+                    consumer: c,
+                    records,
+                    credits_outstanding,
+                });
             }
-            PAction::Metrics { back_pressured_ms_per_s, busy_ms_per_s, idle_ms_per_s } => {
-                self.record(Event::Metrics { consumer: c, back_pressured_ms_per_s, busy_ms_per_s, idle_ms_per_s });
+            PAction::Metrics {
+                back_pressured_ms_per_s,
+                busy_ms_per_s,
+                idle_ms_per_s,
+            } => {
+                self.record(Event::Metrics {
+                    consumer: c,
+                    back_pressured_ms_per_s,
+                    busy_ms_per_s,
+                    idle_ms_per_s,
+                });
             }
             PAction::LimiterSnapshot { snaps } => {
                 self.limiter_snaps[c as usize] = Some(snaps);
             }
             PAction::Checkpoint { id, edge } => match edge {
-                CheckpointEdge::Start => self.record(Event::Checkpoint { consumer: c, id, edge: Edge::Start }),
-                CheckpointEdge::Complete => self.record(Event::Checkpoint { consumer: c, id, edge: Edge::End }),
-                CheckpointEdge::Aborted => self.record(Event::Note { text: format!("c{c}: checkpoint {id} aborted") }),
+                CheckpointEdge::Start => self.record(Event::Checkpoint {
+                    consumer: c,
+                    id,
+                    edge: Edge::Start,
+                }),
+                CheckpointEdge::Complete => self.record(Event::Checkpoint {
+                    consumer: c,
+                    id,
+                    edge: Edge::End,
+                }),
+                CheckpointEdge::Aborted => self.record(Event::Note {
+                    text: format!("c{c}: checkpoint {id} aborted"),
+                }),
             },
             // Barrier placement is internal to the pipeline; the history has no line for it.
             PAction::Barrier { .. } => {}
@@ -632,7 +875,9 @@ impl World {
         let mut sent = Vec::new();
         for (&tp, &(offset, max)) in &self.consumers[c as usize].wants {
             let g = self.tp_global(tp);
-            let Some(l) = self.meta[g as usize].leader else { continue };
+            let Some(l) = self.meta[g as usize].leader else {
+                continue;
+            };
             if self.consumers[c as usize].fetching[l as usize].is_some() {
                 continue;
             }
@@ -649,9 +894,25 @@ impl World {
             let co = &mut self.consumers[c as usize];
             let req_id = co.next_fetch_req;
             co.next_fetch_req += 1;
-            let tps = parts.iter().map(|&(g, _, _)| self.tps[g as usize].tp).collect();
-            co.fetching[l] = Some(FetchReq { req_id, sent_ms: self.now_ms, tps });
-            self.send(me, self.layout.broker(l as u32), Msg::Fetch { consumer: c, req_id, wait_ms, parts });
+            let tps = parts
+                .iter()
+                .map(|&(g, _, _)| self.tps[g as usize].tp)
+                .collect();
+            co.fetching[l] = Some(FetchReq {
+                req_id,
+                sent_ms: self.now_ms,
+                tps,
+            });
+            self.send(
+                me,
+                self.layout.broker(l as u32),
+                Msg::Fetch {
+                    consumer: c,
+                    req_id,
+                    wait_ms,
+                    parts,
+                },
+            );
             if !self.up[self.layout.broker(l as u32)] {
                 self.consumer_disconnect(c, l as u32);
             }

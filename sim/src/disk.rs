@@ -19,7 +19,12 @@ pub struct Disk {
 
 impl Disk {
     pub fn new(append_ms: u64, fsync_on_append: bool) -> Self {
-        Disk { append_ms, fsync_on_append, slow: Vec::new(), busy_until_ms: 0 }
+        Disk {
+            append_ms,
+            fsync_on_append,
+            slow: Vec::new(),
+            busy_until_ms: 0,
+        }
     }
 
     pub fn factor(&self) -> f64 {

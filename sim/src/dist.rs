@@ -154,22 +154,56 @@ mod tests {
         let mut s = Stream::new(7, "t");
         let cases: Vec<(&str, f64, Box<dyn FnMut(&mut Stream) -> f64>)> = vec![
             ("exp", 2.0, Box::new(|s: &mut Stream| s.exp(2.0))),
-            ("gamma(5,0.5)", 2.5, Box::new(|s: &mut Stream| s.gamma(5.0, 0.5))),
-            ("gamma(0.5,2)", 1.0, Box::new(|s: &mut Stream| s.gamma(0.5, 2.0))),
-            ("poisson(3)", 3.0, Box::new(|s: &mut Stream| s.poisson(3.0) as f64)),
-            ("poisson(200)", 200.0, Box::new(|s: &mut Stream| s.poisson(200.0) as f64)),
+            (
+                "gamma(5,0.5)",
+                2.5,
+                Box::new(|s: &mut Stream| s.gamma(5.0, 0.5)),
+            ),
+            (
+                "gamma(0.5,2)",
+                1.0,
+                Box::new(|s: &mut Stream| s.gamma(0.5, 2.0)),
+            ),
+            (
+                "poisson(3)",
+                3.0,
+                Box::new(|s: &mut Stream| s.poisson(3.0) as f64),
+            ),
+            (
+                "poisson(200)",
+                200.0,
+                Box::new(|s: &mut Stream| s.poisson(200.0) as f64),
+            ),
         ];
         for (name, want, mut f) in cases {
             let got = mean_of(20_000, || f(&mut s));
-            assert!((got - want).abs() < want * 0.05, "{name}: mean {got}, want {want}");
+            assert!(
+                (got - want).abs() < want * 0.05,
+                "{name}: mean {got}, want {want}"
+            );
         }
     }
 
     #[test]
     fn streams_are_reproducible_and_independent() {
-        let a: Vec<u64> = (0..4).map({ let mut s = Stream::new(1, "a"); move |_| s.u64() }).collect();
-        let a2: Vec<u64> = (0..4).map({ let mut s = Stream::new(1, "a"); move |_| s.u64() }).collect();
-        let b: Vec<u64> = (0..4).map({ let mut s = Stream::new(1, "b"); move |_| s.u64() }).collect();
+        let a: Vec<u64> = (0..4)
+            .map({
+                let mut s = Stream::new(1, "a");
+                move |_| s.u64()
+            })
+            .collect();
+        let a2: Vec<u64> = (0..4)
+            .map({
+                let mut s = Stream::new(1, "a");
+                move |_| s.u64()
+            })
+            .collect();
+        let b: Vec<u64> = (0..4)
+            .map({
+                let mut s = Stream::new(1, "b");
+                move |_| s.u64()
+            })
+            .collect();
         assert_eq!(a, a2);
         assert_ne!(a, b);
     }

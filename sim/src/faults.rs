@@ -50,25 +50,37 @@ pub fn check_schedule(spec: &Scenario, layout: &Layout, faults: &[Fault]) -> Res
             FaultKind::Partition { from, to, .. } => {
                 for n in from.iter().chain(to) {
                     if layout.parse(n).is_none() {
-                        return Err(SimError::Invalid(format!("faults[{i}]: unknown node {n:?} (use b0.., p0.., c0.., controller)")));
+                        return Err(SimError::Invalid(format!(
+                            "faults[{i}]: unknown node {n:?} (use b0.., p0.., c0.., controller)"
+                        )));
                     }
                 }
             }
             FaultKind::Latency { node, loss, .. } => {
                 if layout.parse(node).is_none() {
-                    return Err(SimError::Invalid(format!("faults[{i}]: unknown node {node:?}")));
+                    return Err(SimError::Invalid(format!(
+                        "faults[{i}]: unknown node {node:?}"
+                    )));
                 }
                 if !(0.0..=1.0).contains(loss) {
-                    return Err(SimError::Invalid(format!("faults[{i}].loss must be within 0..=1")));
+                    return Err(SimError::Invalid(format!(
+                        "faults[{i}].loss must be within 0..=1"
+                    )));
                 }
             }
-            FaultKind::SlowDisk { factor, .. } | FaultKind::SlowConsumer { factor, .. } if !(*factor >= 1.0 && factor.is_finite()) => {
-                return Err(SimError::Invalid(format!("faults[{i}].factor must be a finite number >= 1")));
+            FaultKind::SlowDisk { factor, .. } | FaultKind::SlowConsumer { factor, .. }
+                if !(*factor >= 1.0 && factor.is_finite()) =>
+            {
+                return Err(SimError::Invalid(format!(
+                    "faults[{i}].factor must be a finite number >= 1"
+                )));
             }
             _ => {}
         }
         if f.at_s > spec.duration_s as f64 {
-            return Err(SimError::Invalid(format!("faults[{i}].at_s is beyond the safety phase")));
+            return Err(SimError::Invalid(format!(
+                "faults[{i}].at_s is beyond the safety phase"
+            )));
         }
     }
     Ok(())
@@ -86,22 +98,45 @@ pub fn swarm(spec: &Scenario, seed: u64) -> Vec<Fault> {
         let at_s = (r.range_f64(0.1, 0.7) * d * 10.0).round() / 10.0;
         let for_s = (r.range_f64(0.02, 0.25) * d * 10.0).round().max(1.0) / 10.0;
         let kind = match r.below(9) {
-            0 => FaultKind::BrokerCrash { broker: r.below(brokers) as u32 },
+            0 => FaultKind::BrokerCrash {
+                broker: r.below(brokers) as u32,
+            },
             1 => {
                 let t = &spec.topics[r.below(spec.topics.len() as u64) as usize];
-                FaultKind::LeaderCrash { topic: t.name.clone(), partition: r.below(t.partitions as u64) as u32 }
+                FaultKind::LeaderCrash {
+                    topic: t.name.clone(),
+                    partition: r.below(t.partitions as u64) as u32,
+                }
             }
             2 => {
                 let a = r.below(brokers);
                 let b = (a + 1 + r.below(brokers.max(2) - 1)) % brokers.max(1);
-                FaultKind::Partition { from: vec![format!("b{a}")], to: vec![format!("b{b}")], one_way: r.chance(0.5) }
+                FaultKind::Partition {
+                    from: vec![format!("b{a}")],
+                    to: vec![format!("b{b}")],
+                    one_way: r.chance(0.5),
+                }
             }
-            3 => FaultKind::Latency { node: format!("b{}", r.below(brokers)), ms: 1 + r.below(50), loss: (r.f64() * 0.2 * 100.0).round() / 100.0 },
-            4 => FaultKind::SlowDisk { broker: r.below(brokers) as u32, factor: (2 + r.below(19)) as f64 },
+            3 => FaultKind::Latency {
+                node: format!("b{}", r.below(brokers)),
+                ms: 1 + r.below(50),
+                loss: (r.f64() * 0.2 * 100.0).round() / 100.0,
+            },
+            4 => FaultKind::SlowDisk {
+                broker: r.below(brokers) as u32,
+                factor: (2 + r.below(19)) as f64,
+            },
             5 => FaultKind::CoordinatorFailover,
-            6 => FaultKind::ConsumerCrash { consumer: r.below(consumers) as u32 },
-            7 => FaultKind::ConsumerStall { consumer: r.below(consumers) as u32 },
-            _ => FaultKind::SlowConsumer { consumer: r.below(consumers) as u32, factor: (2 + r.below(9)) as f64 },
+            6 => FaultKind::ConsumerCrash {
+                consumer: r.below(consumers) as u32,
+            },
+            7 => FaultKind::ConsumerStall {
+                consumer: r.below(consumers) as u32,
+            },
+            _ => FaultKind::SlowConsumer {
+                consumer: r.below(consumers) as u32,
+                factor: (2 + r.below(9)) as f64,
+            },
         };
         out.push(Fault { at_s, for_s, kind });
     }
@@ -128,22 +163,31 @@ impl World {
         let l = self.layout;
         let mut ops = Vec::new();
         if consumer_fault(&f.kind) && !self.opts.consumers {
-            self.record(Event::Note { text: format!("fault {} skipped: consumers are not running", f.kind.name()) });
+            self.record(Event::Note {
+                text: format!("fault {} skipped: consumers are not running", f.kind.name()),
+            });
             return (ops, None);
         }
         let (target, undo) = match &f.kind {
             FaultKind::BrokerCrash { broker } => {
                 let n = l.broker(*broker);
                 if !self.up[n] {
-                    self.record(Event::Note { text: format!("fault broker-crash skipped: b{broker} is already down") });
+                    self.record(Event::Note {
+                        text: format!("fault broker-crash skipped: b{broker} is already down"),
+                    });
                     return (ops, None);
                 }
                 (format!("b{broker}"), Undo::Restart(n))
             }
             FaultKind::LeaderCrash { topic, partition } => {
-                let g = self.spec.topic_index(topic).map(|ti| self.tp_base[ti as usize] + partition);
+                let g = self
+                    .spec
+                    .topic_index(topic)
+                    .map(|ti| self.tp_base[ti as usize] + partition);
                 match g.and_then(|g| self.meta[g as usize].leader) {
-                    Some(b) if self.up[l.broker(b)] => (format!("b{b}"), Undo::Restart(l.broker(b))),
+                    Some(b) if self.up[l.broker(b)] => {
+                        (format!("b{b}"), Undo::Restart(l.broker(b)))
+                    }
                     _ => {
                         self.record(Event::Note { text: format!("fault leader-crash skipped: {topic}/{partition} has no live leader") });
                         return (ops, None);
@@ -162,23 +206,43 @@ impl World {
                 if !self.up[n] {
                     return (ops, None);
                 }
-                (format!("c{consumer}"), if f.for_s > 0.0 { Undo::Restart(n) } else { Undo::Nothing })
+                (
+                    format!("c{consumer}"),
+                    if f.for_s > 0.0 {
+                        Undo::Restart(n)
+                    } else {
+                        Undo::Nothing
+                    },
+                )
             }
             FaultKind::Partition { from, to, one_way } => {
                 let from: Vec<NodeIdx> = from.iter().filter_map(|s| l.parse(s)).collect();
                 let to: Vec<NodeIdx> = to.iter().filter_map(|s| l.parse(s)).collect();
                 let target = format!(
                     "{}{}{}",
-                    from.iter().map(|&n| l.name(n)).collect::<Vec<_>>().join(","),
+                    from.iter()
+                        .map(|&n| l.name(n))
+                        .collect::<Vec<_>>()
+                        .join(","),
                     if *one_way { "->" } else { "<->" },
                     to.iter().map(|&n| l.name(n)).collect::<Vec<_>>().join(",")
                 );
-                self.net.add_cut(Cut { id, from, to, one_way: *one_way });
+                self.net.add_cut(Cut {
+                    id,
+                    from,
+                    to,
+                    one_way: *one_way,
+                });
                 (target, Undo::Net)
             }
             FaultKind::Latency { node, ms, loss } => {
                 let n = l.parse(node).unwrap_or(0);
-                self.net.add_degraded(Degraded { id, node: n, extra_ms: *ms, loss: *loss });
+                self.net.add_degraded(Degraded {
+                    id,
+                    node: n,
+                    extra_ms: *ms,
+                    loss: *loss,
+                });
                 (node.clone(), Undo::Net)
             }
             FaultKind::SlowDisk { broker, factor } => {
@@ -196,11 +260,17 @@ impl World {
                 (format!("c{consumer}"), Undo::Slow(*consumer))
             }
             FaultKind::CommitReplyLoss { consumer } => {
-                self.consumers[*consumer as usize].commit_reply_loss.push(id);
+                self.consumers[*consumer as usize]
+                    .commit_reply_loss
+                    .push(id);
                 (format!("c{consumer}"), Undo::CommitLoss(*consumer))
             }
         };
-        self.record(Event::Fault { fault: f.kind.name().into(), target: target.clone(), edge: Edge::Start });
+        self.record(Event::Fault {
+            fault: f.kind.name().into(),
+            target: target.clone(),
+            edge: Edge::Start,
+        });
         if let Undo::Restart(n) = undo {
             self.crash_node(n);
             ops.push(NodeOp::Kill(n));
@@ -213,7 +283,16 @@ impl World {
             self.crash_node(n);
             ops.push(NodeOp::Kill(n));
         }
-        (ops, Some(Active { id, name: f.kind.name(), target, end_ms, undo }))
+        (
+            ops,
+            Some(Active {
+                id,
+                name: f.kind.name(),
+                target,
+                end_ms,
+                undo,
+            }),
+        )
     }
 
     /// Heals an active fault.
@@ -234,9 +313,15 @@ impl World {
                 co.stall_until_ms = co.stall_until_ms.min(now);
             }
             Undo::Slow(c) => self.consumers[c as usize].slow.retain(|s| s.0 != a.id),
-            Undo::CommitLoss(c) => self.consumers[c as usize].commit_reply_loss.retain(|&x| x != a.id),
+            Undo::CommitLoss(c) => self.consumers[c as usize]
+                .commit_reply_loss
+                .retain(|&x| x != a.id),
         }
-        self.record(Event::Fault { fault: a.name.into(), target: a.target.clone(), edge: Edge::End });
+        self.record(Event::Fault {
+            fault: a.name.into(),
+            target: a.target.clone(),
+            edge: Edge::End,
+        });
         ops
     }
 }

@@ -97,7 +97,10 @@ pub struct RunConfig {
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { keep_history: true, consumers: true }
+        RunConfig {
+            keep_history: true,
+            consumers: true,
+        }
     }
 }
 
@@ -108,36 +111,62 @@ pub fn run(spec: &Scenario, opts: SimOptions<'_>) -> Result<SimOutcome, SimError
 }
 
 /// [`run`] with explicit [`RunConfig`].
-pub fn run_with(spec: &Scenario, opts: SimOptions<'_>, cfg: RunConfig) -> Result<SimOutcome, SimError> {
+pub fn run_with(
+    spec: &Scenario,
+    opts: SimOptions<'_>,
+    cfg: RunConfig,
+) -> Result<SimOutcome, SimError> {
     spec.validate().map_err(|errs| {
-        SimError::Invalid(errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        SimError::Invalid(
+            errs.iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
     })?;
     let layout = net::Layout {
         brokers: spec.cluster.brokers,
         producers: spec.producers.len() as u32,
-        consumers: if cfg.consumers { spec.consumers.count } else { 0 },
+        consumers: if cfg.consumers {
+            spec.consumers.count
+        } else {
+            0
+        },
     };
     let faults = match &spec.faults {
         Faults::Schedule(v) => v.clone(),
         Faults::Swarm(_) => faults::swarm(spec, opts.seed),
     };
     faults::check_schedule(spec, &layout, &faults)?;
-    let total_ms = (spec.duration_s + spec.liveness_s).checked_mul(1_000).ok_or_else(|| SimError::Invalid("duration too long".into()))?;
+    let total_ms = (spec.duration_s + spec.liveness_s)
+        .checked_mul(1_000)
+        .ok_or_else(|| SimError::Invalid("duration too long".into()))?;
 
     let observer = opts.observer.map(|o| {
         let p: *mut (dyn FnMut(&Entry) -> bool + '_) = o;
         // SAFETY: only the lifetime is erased; see `ObserverPtr`.
-        ObserverPtr(unsafe { std::mem::transmute::<*mut (dyn FnMut(&Entry) -> bool + '_), *mut (dyn FnMut(&Entry) -> bool + 'static)>(p) })
+        ObserverPtr(unsafe {
+            std::mem::transmute::<
+                *mut (dyn FnMut(&Entry) -> bool + '_),
+                *mut (dyn FnMut(&Entry) -> bool + 'static),
+            >(p)
+        })
     });
     let rec = Recorder::new(cfg.keep_history, observer);
-    let wopts = WorldOptions { keep_history: cfg.keep_history, consumers: cfg.consumers };
+    let wopts = WorldOptions {
+        keep_history: cfg.keep_history,
+        consumers: cfg.consumers,
+    };
     let world = World::new(spec, opts.seed, opts.bugs, wopts, rec);
     if cfg.consumers && world.coordinator.is_none() {
-        return Err(SimError::Invalid("the group coordinator rejects this group configuration".into()));
+        return Err(SimError::Invalid(
+            "the group coordinator rejects this group configuration".into(),
+        ));
     }
     let world = Arc::new(Mutex::new(world));
     {
-        let rt = madsim::runtime::Runtime::with_seed_and_config(opts.seed, madsim::Config::default());
+        let rt =
+            madsim::runtime::Runtime::with_seed_and_config(opts.seed, madsim::Config::default());
         rt.block_on(main_task(world.clone(), faults.clone(), total_ms));
     }
     let mut w = world.lock().unwrap_or_else(|e| e.into_inner());
@@ -165,7 +194,12 @@ fn elapsed_ms(start: tokio::time::Instant) -> u64 {
 }
 
 /// A node's only task: handle what is due, sleep until the next thing is due or a message arrives.
-async fn node_main(w: Arc<Mutex<World>>, n: net::NodeIdx, start: tokio::time::Instant, far_ms: u64) {
+async fn node_main(
+    w: Arc<Mutex<World>>,
+    n: net::NodeIdx,
+    start: tokio::time::Instant,
+    far_ms: u64,
+) {
     let notify = w.lock().expect("world lock").notify[n].clone();
     loop {
         let wake = {
@@ -217,14 +251,24 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
         let mut g = w.lock().expect("world lock");
         let meta = g.meta_event();
         g.record(meta);
-        g.record(Event::Phase { phase: Phase::Safety });
+        g.record(Event::Phase {
+            phase: Phase::Safety,
+        });
         g.record_leaders();
         for c in 0..layout.consumers {
             g.consumer_start(c);
         }
     }
-    let mut schedule: Vec<(u64, Due)> =
-        faults.iter().enumerate().map(|(i, f)| (((f.at_s * 1_000.0).round() as u64).min(safety_ms), Due::FaultStart(i))).collect();
+    let mut schedule: Vec<(u64, Due)> = faults
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            (
+                ((f.at_s * 1_000.0).round() as u64).min(safety_ms),
+                Due::FaultStart(i),
+            )
+        })
+        .collect();
     let mut active: BTreeMap<usize, faults::Active> = BTreeMap::new();
     let mut next_ctrl = CONTROLLER_TICK_MS;
     let mut next_lag = LAG_SAMPLE_MS;
@@ -249,7 +293,11 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
                         let (o, a) = g.fault_start(i as u64, &faults[i]);
                         ops.extend(o);
                         if let Some(a) = a {
-                            let end = if faults[i].for_s > 0.0 || a.name == "broker-crash" || a.name == "leader-crash" || a.name == "coordinator-failover" {
+                            let end = if faults[i].for_s > 0.0
+                                || a.name == "broker-crash"
+                                || a.name == "leader-crash"
+                                || a.name == "coordinator-failover"
+                            {
                                 Some(a.end_ms)
                             } else {
                                 None
@@ -274,7 +322,9 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
                 }
                 schedule.retain(|s| !matches!(s.1, Due::FaultEnd(_)));
                 g.net.heal_all();
-                g.record(Event::Phase { phase: Phase::Liveness });
+                g.record(Event::Phase {
+                    phase: Phase::Liveness,
+                });
             }
             if now >= next_ctrl {
                 g.controller_tick();

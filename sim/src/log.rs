@@ -20,7 +20,12 @@ impl LogRun {
         self.offset + self.count as u64
     }
     pub fn run(&self) -> Run {
-        Run { offset: self.offset, producer: self.producer, seq: self.seq, count: self.count }
+        Run {
+            offset: self.offset,
+            producer: self.producer,
+            seq: self.seq,
+            count: self.count,
+        }
     }
 }
 
@@ -55,7 +60,10 @@ impl ReplicaLog {
             return;
         }
         if self.epochs.last().map(|e| e.0) != Some(r.epoch) {
-            debug_assert!(self.epochs.last().is_none_or(|e| e.0 < r.epoch), "epochs only grow");
+            debug_assert!(
+                self.epochs.last().is_none_or(|e| e.0 < r.epoch),
+                "epochs only grow"
+            );
             self.epochs.push((r.epoch, r.offset));
         }
         self.leo = r.end();
@@ -100,7 +108,11 @@ impl ReplicaLog {
     /// The end offset of `epoch` in this log (KIP-101/KIP-320): the start of the first later epoch,
     /// or the log end when none is later.
     pub fn end_offset_for_epoch(&self, epoch: u32) -> u64 {
-        self.epochs.iter().find(|&&(e, _)| e > epoch).map(|&(_, s)| s).unwrap_or(self.leo)
+        self.epochs
+            .iter()
+            .find(|&&(e, _)| e > epoch)
+            .map(|&(_, s)| s)
+            .unwrap_or(self.leo)
     }
 
     /// Records from `from` up to (not including) `upto`, at most `max_records`.
@@ -145,7 +157,13 @@ mod tests {
     use super::*;
 
     fn run(offset: u64, producer: u32, seq: u64, count: u32, epoch: u32) -> LogRun {
-        LogRun { offset, producer, seq, count, epoch }
+        LogRun {
+            offset,
+            producer,
+            seq,
+            count,
+            epoch,
+        }
     }
 
     #[test]

@@ -89,7 +89,13 @@ pub struct Net {
 
 impl Net {
     pub fn new(latency_ms: u64, seed: u64) -> Self {
-        Net { latency_ms, cuts: Vec::new(), degraded: Vec::new(), rng: Stream::new(seed, "net"), dropped: 0 }
+        Net {
+            latency_ms,
+            cuts: Vec::new(),
+            degraded: Vec::new(),
+            rng: Stream::new(seed, "net"),
+            dropped: 0,
+        }
     }
 
     pub fn add_cut(&mut self, c: Cut) {
@@ -111,7 +117,8 @@ impl Net {
     /// Whether `from → to` is cut.
     pub fn cut(&self, from: NodeIdx, to: NodeIdx) -> bool {
         self.cuts.iter().any(|c| {
-            (c.from.contains(&from) && c.to.contains(&to)) || (!c.one_way && c.to.contains(&from) && c.from.contains(&to))
+            (c.from.contains(&from) && c.to.contains(&to))
+                || (!c.one_way && c.to.contains(&from) && c.from.contains(&to))
         })
     }
 
@@ -141,7 +148,11 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        let l = Layout { brokers: 3, producers: 1, consumers: 2 };
+        let l = Layout {
+            brokers: 3,
+            producers: 1,
+            consumers: 2,
+        };
         for n in 0..l.nodes() {
             assert_eq!(l.parse(&l.name(n)), Some(n), "{}", l.name(n));
         }
@@ -155,7 +166,12 @@ mod tests {
         // (one_way, from→to dropped, to→from dropped)
         for (one_way, fwd, back) in [(false, true, true), (true, true, false)] {
             let mut n = Net::new(2, 1);
-            n.add_cut(Cut { id: 1, from: vec![0], to: vec![1], one_way });
+            n.add_cut(Cut {
+                id: 1,
+                from: vec![0],
+                to: vec![1],
+                one_way,
+            });
             assert_eq!(n.delay_ms(0, 1).is_none(), fwd);
             assert_eq!(n.delay_ms(1, 0).is_none(), back);
             assert_eq!(n.delay_ms(0, 2), Some(2));
@@ -167,7 +183,12 @@ mod tests {
     #[test]
     fn degraded_nodes_add_latency_and_lose_messages() {
         let mut n = Net::new(1, 9);
-        n.add_degraded(Degraded { id: 4, node: 2, extra_ms: 10, loss: 0.5 });
+        n.add_degraded(Degraded {
+            id: 4,
+            node: 2,
+            extra_ms: 10,
+            loss: 0.5,
+        });
         let outcomes: Vec<Option<u64>> = (0..1000).map(|_| n.delay_ms(0, 2)).collect();
         assert!(outcomes.iter().flatten().all(|&d| d == 11));
         let lost = outcomes.iter().filter(|o| o.is_none()).count();

@@ -94,7 +94,11 @@ impl Producer {
             }
         };
         let router = (ps.placement == Placement::LoadAware).then(|| {
-            LoadAwareRouter::new(PlacementConfig { partitions: parts_n, tracked_keys_max: ROUTER_TRACKED_KEYS, hot_share: ROUTER_HOT_SHARE })
+            LoadAwareRouter::new(PlacementConfig {
+                partitions: parts_n,
+                tracked_keys_max: ROUTER_TRACKED_KEYS,
+                hot_share: ROUTER_HOT_SHARE,
+            })
         });
         Producer {
             tp_base: w.tp_base[ti as usize],
@@ -123,7 +127,11 @@ impl Producer {
         let t_s = t_ms as f64 / 1_000.0;
         match self.spec.shape {
             LoadShape::Steady => base,
-            LoadShape::Bursts { factor, on_s, off_s } => {
+            LoadShape::Bursts {
+                factor,
+                on_s,
+                off_s,
+            } => {
                 let period = (on_s + off_s) as f64;
                 if t_s % period < on_s as f64 {
                     base * factor
@@ -131,14 +139,20 @@ impl Producer {
                     base
                 }
             }
-            LoadShape::Spike { factor, at_s, for_s } => {
+            LoadShape::Spike {
+                factor,
+                at_s,
+                for_s,
+            } => {
                 if t_s >= at_s as f64 && t_s < (at_s + for_s) as f64 {
                     base * factor
                 } else {
                     base
                 }
             }
-            LoadShape::Ramp { factor } => base * (1.0 + (factor - 1.0) * t_ms as f64 / safety_ms as f64),
+            LoadShape::Ramp { factor } => {
+                base * (1.0 + (factor - 1.0) * t_ms as f64 / safety_ms as f64)
+            }
         }
     }
 
@@ -203,7 +217,10 @@ impl World {
         for k in expired {
             let r = self.producers[p as usize].reqs.remove(&k).expect("listed");
             for part in r.parts {
-                if let Some(b) = self.producers[p as usize].parts[part as usize].batch.as_mut() {
+                if let Some(b) = self.producers[p as usize].parts[part as usize]
+                    .batch
+                    .as_mut()
+                {
                     if b.in_request == Some(k) {
                         b.in_request = None;
                         b.maybe_written = true;
@@ -225,7 +242,14 @@ impl World {
                 let since = st.pending_since_ms.unwrap_or(now);
                 if st.pending >= batch_max as u64 || now >= since + linger {
                     let count = st.pending.min(batch_max as u64) as u32;
-                    st.batch = Some(Batch { seq: st.next_seq, count, created_ms: since, in_request: None, next_try_ms: now, maybe_written: false });
+                    st.batch = Some(Batch {
+                        seq: st.next_seq,
+                        count,
+                        created_ms: since,
+                        in_request: None,
+                        next_try_ms: now,
+                        maybe_written: false,
+                    });
                     st.next_seq += count as u64;
                     st.pending -= count as u64;
                     st.pending_since_ms = if st.pending > 0 { Some(now) } else { None };
@@ -242,17 +266,32 @@ impl World {
                 continue;
             }
             match self.meta[g as usize].leader {
-                Some(l) => per_broker[l as usize].push(ProdBatch { tp: g, seq: b.seq, count: b.count }),
+                Some(l) => per_broker[l as usize].push(ProdBatch {
+                    tp: g,
+                    seq: b.seq,
+                    count: b.count,
+                }),
                 None => b.next_try_ms = now + RETRY_BACKOFF_MS,
             }
         }
         for (g, seq, count) in sends {
             let tp = self.tps[g as usize].name.clone();
-            self.record(Event::ProduceSend { producer: p, tp, seq, count });
+            self.record(Event::ProduceSend {
+                producer: p,
+                tp,
+                seq,
+                count,
+            });
         }
         for (g, seq, count, unknown) in fails {
             let tp = self.tps[g as usize].name.clone();
-            self.record(Event::ProduceFail { producer: p, tp, seq, count, unknown });
+            self.record(Event::ProduceFail {
+                producer: p,
+                tp,
+                seq,
+                count,
+                unknown,
+            });
         }
         for (l, batches) in per_broker.into_iter().enumerate() {
             if batches.is_empty() {
@@ -267,8 +306,25 @@ impl World {
                     b.in_request = Some(req_id);
                 }
             }
-            pr.reqs.insert(req_id, InflightReq { broker: l as u32, sent_ms: now, parts: batches.iter().map(|b| b.tp - tp_base).collect() });
-            self.send(me, self.layout.broker(l as u32), Msg::Produce { req_id, producer: p, acks, idempotent, batches });
+            pr.reqs.insert(
+                req_id,
+                InflightReq {
+                    broker: l as u32,
+                    sent_ms: now,
+                    parts: batches.iter().map(|b| b.tp - tp_base).collect(),
+                },
+            );
+            self.send(
+                me,
+                self.layout.broker(l as u32),
+                Msg::Produce {
+                    req_id,
+                    producer: p,
+                    acks,
+                    idempotent,
+                    batches,
+                },
+            );
             if !self.up[self.layout.broker(l as u32)] {
                 // Connection refused: the broker's process is down.
                 self.producer_disconnect(p, l as u32);
@@ -295,7 +351,12 @@ impl World {
     pub(crate) fn producer_disconnect(&mut self, p: u32, b: u32) {
         let now = self.now_ms;
         let pr = &mut self.producers[p as usize];
-        let gone: Vec<u64> = pr.reqs.iter().filter(|(_, r)| r.broker == b).map(|(&k, _)| k).collect();
+        let gone: Vec<u64> = pr
+            .reqs
+            .iter()
+            .filter(|(_, r)| r.broker == b)
+            .map(|(&k, _)| k)
+            .collect();
         for k in gone {
             let r = pr.reqs.remove(&k).expect("listed");
             for part in r.parts {
@@ -312,7 +373,9 @@ impl World {
     }
 
     pub(crate) fn producer_deliver(&mut self, p: u32, msg: Msg) {
-        let Msg::ProduceResp { req_id, results } = msg else { return };
+        let Msg::ProduceResp { req_id, results } = msg else {
+            return;
+        };
         let now = self.now_ms;
         if self.producers[p as usize].reqs.remove(&req_id).is_none() {
             return; // timed out already
@@ -331,7 +394,13 @@ impl World {
                     let (seq, count) = (b.seq, b.count);
                     st.batch = None;
                     let tp = self.tps[g as usize].name.clone();
-                    self.record(Event::ProduceAck { producer: p, tp, seq, count, offset });
+                    self.record(Event::ProduceAck {
+                        producer: p,
+                        tp,
+                        seq,
+                        count,
+                        offset,
+                    });
                 }
                 ProduceResult::Timeout => {
                     b.maybe_written = true;

@@ -23,12 +23,35 @@ use crate::producer::Producer;
 /// What goes over the simulated network.
 #[derive(Clone, Debug)]
 pub enum Msg {
-    Produce { req_id: u64, producer: u32, acks: Acks, idempotent: bool, batches: Vec<ProdBatch> },
-    ProduceResp { req_id: u64, results: Vec<(u32, ProduceResult)> },
-    ReplicaFetch { follower: u32, parts: Vec<ReplicaFetchPart> },
-    ReplicaFetchResp { leader: u32, parts: Vec<(u32, ReplicaFetchResult)> },
-    Fetch { consumer: u32, req_id: u64, wait_ms: u64, parts: Vec<(u32, u64, u32)> },
-    FetchResp { req_id: u64, parts: Vec<(u32, FetchResult)> },
+    Produce {
+        req_id: u64,
+        producer: u32,
+        acks: Acks,
+        idempotent: bool,
+        batches: Vec<ProdBatch>,
+    },
+    ProduceResp {
+        req_id: u64,
+        results: Vec<(u32, ProduceResult)>,
+    },
+    ReplicaFetch {
+        follower: u32,
+        parts: Vec<ReplicaFetchPart>,
+    },
+    ReplicaFetchResp {
+        leader: u32,
+        parts: Vec<(u32, ReplicaFetchResult)>,
+    },
+    Fetch {
+        consumer: u32,
+        req_id: u64,
+        wait_ms: u64,
+        parts: Vec<(u32, u64, u32)>,
+    },
+    FetchResp {
+        req_id: u64,
+        parts: Vec<(u32, FetchResult)>,
+    },
     Group(Req),
     GroupResp(Resp),
 }
@@ -59,16 +82,26 @@ pub struct ReplicaFetchPart {
 
 #[derive(Clone, Debug)]
 pub enum ReplicaFetchResult {
-    Data { runs: Vec<LogRun>, hw: u64 },
+    Data {
+        runs: Vec<LogRun>,
+        hw: u64,
+    },
     /// The follower's log diverges from the leader's: truncate to `end_offset`, then fetch again.
-    Diverging { end_offset: u64 },
+    Diverging {
+        end_offset: u64,
+    },
     NotLeader,
 }
 
 #[derive(Clone, Debug)]
 pub enum FetchResult {
-    Data { runs: Vec<sluice_core::history::Run>, hw: u64 },
-    Empty { hw: u64 },
+    Data {
+        runs: Vec<sluice_core::history::Run>,
+        hw: u64,
+    },
+    Empty {
+        hw: u64,
+    },
     NotLeader,
 }
 
@@ -113,7 +146,10 @@ impl Recorder {
         if self.stopped {
             return;
         }
-        let e = Entry { t_us: t_ms * 1_000, ev };
+        let e = Entry {
+            t_us: t_ms * 1_000,
+            ev,
+        };
         self.push(&e);
         if let Some(obs) = &self.observer {
             // SAFETY: see `ObserverPtr`.
@@ -123,7 +159,10 @@ impl Recorder {
                 if self.keep {
                     self.entries.push(e);
                 }
-                let end = Entry { t_us: t_ms * 1_000, ev: Event::Phase { phase: Phase::End } };
+                let end = Entry {
+                    t_us: t_ms * 1_000,
+                    ev: Event::Phase { phase: Phase::End },
+                };
                 self.push(&end);
                 if self.keep {
                     self.entries.push(end);
@@ -231,18 +270,31 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(spec: &Scenario, seed: u64, bugs: sluice_core::bugs::Bugs, opts: WorldOptions, rec: Recorder) -> Self {
+    pub fn new(
+        spec: &Scenario,
+        seed: u64,
+        bugs: sluice_core::bugs::Bugs,
+        opts: WorldOptions,
+        rec: Recorder,
+    ) -> Self {
         let layout = Layout {
             brokers: spec.cluster.brokers,
             producers: spec.producers.len() as u32,
-            consumers: if opts.consumers { spec.consumers.count } else { 0 },
+            consumers: if opts.consumers {
+                spec.consumers.count
+            } else {
+                0
+            },
         };
         let mut tps = Vec::new();
         let mut tp_base = Vec::new();
         for (ti, t) in spec.topics.iter().enumerate() {
             tp_base.push(tps.len() as u32);
             for p in 0..t.partitions {
-                tps.push(TpInfo { tp: Tp::new(ti as u16, p), name: history::tp_name(&t.name, p) });
+                tps.push(TpInfo {
+                    tp: Tp::new(ti as u16, p),
+                    name: history::tp_name(&t.name, p),
+                });
             }
         }
         let nodes = layout.nodes();
@@ -268,7 +320,9 @@ impl World {
             inbox: (0..nodes).map(|_| BTreeMap::new()).collect(),
             msg_seq: 0,
             wake_at: vec![0; nodes],
-            notify: (0..nodes).map(|_| Arc::new(tokio::sync::Notify::new())).collect(),
+            notify: (0..nodes)
+                .map(|_| Arc::new(tokio::sync::Notify::new()))
+                .collect(),
             main_notify: Arc::new(tokio::sync::Notify::new()),
             ctrl: Default::default(),
             rng: Stream::new(seed, "world"),
@@ -305,8 +359,10 @@ impl World {
         let credits_max = match k.strategy {
             Strategy::Credit => {
                 let exclusive = parts * k.exclusive_credits as u64;
-                let floating =
-                    k.floating_credits.map(|f| f as u64).unwrap_or((k.buffer_records_max as u64).saturating_sub(exclusive));
+                let floating = k
+                    .floating_credits
+                    .map(|f| f as u64)
+                    .unwrap_or((k.buffer_records_max as u64).saturating_sub(exclusive));
                 exclusive + floating
             }
             _ => 0,
@@ -314,7 +370,11 @@ impl World {
         let mut rate_tiers = Vec::new();
         for l in &k.rate_limits {
             match l.tier {
-                TierKind::Global => rate_tiers.push(TierBound { tier: "global".into(), rate_per_s: l.rate_per_s, burst: l.burst }),
+                TierKind::Global => rate_tiers.push(TierBound {
+                    tier: "global".into(),
+                    rate_per_s: l.rate_per_s,
+                    burst: l.burst,
+                }),
                 TierKind::Topic => rate_tiers.push(TierBound {
                     tier: format!("topic:{}", l.topic.as_deref().unwrap_or("")),
                     rate_per_s: l.rate_per_s,
@@ -322,7 +382,11 @@ impl World {
                 }),
                 TierKind::Consumer => {
                     for c in 0..k.count {
-                        rate_tiers.push(TierBound { tier: format!("consumer:c{c}"), rate_per_s: l.rate_per_s, burst: l.burst })
+                        rate_tiers.push(TierBound {
+                            tier: format!("consumer:c{c}"),
+                            rate_per_s: l.rate_per_s,
+                            burst: l.burst,
+                        })
                     }
                 }
             }
@@ -330,9 +394,18 @@ impl World {
         let mut settings = BTreeMap::new();
         let c = &s.cluster;
         settings.insert("brokers".into(), c.brokers.to_string());
-        settings.insert("replication_factor".into(), c.replication_factor.to_string());
-        settings.insert("min_insync_replicas".into(), c.min_insync_replicas.to_string());
-        settings.insert("unclean_leader_election".into(), c.unclean_leader_election.to_string());
+        settings.insert(
+            "replication_factor".into(),
+            c.replication_factor.to_string(),
+        );
+        settings.insert(
+            "min_insync_replicas".into(),
+            c.min_insync_replicas.to_string(),
+        );
+        settings.insert(
+            "unclean_leader_election".into(),
+            c.unclean_leader_election.to_string(),
+        );
         settings.insert("fsync_on_append".into(), c.fsync_on_append.to_string());
         let acks: Vec<&str> = s
             .producers
@@ -344,9 +417,19 @@ impl World {
             })
             .collect();
         settings.insert("acks".into(), acks.join(","));
-        settings.insert("idempotent".into(), s.producers.iter().map(|p| p.idempotent.to_string()).collect::<Vec<_>>().join(","));
+        settings.insert(
+            "idempotent".into(),
+            s.producers
+                .iter()
+                .map(|p| p.idempotent.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+        );
         settings.insert("assignor".into(), k.assignor.name().into());
-        settings.insert("protocol".into(), format!("{:?}", k.protocol).to_lowercase());
+        settings.insert(
+            "protocol".into(),
+            format!("{:?}", k.protocol).to_lowercase(),
+        );
         settings.insert("static_membership".into(), k.static_membership.to_string());
         settings.insert("consumers_enabled".into(), self.opts.consumers.to_string());
         Event::Meta {
@@ -354,7 +437,14 @@ impl World {
             source: "sim".into(),
             scenario: s.name.clone(),
             seed: self.seed,
-            topics: s.topics.iter().map(|t| TopicMeta { name: t.name.clone(), partitions: t.partitions }).collect(),
+            topics: s
+                .topics
+                .iter()
+                .map(|t| TopicMeta {
+                    name: t.name.clone(),
+                    partitions: t.partitions,
+                })
+                .collect(),
             consumers: self.layout.consumers,
             strategy: k.strategy.name().into(),
             bounds: Bounds {
@@ -385,7 +475,9 @@ impl World {
         if !self.up[to] || !self.up[from] {
             return;
         }
-        let Some(d) = self.net.delay_ms(from, to) else { return };
+        let Some(d) = self.net.delay_ms(from, to) else {
+            return;
+        };
         if self.inbox[to].len() >= consts::INBOX_MESSAGES_MAX {
             self.net.dropped += 1;
             return;
@@ -428,7 +520,9 @@ impl World {
         self.stepping = Some(n);
         self.again = false;
         loop {
-            let Some((&(at, _), _)) = self.inbox[n].first_key_value() else { break };
+            let Some((&(at, _), _)) = self.inbox[n].first_key_value() else {
+                break;
+            };
             if at > now {
                 break;
             }
@@ -445,9 +539,16 @@ impl World {
         } else {
             u64::MAX
         };
-        let next_msg = self.inbox[n].first_key_value().map(|(&(at, _), _)| at).unwrap_or(u64::MAX);
+        let next_msg = self.inbox[n]
+            .first_key_value()
+            .map(|(&(at, _), _)| at)
+            .unwrap_or(u64::MAX);
         self.stepping = None;
-        let t = if std::mem::take(&mut self.again) { now + 1 } else { t };
+        let t = if std::mem::take(&mut self.again) {
+            now + 1
+        } else {
+            t
+        };
         match t.min(next_msg) {
             u64::MAX => u64::MAX,
             next => next.max(now + 1),
@@ -499,10 +600,19 @@ impl World {
         if !self.opts.consumers {
             return;
         }
-        let subscribed: Vec<u32> = self.spec.subscribed_partitions().iter().map(|&tp| self.tp_global(tp)).collect();
+        let subscribed: Vec<u32> = self
+            .spec
+            .subscribed_partitions()
+            .iter()
+            .map(|&tp| self.tp_global(tp))
+            .collect();
         for g in subscribed {
             let hw = self.partition_hw(g);
-            let committed = self.coordinator.as_ref().and_then(|c| c.committed(self.tps[g as usize].tp)).unwrap_or(0);
+            let committed = self
+                .coordinator
+                .as_ref()
+                .and_then(|c| c.committed(self.tps[g as usize].tp))
+                .unwrap_or(0);
             let tp = self.tps[g as usize].name.clone();
             self.record(Event::Lag { tp, hw, committed });
         }
@@ -514,7 +624,12 @@ impl World {
         for (g, info) in self.tps.iter().enumerate() {
             let m = &self.meta[g];
             let b = m.leader.or_else(|| {
-                m.replicas.iter().copied().max_by_key(|&b| self.brokers[b as usize].logs[g].as_ref().map(|l| l.leo).unwrap_or(0))
+                m.replicas.iter().copied().max_by_key(|&b| {
+                    self.brokers[b as usize].logs[g]
+                        .as_ref()
+                        .map(|l| l.leo)
+                        .unwrap_or(0)
+                })
             });
             let runs = b
                 .and_then(|b| self.brokers[b as usize].logs[g].as_ref())

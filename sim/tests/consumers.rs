@@ -38,7 +38,11 @@ fn slow(strategy: &str) -> sluice_core::spec::Scenario {
     let v = set(v, "duration_s", json!(60));
     let v = set(v, "liveness_s", json!(1));
     let v = set(v, "consumers.strategy", json!(strategy));
-    let v = set(v, "consumers.processing", json!({"kind": "constant", "ms": 1.25}));
+    let v = set(
+        v,
+        "consumers.processing",
+        json!({"kind": "constant", "ms": 1.25}),
+    );
     let v = set(v, "consumers.buffer_records_max", json!(400));
     let v = set(v, "consumers.max_poll_records", json!(50));
     scenario(v)
@@ -52,14 +56,33 @@ fn slow_consumer_lag_grows_at_arrival_minus_service_and_buffers_stay_bounded() {
         let out = run_seed(&slow(strategy), 5, true);
         let (l10, l60) = (total_lag_at(&out, 10), total_lag_at(&out, 60));
         let rate = (l60 as f64 - l10 as f64) / 50.0;
-        eprintln!("{strategy}: lag {l10} at 10 s, {l60} at 60 s: {rate:.0}/s; buffer peak {}", buffer_peak(&out));
-        assert!((140.0..=260.0).contains(&rate), "{strategy}: lag grows at {rate:.0}/s, expected about 200/s");
-        assert_eq!(buffer_peak(&out) <= 400, bounded, "{strategy}: buffer peak {} vs bound 400", buffer_peak(&out));
+        eprintln!(
+            "{strategy}: lag {l10} at 10 s, {l60} at 60 s: {rate:.0}/s; buffer peak {}",
+            buffer_peak(&out)
+        );
+        assert!(
+            (140.0..=260.0).contains(&rate),
+            "{strategy}: lag grows at {rate:.0}/s, expected about 200/s"
+        );
+        assert_eq!(
+            buffer_peak(&out) <= 400,
+            bounded,
+            "{strategy}: buffer peak {} vs bound 400",
+            buffer_peak(&out)
+        );
     }
 }
 
 fn rebalances(out: &sluice_sim::SimOutcome) -> usize {
-    count(out, |e| matches!(e, Event::Rebalance { edge: Edge::Start, .. }))
+    count(out, |e| {
+        matches!(
+            e,
+            Event::Rebalance {
+                edge: Edge::Start,
+                ..
+            }
+        )
+    })
 }
 
 #[test]
@@ -68,18 +91,41 @@ fn a_stall_past_max_poll_interval_triggers_a_rebalance() {
     let v = set(v, "duration_s", json!(40));
     let v = set(v, "liveness_s", json!(20));
     let v = set(v, "consumers.max_poll_interval_ms", json!(5_000));
-    let with = set(v.clone(), "faults", json!([{"at_s": 10.0, "for_s": 15.0, "kind": "consumer-stall", "consumer": 0}]));
+    let with = set(
+        v.clone(),
+        "faults",
+        json!([{"at_s": 10.0, "for_s": 15.0, "kind": "consumer-stall", "consumer": 0}]),
+    );
     let quiet = run_seed(&scenario(v), 3, true);
     let stalled = run_seed(&scenario(with), 3, true);
     let during = stalled
         .history
         .iter()
         .filter(|e| e.t_us > 10_000_000 && e.t_us < 30_000_000)
-        .filter(|e| matches!(e.ev, Event::Rebalance { edge: Edge::Start, .. }))
+        .filter(|e| {
+            matches!(
+                e.ev,
+                Event::Rebalance {
+                    edge: Edge::Start,
+                    ..
+                }
+            )
+        })
         .count();
-    eprintln!("rebalances: quiet {}, stalled {} ({during} during the stall)", rebalances(&quiet), rebalances(&stalled));
-    assert_eq!(rebalances(&quiet), 1, "without the stall only the initial rebalance happens");
-    assert!(during >= 1, "the stall past max.poll.interval.ms caused a rebalance");
+    eprintln!(
+        "rebalances: quiet {}, stalled {} ({during} during the stall)",
+        rebalances(&quiet),
+        rebalances(&stalled)
+    );
+    assert_eq!(
+        rebalances(&quiet),
+        1,
+        "without the stall only the initial rebalance happens"
+    );
+    assert!(
+        during >= 1,
+        "the stall past max.poll.interval.ms caused a rebalance"
+    );
 }
 
 /// Slow handlers: a poll's worth of records takes longer than max.poll.interval.ms now and then.
@@ -94,7 +140,11 @@ fn storm(protocol: &str, assignor: &str, static_membership: bool) -> sluice_core
     let v = set(v, "consumers.session_timeout_ms", json!(10_000));
     let v = set(v, "consumers.heartbeat_interval_ms", json!(1_000));
     let v = set(v, "consumers.max_poll_records", json!(200));
-    let v = set(v, "consumers.processing", json!({"kind": "log-normal", "mean_ms": 18.0, "cv": 2.0}));
+    let v = set(
+        v,
+        "consumers.processing",
+        json!({"kind": "log-normal", "mean_ms": 18.0, "cv": 2.0}),
+    );
     scenario(v)
 }
 
@@ -108,10 +158,18 @@ fn eager_slow_handlers_storm_and_cooperative_or_static_damp_it() {
         ("cooperative", "cooperative", "cooperative-sticky", false),
         ("eager+static", "eager", "range", true),
     ] {
-        let total: usize = (0..seeds_n).map(|seed| rebalances(&run_seed(&storm(protocol, assignor, stat), seed, true))).sum();
+        let total: usize = (0..seeds_n)
+            .map(|seed| rebalances(&run_seed(&storm(protocol, assignor, stat), seed, true)))
+            .sum();
         eprintln!("{name}: {total} rebalances over {seeds_n} seeds");
         counts.push(total);
     }
-    assert!(counts[0] > 2 * seeds_n as usize, "eager + slow handlers rebalance repeatedly: {counts:?}");
-    assert!(counts[1] < counts[0] || counts[2] < counts[0], "cooperative or static membership damps the storm: {counts:?}");
+    assert!(
+        counts[0] > 2 * seeds_n as usize,
+        "eager + slow handlers rebalance repeatedly: {counts:?}"
+    );
+    assert!(
+        counts[1] < counts[0] || counts[2] < counts[0],
+        "cooperative or static membership damps the storm: {counts:?}"
+    );
 }

@@ -25,23 +25,49 @@ fn swarm_faults_lie_in_the_safety_phase_and_replay_as_a_schedule() {
     let mut nonempty = 0;
     for seed in 0..seeds(6, 40) {
         let out = run_seed(&s, seed, true);
-        assert!(out.faults.len() <= 4, "seed {seed}: {} faults", out.faults.len());
+        assert!(
+            out.faults.len() <= 4,
+            "seed {seed}: {} faults",
+            out.faults.len()
+        );
         for f in &out.faults {
-            assert!(f.at_s >= 0.0 && f.at_s + 0.0 <= s.duration_s as f64, "seed {seed}: {f:?} outside the safety phase");
+            assert!(
+                f.at_s >= 0.0 && f.at_s + 0.0 <= s.duration_s as f64,
+                "seed {seed}: {f:?} outside the safety phase"
+            );
             kinds_seen.insert(f.kind.name());
         }
         if out.faults.is_empty() {
             continue;
         }
         nonempty += 1;
-        let started = count(&out, |e| matches!(e, Event::Fault { edge: sluice_core::history::Edge::Start, .. }));
+        let started = count(&out, |e| {
+            matches!(
+                e,
+                Event::Fault {
+                    edge: sluice_core::history::Edge::Start,
+                    ..
+                }
+            )
+        });
         let notes = count(&out, |e| matches!(e, Event::Note { .. }));
-        assert_eq!(started + notes, out.faults.len(), "seed {seed}: every fault started or was noted as skipped");
+        assert_eq!(
+            started + notes,
+            out.faults.len(),
+            "seed {seed}: every fault started or was noted as skipped"
+        );
         let mut replay = s.clone();
         replay.faults = Faults::Schedule(out.faults.clone());
-        assert_eq!(run_seed(&replay, seed, true).hash, out.hash, "seed {seed}: the schedule replays the swarm run");
+        assert_eq!(
+            run_seed(&replay, seed, true).hash,
+            out.hash,
+            "seed {seed}: the schedule replays the swarm run"
+        );
     }
-    assert!(nonempty > 0 && kinds_seen.len() > 1, "swarm picked faults: {kinds_seen:?}");
+    assert!(
+        nonempty > 0 && kinds_seen.len() > 1,
+        "swarm picked faults: {kinds_seen:?}"
+    );
 }
 
 #[test]
@@ -55,14 +81,25 @@ fn an_observer_sees_every_entry_and_can_stop_the_run() {
             seen.push(e.clone());
             seen.len() < stop_at
         };
-        let out = run_with(&s, SimOptions { seed: 4, bugs: Bugs::NONE, observer: Some(&mut obs) }, RunConfig::default())
-            .expect("run");
+        let out = run_with(
+            &s,
+            SimOptions {
+                seed: 4,
+                bugs: Bugs::NONE,
+                observer: Some(&mut obs),
+            },
+            RunConfig::default(),
+        )
+        .expect("run");
         assert_eq!(out.stopped_early, early);
         if early {
             assert_eq!(seen.len(), stop_at);
             assert_eq!(out.history.len(), stop_at + 1);
             assert_eq!(out.history[..stop_at], full.history[..stop_at]);
-            assert_eq!(out.history.last().map(|e| &e.ev), Some(&Event::Phase { phase: Phase::End }));
+            assert_eq!(
+                out.history.last().map(|e| &e.ev),
+                Some(&Event::Phase { phase: Phase::End })
+            );
         } else {
             assert_eq!(out.history, full.history);
             assert_eq!(seen, full.history);
@@ -75,15 +112,32 @@ fn an_observer_sees_every_entry_and_can_stop_the_run() {
 fn bad_fault_targets_are_refused_with_a_clear_error() {
     // (fault, words the error must contain)
     let table = [
-        (json!({"at_s": 1.0, "kind": "partition", "from": ["b9"], "to": ["b0"]}), "unknown node"),
-        (json!({"at_s": 1.0, "kind": "latency", "node": "zz", "ms": 5}), "unknown node"),
-        (json!({"at_s": 1.0, "kind": "slow-disk", "broker": 0, "factor": 0.5}), "factor"),
+        (
+            json!({"at_s": 1.0, "kind": "partition", "from": ["b9"], "to": ["b0"]}),
+            "unknown node",
+        ),
+        (
+            json!({"at_s": 1.0, "kind": "latency", "node": "zz", "ms": 5}),
+            "unknown node",
+        ),
+        (
+            json!({"at_s": 1.0, "kind": "slow-disk", "broker": 0, "factor": 0.5}),
+            "factor",
+        ),
     ];
     for (fault, words) in table {
         let s = scenario(set(base(2, 100.0, 1), "faults", json!([fault])));
-        let err = run_with(&s, SimOptions { seed: 1, bugs: Bugs::NONE, observer: None }, RunConfig::default())
-            .err()
-            .expect("refused");
+        let err = run_with(
+            &s,
+            SimOptions {
+                seed: 1,
+                bugs: Bugs::NONE,
+                observer: None,
+            },
+            RunConfig::default(),
+        )
+        .err()
+        .expect("refused");
         assert!(err.to_string().contains(words), "{err}");
     }
 }

@@ -20,13 +20,24 @@ enum Prelude {
 
 /// One cluster-only run (no consumers: loss is a property of the cluster) with a crash the seed
 /// places: `(acknowledged records, lost records)`.
-fn crash_run(acks: &str, min_isr: u32, unclean: bool, prelude: Prelude, kind: &str, seed: u64) -> (u64, u64) {
+fn crash_run(
+    acks: &str,
+    min_isr: u32,
+    unclean: bool,
+    prelude: Prelude,
+    kind: &str,
+    seed: u64,
+) -> (u64, u64) {
     let mut r = Stream::new(seed, "test-fault");
     let at_s = 5.0 + (r.f64() * 30.0).round() / 10.0;
     let for_s = (r.f64() * 30.0).round() / 10.0;
     let crash = match kind {
-        "broker" => json!({"at_s": at_s, "for_s": for_s, "kind": "broker-crash", "broker": r.below(3)}),
-        _ => json!({"at_s": at_s, "for_s": for_s, "kind": "leader-crash", "topic": "orders", "partition": 0}),
+        "broker" => {
+            json!({"at_s": at_s, "for_s": for_s, "kind": "broker-crash", "broker": r.below(3)})
+        }
+        _ => {
+            json!({"at_s": at_s, "for_s": for_s, "kind": "leader-crash", "topic": "orders", "partition": 0})
+        }
     };
     let mut faults: Vec<Value> = match prelude {
         Prelude::None => vec![],
@@ -35,7 +46,9 @@ fn crash_run(acks: &str, min_isr: u32, unclean: bool, prelude: Prelude, kind: &s
             json!({"at_s": 1.0, "for_s": 11.0, "kind": "slow-disk", "broker": 2, "factor": 30.0}),
         ],
         Prelude::IsolatedLeader => {
-            vec![json!({"at_s": at_s - 3.0, "for_s": 3.0, "kind": "partition", "from": ["b0"], "to": ["b1", "b2"]})]
+            vec![
+                json!({"at_s": at_s - 3.0, "for_s": 3.0, "kind": "partition", "from": ["b0"], "to": ["b1", "b2"]}),
+            ]
         }
     };
     faults.push(crash);
@@ -52,7 +65,10 @@ fn crash_run(acks: &str, min_isr: u32, unclean: bool, prelude: Prelude, kind: &s
     let out = run_seed(&s, seed, false);
     let (acked, lost) = lost_acked(&out);
     if lost > 0 && std::env::var("SLUICE_SHOW_LOSS").is_ok() {
-        eprintln!("seed {seed} lost {lost}: {}", serde_json::to_string(&v).unwrap_or_default());
+        eprintln!(
+            "seed {seed} lost {lost}: {}",
+            serde_json::to_string(&v).unwrap_or_default()
+        );
     }
     (acked, lost)
 }
@@ -64,8 +80,14 @@ fn acks_all_min_isr_2_rf_3_never_loses_with_one_broker_crash() {
     for seed in 0..n {
         for kind in ["broker", "leader"] {
             let (acked, lost) = crash_run("all", 2, false, Prelude::None, kind, seed);
-            assert_eq!(lost, 0, "seed {seed} ({kind} crash): {lost} of {acked} acknowledged records lost");
-            assert!(acked > 10_000, "seed {seed}: the producer made progress ({acked} acked)");
+            assert_eq!(
+                lost, 0,
+                "seed {seed} ({kind} crash): {lost} of {acked} acknowledged records lost"
+            );
+            assert!(
+                acked > 10_000,
+                "seed {seed}: the producer made progress ({acked} acked)"
+            );
             acked_total += acked;
         }
     }
@@ -105,7 +127,9 @@ fn loss_only_in_kafkas_cases() {
         ("all", 1, false, Prelude::IsolatedLeader, true),
     ];
     for (acks, min_isr, unclean, prelude, expect_loss) in table {
-        let losing = (0..n).filter(|&seed| crash_run(acks, min_isr, unclean, prelude, "leader", seed).1 > 0).count();
+        let losing = (0..n)
+            .filter(|&seed| crash_run(acks, min_isr, unclean, prelude, "leader", seed).1 > 0)
+            .count();
         assert_eq!(
             losing > 0,
             expect_loss,

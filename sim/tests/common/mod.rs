@@ -51,8 +51,19 @@ pub fn scenario(v: Value) -> Scenario {
 }
 
 pub fn run_seed(s: &Scenario, seed: u64, consumers: bool) -> SimOutcome {
-    run_with(s, SimOptions { seed, bugs: Bugs::NONE, observer: None }, RunConfig { keep_history: true, consumers })
-        .expect("the run completes")
+    run_with(
+        s,
+        SimOptions {
+            seed,
+            bugs: Bugs::NONE,
+            observer: None,
+        },
+        RunConfig {
+            keep_history: true,
+            consumers,
+        },
+    )
+    .expect("the run completes")
 }
 
 /// Acknowledged records missing from (or overwritten in) the final log of their partition at the
@@ -62,13 +73,22 @@ pub fn lost_acked(out: &SimOutcome) -> (u64, u64) {
     let mut lost = 0;
     let logs: &BTreeMap<String, Vec<Run>> = &out.final_logs;
     for e in &out.history {
-        if let Event::ProduceAck { producer, tp, seq, count, offset } = &e.ev {
+        if let Event::ProduceAck {
+            producer,
+            tp,
+            seq,
+            count,
+            offset,
+        } = &e.ev
+        {
             acked += *count as u64;
             let runs = logs.get(tp).map(|v| v.as_slice()).unwrap_or(&[]);
             for i in 0..*count as u64 {
                 let o = offset + i;
                 let at = runs.partition_point(|r| r.offset + r.count as u64 <= o);
-                let ok = runs.get(at).is_some_and(|r| r.offset <= o && r.producer == *producer && r.seq + (o - r.offset) == seq + i);
+                let ok = runs.get(at).is_some_and(|r| {
+                    r.offset <= o && r.producer == *producer && r.seq + (o - r.offset) == seq + i
+                });
                 if !ok {
                     lost += 1;
                 }
