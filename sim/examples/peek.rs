@@ -49,10 +49,10 @@ fn main() {
             | Event::Rebalance { .. }
             | Event::Member { .. }
             | Event::Note { .. }
-            | Event::Phase { .. } => {
-                if !dump {
-                    println!("{line}");
-                }
+            | Event::Phase { .. }
+                if !dump =>
+            {
+                println!("{line}");
             }
             _ => {}
         }

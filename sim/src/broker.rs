@@ -759,7 +759,7 @@ impl World {
                         < self.spec.cluster.min_insync_replicas as usize
                 {
                     // Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND: written, but not to enough replicas.
-                    self.complete(b, w.req, w.idx, ProduceResult::NotEnoughReplicas);
+                    self.complete(b, w.req, w.idx, ProduceResult::NotEnoughReplicasAfterAppend);
                 } else if hw >= w.need {
                     self.complete(b, w.req, w.idx, ProduceResult::Ok { offset: w.offset });
                 } else {

@@ -275,8 +275,7 @@ impl World {
                 for (g, r) in parts {
                     let tp = self.tps[g as usize].tp;
                     let name = self.tps[g as usize].name.clone();
-                    let input_hw;
-                    match r {
+                    let input_hw = match r {
                         FetchResult::Data { runs, hw } => {
                             let offset = runs[0].offset;
                             let count: u32 = runs.iter().map(|r| r.count).sum();
@@ -299,9 +298,9 @@ impl World {
                             }
                             continue;
                         }
-                        FetchResult::Empty { hw } => input_hw = Some(hw),
-                        FetchResult::NotLeader => input_hw = None,
-                    }
+                        FetchResult::Empty { hw } => Some(hw),
+                        FetchResult::NotLeader => None,
+                    };
                     if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
                         p.handle(now * 1_000, Input::FetchEmpty { tp, hw: input_hw });
                     }

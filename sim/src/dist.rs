@@ -69,7 +69,7 @@ impl Stream {
     }
     /// Poisson(lambda): Knuth's product method for small means, a rounded normal for large ones.
     pub fn poisson(&mut self, lambda: f64) -> u64 {
-        if !(lambda > 0.0) {
+        if lambda.is_nan() || lambda <= 0.0 {
             return 0;
         }
         if lambda < 30.0 {
@@ -152,7 +152,8 @@ mod tests {
     #[test]
     fn samplers_have_the_right_means() {
         let mut s = Stream::new(7, "t");
-        let cases: Vec<(&str, f64, Box<dyn FnMut(&mut Stream) -> f64>)> = vec![
+        type Sampler = Box<dyn FnMut(&mut Stream) -> f64>;
+        let cases: Vec<(&str, f64, Sampler)> = vec![
             ("exp", 2.0, Box::new(|s: &mut Stream| s.exp(2.0))),
             (
                 "gamma(5,0.5)",

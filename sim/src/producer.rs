@@ -402,7 +402,7 @@ impl World {
                         offset,
                     });
                 }
-                ProduceResult::Timeout => {
+                ProduceResult::Timeout | ProduceResult::NotEnoughReplicasAfterAppend => {
                     b.maybe_written = true;
                     b.next_try_ms = now + RETRY_BACKOFF_MS;
                 }

@@ -66,9 +66,14 @@ pub struct ProdBatch {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ProduceResult {
-    Ok { offset: u64 },
+    Ok {
+        offset: u64,
+    },
     NotLeader,
     NotEnoughReplicas,
+    /// Written to the leader's log, but the ISR fell below `min.insync.replicas` before it was
+    /// replicated (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND): the outcome is unknown.
+    NotEnoughReplicasAfterAppend,
     Timeout,
 }
 
@@ -519,13 +524,10 @@ impl World {
         let now = self.now_ms;
         self.stepping = Some(n);
         self.again = false;
-        loop {
-            let Some((&(at, _), _)) = self.inbox[n].first_key_value() else {
-                break;
-            };
-            if at > now {
-                break;
-            }
+        while self.inbox[n]
+            .first_key_value()
+            .is_some_and(|(&(at, _), _)| at <= now)
+        {
             let (_, msg) = self.inbox[n].pop_first().expect("checked non-empty");
             self.deliver(n, msg);
         }
