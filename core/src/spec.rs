@@ -637,6 +637,40 @@ impl Scenario {
         v
     }
 
+    /// The bounds a run of this scenario declares in its history's `Meta` line, as the checkers read
+    /// them. Shared tiers are written once with their whole rate and burst (the group as a whole must
+    /// hold them); consumer tiers once per consumer.
+    pub fn bounds(&self) -> crate::history::Bounds {
+        use crate::history::TierBound;
+        let k = &self.consumers;
+        let parts = self.subscribed_partitions().len() as u64;
+        let credits_max = if k.strategy == Strategy::Credit {
+            let exclusive = parts * k.exclusive_credits as u64;
+            exclusive + k.floating_credits.map(u64::from).unwrap_or((k.buffer_records_max as u64).saturating_sub(exclusive))
+        } else {
+            0
+        };
+        let mut rate_tiers = Vec::new();
+        for l in &k.rate_limits {
+            let tier = |name: String| TierBound { tier: name, rate_per_s: l.rate_per_s, burst: l.burst };
+            match l.tier {
+                TierKind::Global => rate_tiers.push(tier("global".into())),
+                TierKind::Topic => rate_tiers.push(tier(format!("topic:{}", l.topic.as_deref().unwrap_or("")))),
+                TierKind::Consumer => rate_tiers.extend((0..k.count).map(|c| tier(format!("consumer:c{c}")))),
+            }
+        }
+        crate::history::Bounds {
+            buffer_records_max: k.buffer_records_max as u64,
+            credits_max,
+            rate_tiers,
+            duplicate_window_records: None,
+            lag_ok_records: self.expect.lag_ok_records,
+            recovery_deadline_ms: self.expect.recovery_deadline_ms,
+            max_poll_interval_ms: k.max_poll_interval_ms,
+            session_timeout_ms: k.session_timeout_ms,
+        }
+    }
+
     /// Effective pause watermarks `(high, low)`: defaults are 80% and 40% of the buffer.
     pub fn pause_watermarks(&self) -> (u32, u32) {
         let c = &self.consumers;

@@ -27,8 +27,8 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::topic_partition_list::{Offset as KOffset, TopicPartitionList};
 
 use sluice_core::bugs::Bugs;
-use sluice_core::history::{self, Bounds, Edge, Entry, Event, Phase, TierBound, TopicMeta};
-use sluice_core::spec::{FaultKind, Faults, Scenario, Strategy, TierKind};
+use sluice_core::history::{self, Bounds, Edge, Entry, Event, Phase, TopicMeta};
+use sluice_core::spec::{FaultKind, Faults, Scenario};
 
 use kafka::{Conn, Names};
 use member::{Control, Exit, MemberPlan};
@@ -146,40 +146,7 @@ fn unread_acked(h: &[Entry]) -> u64 {
 
 /// The bounds a run declares (from the scenario), as the checkers read them.
 pub fn bounds_of(sc: &Scenario) -> Bounds {
-    let k = &sc.consumers;
-    let parts = sc.subscribed_partitions().len() as u64;
-    let credits_max = if k.strategy == Strategy::Credit {
-        let exclusive = parts * k.exclusive_credits as u64;
-        exclusive + k.floating_credits.map(u64::from).unwrap_or((k.buffer_records_max as u64).saturating_sub(exclusive))
-    } else {
-        0
-    };
-    let mut rate_tiers = Vec::new();
-    for l in &k.rate_limits {
-        match l.tier {
-            TierKind::Global => rate_tiers.push(TierBound { tier: "global".into(), rate_per_s: l.rate_per_s, burst: l.burst }),
-            TierKind::Topic => rate_tiers.push(TierBound {
-                tier: format!("topic:{}", l.topic.as_deref().unwrap_or("")),
-                rate_per_s: l.rate_per_s,
-                burst: l.burst,
-            }),
-            TierKind::Consumer => {
-                for c in 0..k.count {
-                    rate_tiers.push(TierBound { tier: format!("consumer:c{c}"), rate_per_s: l.rate_per_s, burst: l.burst });
-                }
-            }
-        }
-    }
-    Bounds {
-        buffer_records_max: k.buffer_records_max as u64,
-        credits_max,
-        rate_tiers,
-        duplicate_window_records: None,
-        lag_ok_records: sc.expect.lag_ok_records,
-        recovery_deadline_ms: sc.expect.recovery_deadline_ms,
-        max_poll_interval_ms: k.max_poll_interval_ms,
-        session_timeout_ms: k.session_timeout_ms,
-    }
+    sc.bounds()
 }
 
 /// One scheduled action of the orchestrator, in scenario seconds.
