@@ -13,6 +13,22 @@ use sluice_core::spec::Strategy;
 use sluice_scenarios::runner::{self, CompareBy, ExploreOptions, RunError};
 use sluice_scenarios::{catalogue, load, ScenarioError};
 
+/// Prints a line to stdout; a closed pipe (`sluice list | head`) is not an error worth a panic.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
+/// As [`say!`] without the newline.
+macro_rules! say_raw {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+    }};
+}
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0    every invariant held (or every expected anomaly was seen)
@@ -209,7 +225,7 @@ fn main() -> ExitCode {
         Err(Failure { code, error }) => {
             eprintln!("error: {error:#}");
             if json {
-                println!("{}", serde_json::json!({ "error": format!("{error:#}"), "exit_code": code }));
+                say!("{}", serde_json::json!({ "error": format!("{error:#}"), "exit_code": code }));
             }
             ExitCode::from(code)
         }
@@ -224,7 +240,7 @@ fn init_logging() {
 
 fn print_json(v: &impl serde::Serialize) -> Result<(), Failure> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Failure { code: 1, error: e.into() })?;
-    println!("{s}");
+    say!("{s}");
     Ok(())
 }
 
@@ -276,7 +292,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 for r in &rows {
                     let desc = r["description"].as_str().unwrap_or_default();
                     let first = desc.split(". ").next().unwrap_or(desc).trim_end_matches('.');
-                    println!("{:<width$}  {first}", r["name"].as_str().unwrap_or_default());
+                    say!("{:<width$}  {first}", r["name"].as_str().unwrap_or_default());
                 }
             }
             Ok(0)
@@ -295,8 +311,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             if json {
                 print_json(&r)?;
             } else {
-                println!("{}", r.table());
-                println!("  written to: {}", out.display());
+                say!("{}", r.table());
+                say!("  written to: {}", out.display());
                 if let Some(e) = &r.plot_error {
                     eprintln!("warning: plots not drawn: {e}");
                 }
@@ -318,10 +334,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             if json {
                 print_json(&c)?;
             } else {
-                print!("{}", c.table());
-                println!("  written to: {}", out.display());
+                say_raw!("{}", c.table());
+                say!("  written to: {}", out.display());
                 for (name, r) in &c.runs {
-                    println!("  replay {name}: {}", r.replay);
+                    say!("  replay {name}: {}", r.replay);
                 }
                 if let Some(e) = &c.plot_error {
                     eprintln!("warning: comparison plots not drawn: {e}");
@@ -355,7 +371,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             if json {
                 print_json(&x)?;
             } else {
-                print!("{}", x.table());
+                say_raw!("{}", x.table());
             }
             Ok(verdict_code(x.pass()))
         }
@@ -364,7 +380,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             if json {
                 print_json(&c)?;
             } else {
-                println!("{}", c.table());
+                say!("{}", c.table());
             }
             Ok(verdict_code(c.judgement.pass))
         }
@@ -373,7 +389,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             if json {
                 print_json(&serde_json::json!({ "index": index, "plot_error": err }))?;
             } else if err.is_none() {
-                println!("{}", index.display());
+                say!("{}", index.display());
             }
             match err {
                 None => Ok(0),
@@ -437,17 +453,17 @@ fn real(
             "fidelity": fidelity,
         }))?;
     } else {
-        println!("{}", check.table());
+        say!("{}", check.table());
         for s in &outcome.skipped_faults {
-            println!("  skipped fault: {s}");
+            say!("  skipped fault: {s}");
         }
         for s in outcome.cleanup_problems.iter().chain(&outcome.member_failures) {
             eprintln!("warning: {s}");
         }
         if let Some(f) = &fidelity {
-            println!("  fidelity vs the simulator: {}", serde_json::to_string(f).context("fidelity").map_err(Failure::from)?);
+            say!("  fidelity vs the simulator: {}", serde_json::to_string(f).context("fidelity").map_err(Failure::from)?);
         }
-        println!("  history: {}", outcome.history_path.display());
+        say!("  history: {}", outcome.history_path.display());
     }
     Ok(verdict_code(check.judgement.pass && outcome.member_failures.is_empty()))
 }

@@ -16,10 +16,11 @@ fn temp_dir(label: &str) -> PathBuf {
 }
 
 #[test]
-#[ignore = "needs sim"]
 fn every_catalogue_scenario_meets_its_expectations_at_seed_1() {
+    // s0 simulates a full hour (minutes of wall time even in release): SLUICE_SLOW=1 includes it.
+    let slow = std::env::var_os("SLUICE_SLOW").is_some();
     let mut failed = Vec::new();
-    for name in catalogue::names() {
+    for name in catalogue::names().filter(|n| slow || *n != "s0") {
         let s = load(name).unwrap();
         match runner::run_one(&s, 1, None, Bugs::NONE, None) {
             Ok(r) if r.pass() => {}
@@ -31,7 +32,6 @@ fn every_catalogue_scenario_meets_its_expectations_at_seed_1() {
 }
 
 #[test]
-#[ignore = "needs sim"]
 fn summaries_at_fixed_seeds() {
     for (name, seed) in [("steady", 1), ("broker-crash-acks-all", 2), ("unclean-election", 3), ("prefetch-memory-growth", 4)] {
         let s = load(name).unwrap();
@@ -41,7 +41,6 @@ fn summaries_at_fixed_seeds() {
 }
 
 #[test]
-#[ignore = "needs sim"]
 fn a_seed_decides_the_run() {
     let s = load("commit-unknown-outcome").unwrap();
     let hash = |seed| runner::run_one(&s, seed, None, Bugs::NONE, None).unwrap().hash;
@@ -51,7 +50,6 @@ fn a_seed_decides_the_run() {
 }
 
 #[test]
-#[ignore = "needs sim"]
 fn a_run_writes_files_that_check_and_replay_to_the_same_result() {
     let dir = temp_dir("files");
     let s = load("rate-limited-sink-restart").unwrap();
@@ -71,7 +69,6 @@ fn a_run_writes_files_that_check_and_replay_to_the_same_result() {
 }
 
 #[test]
-#[ignore = "needs sim"]
 fn planted_bugs_are_caught() {
     // (scenario, bug, the anomaly its rule names)
     let cases = [
@@ -80,7 +77,10 @@ fn planted_bugs_are_caught() {
         ("rate-limited-sink-restart", Bug::BucketOverfill, "rate-bound"),
     ];
     for (name, bug, anomaly) in cases {
-        let s = load(name).unwrap();
+        let mut s = load(name).unwrap();
+        // prefetch-memory-growth expects the overflow under strategy none; under pause only the bug
+        // can cause it, so nothing is expected.
+        s.expect.anomalies.clear();
         let strategy = (name == "prefetch-memory-growth").then_some(Strategy::Pause);
         let r = runner::run_one(&s, 1, strategy, Bugs::only(bug), None).unwrap();
         assert!(!r.pass(), "{name} with {} passed:\n{}", bug.name(), r.table());
@@ -90,7 +90,6 @@ fn planted_bugs_are_caught() {
 }
 
 #[test]
-#[ignore = "needs sim"]
 fn comparing_strategies_shows_which_one_bounds_the_buffer() {
     let s = load("prefetch-memory-growth").unwrap();
     let c = runner::compare(&s, 1, CompareBy::Strategy, &CompareBy::Strategy.variants(), Bugs::NONE, None).unwrap();
@@ -104,15 +103,14 @@ fn comparing_strategies_shows_which_one_bounds_the_buffer() {
 }
 
 #[test]
-#[ignore = "needs sim"]
 fn exploring_with_a_planted_bug_reports_replayable_seeds_and_shrinks_the_first() {
     let dir = temp_dir("explore");
-    let s = load("commit-unknown-outcome").unwrap();
+    let s = load("steady").unwrap();
     let opts = ExploreOptions {
         first_seed: 10,
         seeds: 4,
-        bugs: Bugs::only(Bug::NoSeekOnAssign),
-        swarm: false,
+        bugs: Bugs::only(Bug::CommitBeforeProcess),
+        swarm: true,
         threads: 2,
         shrink: true,
         out_dir: dir.clone(),
@@ -128,7 +126,7 @@ fn exploring_with_a_planted_bug_reports_replayable_seeds_and_shrinks_the_first()
     let seeds: Vec<u64> = x.failures.iter().map(|f| f.seed).collect();
     assert!(seeds.windows(2).all(|w| w[0] < w[1]), "failures not in seed order: {seeds:?}");
     for f in &x.failures {
-        assert!(f.replay.contains(&format!("--seed {}", f.seed)) && f.replay.contains("--plant no-seek-on-assign"), "{}", f.replay);
+        assert!(f.replay.contains(&format!("--seed {}", f.seed)) && f.replay.contains("--plant commit-before-process"), "{}", f.replay);
     }
     let shrunk = x.shrunk.as_ref().expect("the first failure is shrunk");
     assert!(shrunk.faults_after <= shrunk.faults_before);
