@@ -404,6 +404,9 @@ struct Job {
     offset: Offset,
     count: u32,
     attempt: u32,
+    /// The partition was given up (lost, revoked, or dropped as a zombie) while this run was in
+    /// flight: its outcome belongs to no current incarnation and is ignored when it arrives.
+    void: bool,
 }
 
 #[derive(Debug)]
@@ -901,6 +904,14 @@ impl Pipeline {
     /// Gives a partition up: drops its buffered records (the next owner re-fetches them from the
     /// committed offset), returns its credits, stops tracking it.
     fn drop_part(&mut self, tp: Tp) {
+        // A run of this partition still on a worker belongs to the incarnation being dropped: its
+        // records' buffer space and credits are returned below, and its outcome must not count
+        // against a later incarnation if the partition comes back before it finishes.
+        for job in self.workers.iter_mut().flatten() {
+            if job.tp == tp {
+                job.void = true;
+            }
+        }
         let Some(p) = self.parts.remove(&tp) else {
             self.zombie.remove(&tp);
             return;
@@ -1011,6 +1022,10 @@ impl Pipeline {
         };
         self.free_workers += 1;
         assert!(ok <= job.count, "ProcessDone reports more ok records than the run had");
+        if job.void {
+            self.stats.stale_completions += 1;
+            return;
+        }
         let credit = self.cfg.strategy == Strategy::Credit;
         let owned = self.parts.contains_key(&job.tp);
         let part = if owned { self.parts.get_mut(&job.tp) } else { self.zombie.get_mut(&job.tp) };
@@ -1384,7 +1399,7 @@ impl Pipeline {
             p.in_flight = true;
             p.in_ready = false;
             let worker = self.workers.iter().position(|w| w.is_none()).expect("a free worker") as u32;
-            self.workers[worker as usize] = Some(Job { tp, offset, count: n, attempt });
+            self.workers[worker as usize] = Some(Job { tp, offset, count: n, attempt, void: false });
             self.free_workers -= 1;
             self.cursor = Some(tp);
             self.last_poll_us = now;
