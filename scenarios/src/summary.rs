@@ -189,7 +189,8 @@ mod tests {
     #[test]
     fn judgement_table() {
         // (reported, expected, may_be_absent, pass, unexpected, missing)
-        let cases: &[(&[&str], &[&str], bool, bool, usize, usize)] = &[
+        type Case = (&'static [&'static str], &'static [&'static str], bool, bool, usize, usize);
+        let cases: &[Case] = &[
             (&[], &[], false, true, 0, 0),
             (&["duplicate"], &[], false, false, 1, 0),
             (&["lost-write", "lost-write"], &["lost-write"], false, true, 0, 0),
