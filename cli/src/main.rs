@@ -438,12 +438,20 @@ fn real(
         Failure { code, error: e.into() }
     })?;
     let check = runner::check_file(&outcome.history_path)?;
-    let fidelity = if compare_sim {
-        let sim = runner::simulate(&sc, seed, bugs, false)?;
-        Some(sluice_real::fidelity::compare(&sim.history, &outcome.history))
-    } else {
-        None
+    let sim = if compare_sim { Some(runner::simulate(&sc, seed, bugs, false)?) } else { None };
+    let fidelity = sim.as_ref().map(|sim| sluice_real::fidelity::compare(&sim.history, &outcome.history));
+    // The same pictures as a simulated run, plus the sim-vs-real overlay when both exist.
+    let overlay: Vec<(String, Vec<sluice_core::history::Entry>)> = match &sim {
+        Some(sim) => vec![("sim".to_string(), sim.history.clone()), ("real".to_string(), outcome.history.clone())],
+        None => Vec::new(),
     };
+    let plot_failure = |e: sluice_plots::PlotError| Failure { code: 1, error: anyhow::anyhow!("plots for {}: {e}", out.display()) };
+    let rendered = sluice_plots::render_all(&outcome.history, &overlay, &out).map_err(plot_failure)?;
+    let mut html = format!("<pre>{}</pre>", check.table().replace('&', "&amp;").replace('<', "&lt;"));
+    if let Some(f) = &fidelity {
+        html.push_str(&format!("<h2>Fidelity vs the simulator</h2><pre>{}</pre>", serde_json::to_string_pretty(f).unwrap_or_default().replace('<', "&lt;")));
+    }
+    sluice_plots::write_index(&out, &format!("real {} (seed {seed})", sc.name), &html, &rendered.files).map_err(plot_failure)?;
     if json {
         print_json(&serde_json::json!({
             "check": check,

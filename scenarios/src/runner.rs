@@ -599,10 +599,23 @@ pub fn explore(
     let mut failures = Vec::new();
     let mut expected_seen = 0;
     let mut first_failure: Option<(u64, Simulated)> = None;
+    // Distributions across seeds for the sweep plots (runs that went to the end only: a run
+    // stopped at its first violation has no meaningful peaks).
+    let mut max_lag = Vec::new();
+    let mut recovery_s = Vec::new();
+    let mut buffer_peak = Vec::new();
     for (seed, r) in results {
         let replay = replay_command(&target, seed, None, opts.bugs);
         match r {
             Ok(sim) => {
+                if !sim.stopped_early {
+                    let sm = &sim.report.summary;
+                    max_lag.push(sm.max_lag_records as f64);
+                    if let Some(ms) = sm.recovery_time_ms {
+                        recovery_s.push(ms as f64 / 1_000.0);
+                    }
+                    buffer_peak.push(sm.buffer_peak_records.values().copied().max().unwrap_or(0) as f64);
+                }
                 if sim.judgement.missing.is_empty() && !sc.expect.anomalies.is_empty() {
                     expected_seen += 1;
                 }
@@ -621,6 +634,26 @@ pub fn explore(
         Some((seed, sim)) if opts.shrink => Some(shrink_failure(&sc, seed, opts.bugs, &sim, &opts.out_dir)?),
         _ => None,
     };
+    let metrics: Vec<(String, Vec<f64>)> = [
+        ("max lag (records)", max_lag),
+        ("recovery time (s)", recovery_s),
+        ("peak buffer (records)", buffer_peak),
+    ]
+    .into_iter()
+    .filter(|(_, v)| !v.is_empty())
+    .map(|(n, v)| (n.to_string(), v))
+    .collect();
+    if !metrics.is_empty() {
+        let images = sluice_plots::render_sweep(&metrics, &opts.out_dir).map_err(|e| RunError::Write { path: opts.out_dir.display().to_string(), message: e.to_string() })?;
+        let html = format!(
+            "<p>{} seeds of <code>{}</code>, {} failing. Distributions over the seeds that ran to the end.</p>",
+            opts.seeds,
+            html_escape(&sc.name),
+            failures.len()
+        );
+        sluice_plots::write_index(&opts.out_dir, &format!("explore {}", sc.name), &html, &images)
+            .map_err(|e| RunError::Write { path: opts.out_dir.display().to_string(), message: e.to_string() })?;
+    }
     Ok(ExploreSummary { scenario: sc.name.clone(), seeds_run: opts.seeds, expected_seen, failures, shrunk })
 }
 
@@ -788,4 +821,8 @@ mod tests {
             }
         }
     }
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

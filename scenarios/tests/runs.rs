@@ -136,3 +136,17 @@ fn exploring_with_a_planted_bug_reports_replayable_seeds_and_shrinks_the_first()
     assert_eq!(r.pass(), !shrunk.reproduced, "{}", r.table());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn exploring_writes_distribution_plots_and_an_index() {
+    let dir = temp_dir("explore-sweep");
+    let s = load("steady").unwrap();
+    let opts = ExploreOptions { first_seed: 1, seeds: 3, bugs: Bugs::NONE, swarm: true, threads: 2, shrink: false, out_dir: dir.clone() };
+    let x = runner::explore(&s, &opts, &|_| {}).unwrap();
+    assert!(x.pass(), "{}", x.table());
+    let index = std::fs::read_to_string(dir.join("index.html")).expect("explore writes index.html");
+    for name in ["sweep_max_lag__records_.png", "sweep_peak_buffer__records_.png"] {
+        assert!(dir.join(name).exists(), "{name} missing");
+        assert!(index.contains(name), "index.html does not show {name}");
+    }
+}
