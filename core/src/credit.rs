@@ -35,7 +35,7 @@
 use std::fmt;
 
 use crate::bugs::{Bug, Bugs};
-use crate::types::Tp;
+use crate::types::{Tp, TpIndex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CreditConfig {
@@ -140,17 +140,12 @@ pub struct Credits {
     reserved_records: u64,
     in_flight: u64,
     outstanding: u64,
-    /// Position in `channels` of each `(topic, partition)` with `partition < DENSE_PARTITIONS_MAX`
-    /// (`NO_SLOT`: none), so the hot path finds a channel in O(1); rebuilt when channels come or
-    /// go. Larger partition numbers fall back to binary search.
-    dense: Vec<Vec<u32>>,
+    /// O(1) position of a channel in `channels`; rebuilt when channels come or go.
+    index: TpIndex,
     /// Scratch space for lending: (want, position, credits to lend); kept to avoid allocating.
     scratch: Vec<(u64, usize, u32)>,
 }
 
-/// Partitions below this number are found by direct indexing (4 bytes per partition and topic).
-const DENSE_PARTITIONS_MAX: u32 = 4096;
-const NO_SLOT: u32 = u32::MAX;
 /// Up to this many credits in the pool are lent one at a time (O(credits × channels), no sort).
 const LEND_ONE_BY_ONE_MAX: u32 = 8;
 
@@ -168,7 +163,7 @@ impl Credits {
             reserved_records: pool as u64,
             in_flight: 0,
             outstanding: 0,
-            dense: Vec::new(),
+            index: TpIndex::default(),
             scratch: Vec::new(),
         }
     }
@@ -187,29 +182,11 @@ impl Credits {
     /// Position of `tp` in `channels`.
     #[inline]
     fn find(&self, tp: Tp) -> Option<usize> {
-        if tp.partition < DENSE_PARTITIONS_MAX {
-            let slot = *self.dense.get(tp.topic as usize)?.get(tp.partition as usize)?;
-            return (slot != NO_SLOT).then_some(slot as usize);
-        }
-        self.channels.binary_search_by(|(t, _)| t.cmp(&tp)).ok()
+        self.index.find(&self.channels, tp)
     }
 
     fn rebuild_index(&mut self) {
-        for v in &mut self.dense {
-            v.fill(NO_SLOT);
-        }
-        for (i, (tp, _)) in self.channels.iter().enumerate() {
-            if tp.partition < DENSE_PARTITIONS_MAX {
-                let (t, p) = (tp.topic as usize, tp.partition as usize);
-                if self.dense.len() <= t {
-                    self.dense.resize_with(t + 1, Vec::new);
-                }
-                if self.dense[t].len() <= p {
-                    self.dense[t].resize(p + 1, NO_SLOT);
-                }
-                self.dense[t][p] = i as u32;
-            }
-        }
+        self.index.rebuild(&self.channels);
     }
 
     /// Opens a channel and grants its exclusive credits.

@@ -30,7 +30,7 @@ use crate::rate::{Admit, BucketConfig, BucketSnapshot, MultiTier, TierIdx};
 use crate::retry::{RetryConfig, RetryPolicy, Verdict};
 pub use crate::spec::CheckpointMode;
 use crate::spec::{Protocol, Scenario, Strategy, TierKind};
-use crate::types::{Generation, MemberId, Offset, SplitMix64, TimeUs, Tp};
+use crate::types::{Generation, MemberId, Offset, SplitMix64, TimeUs, Tp, TpIndex};
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct PipelineConfig {
@@ -305,29 +305,19 @@ struct Part {
     hw: Offset,
 }
 
-/// Partitions below this get an O(1) slot in [`PartMap`]'s index; higher ones are found by binary
-/// search.
-const DENSE_PARTITIONS_MAX: u32 = 4_096;
-const NO_SLOT: u32 = u32::MAX;
-
 /// The owned partitions in `Tp` order with an O(1) index: a step looks its partition up several
 /// times, and a search of an ordered map costs more than the rest of the step. Holds at most one
 /// entry per owned partition; ownership changes (rare) rebuild the index.
 #[derive(Debug, Default)]
 struct PartMap {
     entries: Vec<(Tp, Part)>,
-    /// `dense[topic][partition]`: position in `entries`, or `NO_SLOT`.
-    dense: Vec<Vec<u32>>,
+    index: TpIndex,
 }
 
 impl PartMap {
     #[inline]
     fn pos(&self, tp: &Tp) -> Option<usize> {
-        if tp.partition < DENSE_PARTITIONS_MAX {
-            let slot = *self.dense.get(tp.topic as usize)?.get(tp.partition as usize)?;
-            return (slot != NO_SLOT).then_some(slot as usize);
-        }
-        self.entries.binary_search_by(|(t, _)| t.cmp(tp)).ok()
+        self.index.find(&self.entries, *tp)
     }
 
     #[inline]
@@ -380,21 +370,7 @@ impl PartMap {
     }
 
     fn rebuild_index(&mut self) {
-        for v in &mut self.dense {
-            v.fill(NO_SLOT);
-        }
-        for (i, (tp, _)) in self.entries.iter().enumerate() {
-            if tp.partition < DENSE_PARTITIONS_MAX {
-                let (t, p) = (tp.topic as usize, tp.partition as usize);
-                if self.dense.len() <= t {
-                    self.dense.resize_with(t + 1, Vec::new);
-                }
-                if self.dense[t].len() <= p {
-                    self.dense[t].resize(p + 1, NO_SLOT);
-                }
-                self.dense[t][p] = i as u32;
-            }
-        }
+        self.index.rebuild(&self.entries);
     }
 }
 

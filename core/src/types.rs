@@ -68,3 +68,70 @@ impl Rng for SplitMix64 {
         z ^ (z >> 31)
     }
 }
+
+/// An O(1) index from `Tp` to a position in a `Tp`-sorted vector of entries, for the hot paths that
+/// look a partition up several times per step (a search of an ordered map costs more than the rest
+/// of the step). Partitions numbered below [`TpIndex::DENSE_PARTITIONS_MAX`] get a direct slot
+/// (4 bytes per partition and topic); higher ones fall back to binary search. Rebuilt when entries
+/// come or go, which is rare (ownership changes).
+#[derive(Clone, Debug, Default)]
+pub struct TpIndex {
+    /// `dense[topic][partition]`: position, or `NO_SLOT`.
+    dense: Vec<Vec<u32>>,
+}
+
+impl TpIndex {
+    pub const DENSE_PARTITIONS_MAX: u32 = 4_096;
+    const NO_SLOT: u32 = u32::MAX;
+
+    /// Position of `tp` in `entries` (which must be sorted by `Tp` and indexed by the last
+    /// [`TpIndex::rebuild`]).
+    #[inline]
+    pub fn find<V>(&self, entries: &[(Tp, V)], tp: Tp) -> Option<usize> {
+        if tp.partition < Self::DENSE_PARTITIONS_MAX {
+            let slot = *self.dense.get(tp.topic as usize)?.get(tp.partition as usize)?;
+            return (slot != Self::NO_SLOT).then_some(slot as usize);
+        }
+        entries.binary_search_by(|(t, _)| t.cmp(&tp)).ok()
+    }
+
+    /// Re-indexes `entries` after an insertion or removal.
+    pub fn rebuild<V>(&mut self, entries: &[(Tp, V)]) {
+        for v in &mut self.dense {
+            v.fill(Self::NO_SLOT);
+        }
+        for (i, (tp, _)) in entries.iter().enumerate() {
+            if tp.partition < Self::DENSE_PARTITIONS_MAX {
+                let (t, p) = (tp.topic as usize, tp.partition as usize);
+                if self.dense.len() <= t {
+                    self.dense.resize_with(t + 1, Vec::new);
+                }
+                if self.dense[t].len() <= p {
+                    self.dense[t].resize(p + 1, Self::NO_SLOT);
+                }
+                self.dense[t][p] = i as u32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tp_index_tests {
+    use super::*;
+
+    #[test]
+    fn finds_dense_and_sparse_partitions_and_forgets_removed_ones() {
+        let mut entries: Vec<(Tp, char)> = vec![(Tp::new(0, 1), 'a'), (Tp::new(0, 9_000), 'b'), (Tp::new(2, 0), 'c')];
+        let mut ix = TpIndex::default();
+        ix.rebuild(&entries);
+        for (i, (tp, _)) in entries.iter().enumerate() {
+            assert_eq!(ix.find(&entries, *tp), Some(i));
+        }
+        assert_eq!(ix.find(&entries, Tp::new(0, 2)), None);
+        assert_eq!(ix.find(&entries, Tp::new(1, 0)), None);
+        entries.remove(0);
+        ix.rebuild(&entries);
+        assert_eq!(ix.find(&entries, Tp::new(0, 1)), None);
+        assert_eq!(ix.find(&entries, Tp::new(2, 0)), Some(1));
+    }
+}
