@@ -219,8 +219,19 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     init_logging();
+    // Ctrl-C: the first asks runs to stop and keep what they recorded (histories, reports and
+    // plots are still written; exit 130); a second one ends the process at once. Real mode
+    // handles the signal itself to delete its topics.
+    let _ = ctrlc::set_handler(|| {
+        if runner::interrupted() {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: stopping; what was recorded is being written (Ctrl-C again to quit now)");
+        runner::interrupt();
+    });
     let json = cli.json;
     match run(cli) {
+        Ok(_) if runner::interrupted() => ExitCode::from(130),
         Ok(code) => ExitCode::from(code),
         Err(Failure { code, error }) => {
             eprintln!("error: {error:#}");

@@ -97,6 +97,21 @@ pub struct Simulated {
     pub judgement: Judgement,
 }
 
+/// Set by the command line's Ctrl-C handler: a simulation in progress stops at its next history
+/// entry (through the same stop-early path as an online violation), keeps what it recorded, and the
+/// runners write it out as usual; explorations start no further seeds.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks every run in progress to stop and keep what it recorded (Ctrl-C).
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether [`interrupt`] was called.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
 /// Simulates `scenario` at `seed` with the online checker watching, then checks the whole history.
 /// With `stop_on_unexpected` the run stops at the first online violation the scenario does not
 /// expect (exploration does this; single runs record the whole history for the plots).
@@ -107,6 +122,9 @@ pub fn simulate(scenario: &Scenario, seed: u64, bugs: Bugs, stop_on_unexpected: 
         let mut online = Online::new();
         let mut first: Option<Violation> = None;
         let mut observer = |e: &Entry| -> bool {
+            if interrupted() {
+                return false;
+            }
             if first.is_some() {
                 return true;
             }
@@ -569,7 +587,7 @@ pub fn explore(
         for _ in 0..threads {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= opts.seeds {
+                if i >= opts.seeds || interrupted() {
                     break;
                 }
                 let seed = opts.first_seed + i;
