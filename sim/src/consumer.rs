@@ -56,6 +56,9 @@ pub struct Consumer {
     wants: BTreeMap<Tp, (Offset, u32)>,
     /// The fetch request in flight to each broker.
     fetching: Vec<Option<FetchReq>>,
+    /// The broker the member's group requests (join, sync, heartbeat, commit, offset fetch) were
+    /// last sent to: its connection reset fails them at once.
+    group_broker: Option<u32>,
     next_fetch_req: u64,
     /// Member commit correlation → the offsets it carries (with the generation the pipeline used).
     commits: BTreeMap<u64, Vec<(Tp, Offset, Generation)>>,
@@ -87,6 +90,7 @@ impl Consumer {
             workers: vec![None; k.workers as usize],
             wants: BTreeMap::new(),
             fetching: vec![None; w.spec.cluster.brokers as usize],
+            group_broker: None,
             next_fetch_req: 0,
             commits: BTreeMap::new(),
             assigning: BTreeMap::new(),
@@ -171,6 +175,7 @@ impl World {
         co.workers.iter_mut().for_each(|w| *w = None);
         co.wants.clear();
         co.fetching.iter_mut().for_each(|f| *f = None);
+        co.group_broker = None;
         co.commits.clear();
         co.assigning.clear();
         co.offsets_backlog.clear();
@@ -235,7 +240,8 @@ impl World {
         count
     }
 
-    /// Broker `b`'s process died: the fetch in flight to it fails at once (connection reset).
+    /// Broker `b`'s process died: the fetch and the group requests in flight to it fail at once
+    /// (connection reset).
     pub(crate) fn consumer_disconnect(&mut self, c: u32, b: u32) {
         if !self.consumers[c as usize].running() {
             return;
@@ -246,6 +252,14 @@ impl World {
                 if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
                     p.handle(now_us, Input::FetchEmpty { tp, hw: None });
                 }
+            }
+            self.poke(self.layout.consumer(c));
+        }
+        let co = &mut self.consumers[c as usize];
+        if co.group_broker == Some(b) {
+            co.group_broker = None;
+            if let Some(m) = co.member.as_mut() {
+                m.coordinator_disconnected(now_us);
             }
             self.poke(self.layout.consumer(c));
         }
@@ -418,6 +432,8 @@ impl World {
         let now_us = now * 1_000;
         let me = self.layout.consumer(c);
         let mut budget = ACTIONS_PER_STEP_MAX;
+        // The pipeline has no queued action (it ran to empty and got no input since).
+        let mut pipe_idle = false;
         loop {
             let mut progressed = false;
             // The application's polls reset the member's max-poll clock.
@@ -429,12 +445,26 @@ impl World {
                     m.record_poll(lp);
                 }
             }
-            while let Some(a) = self.consumers[c as usize]
+            // An ownership change (`Revoke`, `Lost`) reaches the pipeline only once the actions it
+            // queued before have run: a `Process` decided while the partition was owned must not
+            // start after the partition is gone.
+            while let Some(next) = self.consumers[c as usize]
                 .member
-                .as_mut()
-                .and_then(|m| m.poll_action())
+                .as_ref()
+                .and_then(|m| m.peek_action())
             {
+                if matches!(next, GAction::Revoke { .. } | GAction::Lost { .. }) && !pipe_idle {
+                    break;
+                }
+                let Some(a) = self.consumers[c as usize]
+                    .member
+                    .as_mut()
+                    .and_then(|m| m.poll_action())
+                else {
+                    break;
+                };
                 progressed = true;
+                pipe_idle = false;
                 budget = budget.saturating_sub(1);
                 self.member_action(c, a);
             }
@@ -448,6 +478,7 @@ impl World {
                 budget = budget.saturating_sub(1);
                 self.pipeline_action(c, a, &mut commit_batch);
             }
+            pipe_idle = true;
             if !commit_batch.is_empty() {
                 let offsets: Vec<(Tp, Offset)> =
                     commit_batch.iter().map(|&(tp, o, _)| (tp, o)).collect();
@@ -481,9 +512,19 @@ impl World {
                                     },
                                 );
                             }
+                            pipe_idle = false;
                         }
                     }
                 }
+                progressed = true;
+            }
+            // A member action is left waiting above while the pipeline has actions to run; once
+            // they have run, it goes next.
+            if self.consumers[c as usize]
+                .member
+                .as_ref()
+                .is_some_and(|m| m.peek_action().is_some())
+            {
                 progressed = true;
             }
             if !progressed || budget == 0 || !self.consumers[c as usize].running() {
@@ -527,6 +568,7 @@ impl World {
         match a {
             GAction::Send(req) => {
                 let to = self.layout.broker(self.coordinator_broker);
+                self.consumers[c as usize].group_broker = Some(self.coordinator_broker);
                 self.send(me, to, Msg::Group(req));
             }
             GAction::FindCoordinator => {

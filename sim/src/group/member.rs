@@ -224,6 +224,24 @@ impl Member {
         }
     }
 
+    /// The connection to the coordinator was reset (its broker's process died): as in Kafka's
+    /// network client, every request in flight on it fails at once instead of waiting for its
+    /// timeout. Commits and offset fetches end with an unknown outcome; a join, sync or heartbeat
+    /// is dropped and the member rediscovers the coordinator (then resends its join or sync).
+    /// Without this a member waiting for a JoinGroup answer from a dead coordinator would wait
+    /// out `max_poll_interval_ms + request_timeout_ms` before looking for its successor.
+    pub fn coordinator_disconnected(&mut self, _now_us: u64) {
+        for (corr, (kind, _)) in std::mem::take(&mut self.others) {
+            self.actions.push_back(match kind {
+                Other::Commit => Action::CommitDone { corr, result: Err(None) },
+                Other::Fetch => Action::Offsets { corr, result: Err(None) },
+            });
+        }
+        if self.phase != MemberState::Idle {
+            self.coordinator_lost();
+        }
+    }
+
     pub fn handle_response(&mut self, now_us: u64, resp: Resp) {
         let Resp { corr, body } = resp;
         match body {
@@ -364,6 +382,11 @@ impl Member {
 
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
+    }
+
+    /// The action [`Self::poll_action`] would return next, left in place.
+    pub fn peek_action(&self) -> Option<&Action> {
+        self.actions.front()
     }
 
     /// The driver polled at `now_us`: resets the max-poll clock; after a max-poll breach the member
