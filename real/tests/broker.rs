@@ -137,7 +137,7 @@ fn group_scenario(assignor: &str, protocol: &str) -> String {
     format!(
         r#"
 name = "group-{assignor}"
-duration_s = 14
+duration_s = 22
 liveness_s = 10
 [[topics]]
 name = "orders"
@@ -161,7 +161,7 @@ processing = {{ kind = "constant", ms = 0.5 }}
 kind = "consumer-crash"
 consumer = 1
 at_s = 5.0
-for_s = 4.0
+for_s = 12.0
 [expect]
 lag_ok_records = 400
 recovery_deadline_ms = 10000
@@ -170,7 +170,9 @@ recovery_deadline_ms = 10000
 }
 
 /// Under each assignor: both members get partitions, the crash of c1 hands all of them to c0 within
-/// the budget, and the restarted c1 gets some back (a second rebalance).
+/// the budget, and the restarted c1 gets some back (a second rebalance). c1 stays down for 12 s: the
+/// local broker takes 3-4 s to rebalance, and a restart that comes back before the takeover has
+/// finished joins the same rebalance, so c0 would never own all four (a race, not a finding).
 fn check_group(assignor: &str, protocol: &str) {
     let test = format!("group_{assignor}");
     let Some(b) = brokers("SLUICE_BROKERS", &test) else { return };
