@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
-use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunner};
+mod common;
+
+use proptest::test_runner::{Config, TestCaseError};
 
 use sluice_core::assign::{assign, assign_with_bugs, plan, Assignment, MemberInfo, Plan, Step};
 use sluice_core::bugs::{Bug, Bugs};
@@ -25,38 +27,18 @@ const KINDS: [AssignorKind; 4] = [
 /// Member id slots the generators draw from.
 const MEMBER_SLOTS: usize = 7;
 
+const SEED: u64 = 0x5EED_0001;
+
 fn config(cases: u32) -> Config {
-    Config {
-        cases,
-        rng_seed: RngSeed::Fixed(0x5EED_0001),
-        failure_persistence: None,
-        ..Config::default()
-    }
+    common::config(cases, SEED)
 }
 
-/// Runs `body` over `strategy` with a fixed seed and asserts that it finds a failing case whose
-/// message names `rule`.
-fn assert_caught<S: Strategy>(
-    strategy: S,
-    rule: &str,
-    body: impl Fn(S::Value) -> Result<(), TestCaseError>,
-) where
+/// [`common::assert_caught`] on this file's seed.
+fn assert_caught<S: Strategy>(strategy: S, rule: &str, body: impl Fn(S::Value) -> Result<(), TestCaseError>)
+where
     S::Value: std::fmt::Debug,
 {
-    let mut runner = TestRunner::new(Config {
-        max_shrink_iters: 64,
-        ..config(512)
-    });
-    match runner.run(&strategy, body) {
-        Err(TestError::Fail(reason, input)) => {
-            assert!(
-                reason.message().contains(rule),
-                "failure found but not for {rule}: {reason} on {input:?}"
-            )
-        }
-        Err(TestError::Abort(reason)) => panic!("runner aborted: {reason}"),
-        Ok(()) => panic!("the broken variant passed the {rule} property: the property cannot fail"),
-    }
+    common::assert_caught(SEED, strategy, rule, body)
 }
 
 fn partitions_of(topics: &[u32]) -> Vec<Tp> {
