@@ -95,7 +95,9 @@ pub struct Bounds {
     /// Duplicates allowed per partition after a restart or reassignment (records processed after the
     /// last commit); `None` means "whatever was processed since the last acknowledged commit".
     pub duplicate_window_records: Option<u64>,
-    /// After the liveness phase begins, total lag must fall to at most this many records…
+    /// After the liveness phase begins, total position lag (records not yet processed: per
+    /// partition, hw − next offset after the highest processed) must fall to at most this many
+    /// records, and no partition's committed offset may stand still while it lags…
     pub lag_ok_records: u64,
     /// …within this many milliseconds.
     pub recovery_deadline_ms: u64,

@@ -136,7 +136,8 @@ pub struct Summary {
     pub rebalances: u64,
     pub commits_acked: u64,
     pub faults_injected: u64,
-    /// From the start of the liveness phase to the first lag sample with total lag ≤
+    /// From the start of the liveness phase to the first lag sample with total position lag
+    /// (records not yet processed or dead-lettered: hw − next offset after the highest done) ≤
     /// `lag_ok_records`; `None` when there is no liveness phase or lag never recovered.
     pub recovery_time_ms: Option<u64>,
 }

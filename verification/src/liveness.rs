@@ -8,7 +8,10 @@
 //! - STOPPED: as STALLED, and the committed offset never moved in the whole history or has not moved
 //!   for longer than `recovery_deadline_ms`.
 //!
-//! The overall status is the worst partition's.
+//! The overall status is the worst partition's. These statuses are committed-offset based, as
+//! Burrow's are; the recovery judgement (`lag-not-recovered`) uses position lag instead (records
+//! not yet processed), because committed lag carries a sawtooth of arrival rate × commit interval
+//! even in a healthy group, and adds a STOPPED partition at the deadline as a failure of its own.
 
 use std::collections::VecDeque;
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, Run};
 
 use crate::anomaly as a;
-use crate::liveness::{LagTrack, Liveness};
+use crate::liveness::{LagStatus, LagTrack, Liveness};
 use crate::offsets::{ranges, IntervalSet, OffsetMap};
 use crate::{Report, Severity, Summary, Violation, VIOLATIONS_LISTED_MAX};
 
@@ -93,6 +93,8 @@ struct Part {
     /// consumer → processing runs started and not ended.
     in_flight: BTreeMap<u32, u32>,
     lag: LagTrack,
+    /// Position lag at the latest lag sample.
+    pos_lag: u64,
     /// Last (consumer, offset) flagged by K1, so a CommitAck does not repeat its CommitSend.
     k1_flagged: Option<(u32, u64)>,
     subscribed: bool,
@@ -154,7 +156,11 @@ pub(crate) struct Checker {
     liveness_start: Option<u64>,
     recovered_at: Option<u64>,
     deadline_checked: bool,
+    /// Sum over partitions of the latest committed lag (hw − committed).
     total_lag: u64,
+    /// Sum over partitions of the latest position lag (hw − next offset after the highest one
+    /// processed or dead-lettered): what recovery is judged on.
+    total_pos_lag: u64,
 }
 
 /// Rejects events whose record ranges overflow or are absurdly large.
@@ -241,6 +247,7 @@ impl Checker {
             recovered_at: None,
             deadline_checked: false,
             total_lag: 0,
+            total_pos_lag: 0,
         }
     }
 
@@ -1123,10 +1130,18 @@ impl Checker {
         let prev = part.lag.last_lag();
         let lag = part.lag.push(self.now, hw, committed);
         self.total_lag = self.total_lag.saturating_sub(prev).saturating_add(lag);
+        // Position lag: records the consumers have yet to get through. Committed lag also
+        // counts what was processed since the last commit (a sawtooth of rate × commit
+        // interval), so recovery is judged on position; commit progress is judged separately
+        // (Burrow's STOPPED, at the deadline).
+        let next = part.done.max().map_or(0, |m| m + 1);
+        let pos = hw.saturating_sub(next);
+        let prev_pos = std::mem::replace(&mut part.pos_lag, pos);
+        self.total_pos_lag = self.total_pos_lag.saturating_sub(prev_pos).saturating_add(pos);
         self.summary.max_lag_records = self.summary.max_lag_records.max(self.total_lag);
         self.summary.max_partition_lag_records = self.summary.max_partition_lag_records.max(lag);
         if let Some(t0) = self.liveness_start {
-            if self.recovered_at.is_none() && self.total_lag <= self.bounds.lag_ok_records {
+            if self.recovered_at.is_none() && self.total_pos_lag <= self.bounds.lag_ok_records {
                 self.recovered_at = Some(self.now);
                 self.summary.recovery_time_ms = Some((self.now - t0) / 1000);
             }
@@ -1162,8 +1177,33 @@ impl Checker {
             } else {
                 ""
             };
-            let lag = self.total_lag;
-            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("total lag {lag} still above lag_ok_records {ok} {ms} ms into the liveness phase{why}"));
+            let lag = self.total_pos_lag;
+            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("total position lag (records not yet processed) {lag} still above lag_ok_records {ok} {ms} ms into the liveness phase{why}"));
+        }
+        // Commits must move too: a partition whose committed offset has not advanced for the whole
+        // deadline (or never) while it lags by more than `lag_ok_records` is Burrow's STOPPED.
+        let stopped: Vec<String> = self
+            .parts
+            .iter()
+            .filter(|p| p.subscribed)
+            .map(|p| p.lag.evaluate(&p.name, at, ms))
+            .filter(|pl| pl.status == LagStatus::Stopped && pl.last_lag > ok)
+            .map(|pl| format!("{} (lag {}, committed {})", pl.tp, pl.last_lag, pl.last_committed))
+            .collect();
+        if !stopped.is_empty() {
+            self.emit(
+                a::LAG_NOT_RECOVERED,
+                "liveness",
+                Severity::Liveness,
+                Some(at),
+                None,
+                None,
+                format!(
+                    "{} partition(s) STOPPED (committed offset not advancing while lagging) {ms} ms into the liveness phase: {}",
+                    stopped.len(),
+                    stopped.join(", ")
+                ),
+            );
         }
         if self.cons.is_empty() && self.chans.is_empty() {
             return; // no consumer ever appeared: ownership is not judged

@@ -39,6 +39,8 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("lag_not_recovered.jsonl", &["lag-not-recovered"]),
     ("lag_unassigned.jsonl", &["lag-not-recovered"]),
+    ("lag_sawtooth.jsonl", &[]),
+    ("lag_commits_stopped.jsonl", &["lag-not-recovered"]),
 ];
 
 /// The one place that checks a history file against its expectation.
