@@ -614,6 +614,17 @@ impl Pipeline {
         self.last_poll_us
     }
 
+    /// Whether a fetch reply for `tp` starting at `offset` would be taken: false for a partition
+    /// not owned or being revoked, and for the reply to a previous incarnation's fetch that lies
+    /// ahead of where this incarnation starts. A driver records (as a history `fetch`) only the
+    /// replies the pipeline takes; the others are discarded as a client discards a reply to a
+    /// fetch of an older assignment.
+    pub fn takes_fetch(&self, tp: Tp, offset: Offset) -> bool {
+        self.parts
+            .get(&tp)
+            .is_some_and(|p| !p.revoking && !(p.stale_fetch && offset > p.fetch_pos))
+    }
+
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.buffered_records = self.buffered_total;

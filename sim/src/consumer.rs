@@ -293,12 +293,20 @@ impl World {
                         FetchResult::Data { runs, hw } => {
                             let offset = runs[0].offset;
                             let count: u32 = runs.iter().map(|r| r.count).sum();
-                            self.record(Event::Fetch {
-                                consumer: c,
-                                tp: name,
-                                runs,
-                                hw,
-                            });
+                            // A reply the pipeline discards (a fetch of an older assignment) is
+                            // not a poll: it is not recorded.
+                            let taken = self.consumers[c as usize]
+                                .pipe
+                                .as_ref()
+                                .is_some_and(|p| p.takes_fetch(tp, offset));
+                            if taken {
+                                self.record(Event::Fetch {
+                                    consumer: c,
+                                    tp: name,
+                                    runs,
+                                    hw,
+                                });
+                            }
                             if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
                                 p.handle(
                                     now * 1_000,
