@@ -1,12 +1,18 @@
 //! Benchmark: scenario S0 (3 brokers, RF 3, 12 partitions, 4 consumers, 5 000 records/s, one
-//! simulated hour, a broker crash and a consumer stall). Prints simulated seconds per wall second
-//! and the peak RSS (VmHWM) at every simulated 10 minutes, to show memory stays flat.
+//! simulated hour, a broker crash and a consumer stall). Prints simulated seconds per wall second,
+//! the history entries and node steps per simulated second (with the entries by kind), and the peak
+//! RSS (VmHWM) at every simulated 10 minutes, to show memory stays flat.
 //!
-//! `cargo bench -p sluice-sim --bench s0` (release). `SLUICE_BENCH_S=600` shortens the run.
+//! Two runs: S0 with Kafka's client defaults (`linger.ms` = 5), the benchmark's headline; then, clearly
+//! labelled, the same scenario with a coarser producer (`linger.ms` = 50: ten times fewer, larger
+//! batches), to show how the cost scales with the batches the clients make.
+//!
+//! `cargo bench -p sluice-sim --bench s0` (release). `SLUICE_BENCH_S=120` shortens both runs;
+//! `SLUICE_BENCH_ONLY=default` (or `coarse`) runs one of them.
 //! Wall time and /proc are read here only, outside the simulation's determinism rules.
 
 use sluice_core::bugs::Bugs;
-use sluice_core::history::Event;
+use sluice_core::history::{Entry, Event};
 use sluice_core::spec::Scenario;
 use sluice_sim::{run_with, RunConfig, SimOptions};
 
@@ -21,14 +27,14 @@ fn vm_hwm_kb() -> u64 {
         .unwrap_or(0)
 }
 
-fn s0(duration_s: u64) -> Scenario {
+fn s0(duration_s: u64, linger_ms: u64) -> Scenario {
     let v = serde_json::json!({
         "name": "S0",
         "description": "3 brokers, RF 3, 12 partitions, 4 consumers, 5 000 records/s, a broker crash and a consumer stall",
         "duration_s": duration_s,
         "liveness_s": 60,
         "topics": [{"name": "orders", "partitions": 12}],
-        "producers": [{"topic": "orders", "rate_per_s": 5000.0}],
+        "producers": [{"topic": "orders", "rate_per_s": 5000.0, "linger_ms": linger_ms}],
         "consumers": {"count": 4, "topics": ["orders"], "session_timeout_ms": 10000, "heartbeat_interval_ms": 3000},
         "faults": [
             {"at_s": (duration_s as f64) * 0.25, "for_s": 30.0, "kind": "broker-crash", "broker": 1},
@@ -40,17 +46,83 @@ fn s0(duration_s: u64) -> Scenario {
     s
 }
 
-fn main() {
-    let duration_s: u64 = std::env::var("SLUICE_BENCH_S")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3_540);
-    let spec = s0(duration_s);
+/// The history's `kind` tags, indexed by [`kind`].
+const KINDS: [&str; 29] = [
+    "meta",
+    "phase",
+    "fault",
+    "produce_send",
+    "produce_ack",
+    "produce_fail",
+    "leader",
+    "member",
+    "rebalance",
+    "assign",
+    "revoke",
+    "seek",
+    "fetch",
+    "process_start",
+    "process_end",
+    "dead_letter",
+    "commit_send",
+    "commit_ack",
+    "commit_fail",
+    "pause",
+    "resume",
+    "credit_grant",
+    "credit_return",
+    "token",
+    "buffer",
+    "lag",
+    "metrics",
+    "checkpoint",
+    "note",
+];
+
+/// The index in [`KINDS`] of an entry's kind (an array index: counting must not slow the run).
+fn kind(e: &Entry) -> usize {
+    match e.ev {
+        Event::Meta { .. } => 0,
+        Event::Phase { .. } => 1,
+        Event::Fault { .. } => 2,
+        Event::ProduceSend { .. } => 3,
+        Event::ProduceAck { .. } => 4,
+        Event::ProduceFail { .. } => 5,
+        Event::Leader { .. } => 6,
+        Event::Member { .. } => 7,
+        Event::Rebalance { .. } => 8,
+        Event::Assign { .. } => 9,
+        Event::Revoke { .. } => 10,
+        Event::Seek { .. } => 11,
+        Event::Fetch { .. } => 12,
+        Event::ProcessStart { .. } => 13,
+        Event::ProcessEnd { .. } => 14,
+        Event::DeadLetter { .. } => 15,
+        Event::CommitSend { .. } => 16,
+        Event::CommitAck { .. } => 17,
+        Event::CommitFail { .. } => 18,
+        Event::Pause { .. } => 19,
+        Event::Resume { .. } => 20,
+        Event::CreditGrant { .. } => 21,
+        Event::CreditReturn { .. } => 22,
+        Event::Token { .. } => 23,
+        Event::Buffer { .. } => 24,
+        Event::Lag { .. } => 25,
+        Event::Metrics { .. } => 26,
+        Event::Checkpoint { .. } => 27,
+        Event::Note { .. } => 28,
+    }
+}
+
+fn bench(label: &str, duration_s: u64, linger_ms: u64) {
+    let spec = s0(duration_s, linger_ms);
     let mut marks: Vec<(u64, u64, u64)> = Vec::new();
+    let mut kinds = [0u64; KINDS.len()];
     let mut entries = 0u64;
     let mut next_mark_us = 0u64;
-    let mut observer = |e: &sluice_core::history::Entry| {
+    let mut observer = |e: &Entry| {
         entries += 1;
+        kinds[kind(e)] += 1;
         if e.t_us >= next_mark_us && matches!(e.ev, Event::Lag { .. }) {
             marks.push((e.t_us / 1_000_000, vm_hwm_kb(), entries));
             next_mark_us += 600_000_000;
@@ -73,23 +145,61 @@ fn main() {
     )
     .expect("S0 runs");
     let wall_s = wall.elapsed().as_secs_f64();
-    let sim_s = out.stats.simulated_ms as f64 / 1_000.0;
+    let st = &out.stats;
+    let sim_s = st.simulated_ms as f64 / 1_000.0;
+    println!("{label}");
     println!(
-        "S0: {sim_s:.0} simulated s in {wall_s:.2} wall s = {:.0}x real time",
+        "  S0: {sim_s:.0} simulated s in {wall_s:.2} wall s = {:.0}x real time",
         sim_s / wall_s
     );
     println!(
-        "    {} history entries, {} messages ({} dropped), {} records produced, {} processed, hash {:016x}",
-        out.stats.entries, out.stats.messages, out.stats.messages_dropped, out.stats.records_produced, out.stats.records_processed, out.hash
+        "    {} history entries, {} messages ({} dropped), {} node steps, {} records produced, {} processed, hash {:016x}",
+        st.entries, st.messages, st.messages_dropped, st.steps, st.records_produced, st.records_processed, out.hash
     );
     println!(
-        "    per wall second: {:.0} entries, {:.0} messages",
-        out.stats.entries as f64 / wall_s,
-        out.stats.messages as f64 / wall_s
+        "    per simulated second: {:.0} entries, {:.0} messages, {:.0} node steps",
+        st.entries as f64 / sim_s,
+        st.messages as f64 / sim_s,
+        st.steps as f64 / sim_s
     );
+    println!(
+        "    per wall second: {:.0} entries, {:.0} messages, {:.0} node steps",
+        st.entries as f64 / wall_s,
+        st.messages as f64 / wall_s,
+        st.steps as f64 / wall_s
+    );
+    let mut by_count: Vec<(&str, u64)> = KINDS.iter().copied().zip(kinds).filter(|k| k.1 > 0).collect();
+    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let shares: Vec<String> = by_count
+        .iter()
+        .map(|(k, n)| format!("{k} {:.1}%", 100.0 * *n as f64 / st.entries.max(1) as f64))
+        .collect();
+    println!("    entries by kind: {}", shares.join(", "));
     println!("    VmHWM before the run: {rss_before} kB");
     for (t, kb, n) in marks {
         println!("    at {t:>5} simulated s: VmHWM {kb} kB after {n} entries");
     }
     println!("    VmHWM at the end: {} kB", vm_hwm_kb());
+}
+
+fn main() {
+    let duration_s: u64 = std::env::var("SLUICE_BENCH_S")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3_540);
+    let only = std::env::var("SLUICE_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "default" {
+        bench(
+            "S0 with Kafka's client defaults (linger.ms = 5, fetch.wait.max.ms = 500):",
+            duration_s,
+            5,
+        );
+    }
+    if only.is_empty() || only == "coarse" {
+        bench(
+            "S0 with a coarser producer, NOT the default (linger.ms = 50):",
+            duration_s,
+            50,
+        );
+    }
 }

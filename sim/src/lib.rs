@@ -73,6 +73,8 @@ pub struct SimStats {
     pub entries: u64,
     pub messages: u64,
     pub messages_dropped: u64,
+    /// Node steps: a broker, producer or consumer handling what was due for it.
+    pub steps: u64,
     pub records_produced: u64,
     pub records_processed: u64,
     pub simulated_ms: u64,
@@ -175,6 +177,7 @@ pub fn run_with(
         entries: w.rec.count,
         messages: w.messages,
         messages_dropped: w.net.dropped,
+        steps: w.steps,
         records_produced: w.producers.iter().map(|p| p.generated).sum(),
         records_processed: w.consumers.iter().map(|c| c.processed).sum(),
         simulated_ms: w.now_ms,

@@ -183,13 +183,497 @@ impl Recorder {
 
     fn push(&mut self, e: &Entry) {
         self.buf.clear();
-        serde_json::to_writer(&mut self.buf, e).expect("history entries always serialize");
+        line::write_entry(&mut self.buf, e);
         self.buf.push(b'\n');
-        for b in &self.buf {
-            self.hash ^= *b as u64;
-            self.hash = self.hash.wrapping_mul(0x0000_0100_0000_01b3);
+        let mut h = self.hash;
+        for &b in &self.buf {
+            h ^= b as u64;
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
+        self.hash = h;
         self.count += 1;
+    }
+}
+
+/// The history's JSON line, written by hand into a reused buffer: exactly the bytes
+/// `serde_json::to_writer` produces for an [`Entry`] (the trace hash is FNV-1a over them), without
+/// serde's per-field machinery. Entries it does not write by hand (the one `meta` line, and any
+/// string that would need escaping) go through serde_json itself.
+pub mod line {
+    use sluice_core::history::{Edge, Entry, Event, MemberEvent, Phase, Run};
+
+    /// Appends `e`'s JSON line (without the newline) to `out`. Returns whether it was written by
+    /// hand (`false`: by serde_json).
+    pub fn write_entry(out: &mut Vec<u8>, e: &Entry) -> bool {
+        let start = out.len();
+        if write_fast(out, e) {
+            return true;
+        }
+        out.truncate(start);
+        serde_json::to_writer(&mut *out, e).expect("history entries always serialize");
+        false
+    }
+
+    /// Writes `e` by hand; `false` (with `out` partly written) when serde_json must do it.
+    fn write_fast(o: &mut Vec<u8>, e: &Entry) -> bool {
+        o.extend_from_slice(b"{\"t_us\":");
+        u(o, e.t_us);
+        o.extend_from_slice(b",\"kind\":\"");
+        match &e.ev {
+            Event::Meta { .. } => return false,
+            Event::Phase { phase } => {
+                o.extend_from_slice(b"phase\",\"phase\":\"");
+                o.extend_from_slice(match phase {
+                    Phase::Safety => b"safety".as_slice(),
+                    Phase::Liveness => b"liveness",
+                    Phase::End => b"end",
+                });
+                o.push(b'"');
+            }
+            Event::Fault {
+                fault,
+                target,
+                edge: ed,
+            } => {
+                o.extend_from_slice(b"fault\"");
+                if !(s(o, b"fault", fault) && s(o, b"target", target)) {
+                    return false;
+                }
+                edge(o, *ed);
+            }
+            Event::ProduceSend {
+                producer,
+                tp,
+                seq,
+                count,
+            } => {
+                o.extend_from_slice(b"produce_send\"");
+                n(o, b"producer", *producer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"seq", *seq);
+                n(o, b"count", *count as u64);
+            }
+            Event::ProduceAck {
+                producer,
+                tp,
+                seq,
+                count,
+                offset,
+            } => {
+                o.extend_from_slice(b"produce_ack\"");
+                n(o, b"producer", *producer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"seq", *seq);
+                n(o, b"count", *count as u64);
+                n(o, b"offset", *offset);
+            }
+            Event::ProduceFail {
+                producer,
+                tp,
+                seq,
+                count,
+                unknown,
+            } => {
+                o.extend_from_slice(b"produce_fail\"");
+                n(o, b"producer", *producer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"seq", *seq);
+                n(o, b"count", *count as u64);
+                bo(o, b"unknown", *unknown);
+            }
+            Event::Leader {
+                tp,
+                broker,
+                epoch,
+                isr,
+                unclean,
+            } => {
+                o.extend_from_slice(b"leader\"");
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                key(o, b"broker");
+                match broker {
+                    Some(b) => u(o, *b as u64),
+                    None => o.extend_from_slice(b"null"),
+                }
+                n(o, b"epoch", *epoch as u64);
+                key(o, b"isr");
+                o.push(b'[');
+                for (i, r) in isr.iter().enumerate() {
+                    if i > 0 {
+                        o.push(b',');
+                    }
+                    u(o, *r as u64);
+                }
+                o.push(b']');
+                bo(o, b"unclean", *unclean);
+            }
+            Event::Member { consumer, event } => {
+                o.extend_from_slice(b"member\"");
+                n(o, b"consumer", *consumer as u64);
+                key(o, b"event");
+                o.extend_from_slice(match event {
+                    MemberEvent::Start => b"\"start\"".as_slice(),
+                    MemberEvent::Crash => b"\"crash\"",
+                    MemberEvent::Leave => b"\"leave\"",
+                    MemberEvent::Evicted => b"\"evicted\"",
+                    MemberEvent::Fenced => b"\"fenced\"",
+                });
+            }
+            Event::Rebalance {
+                generation,
+                edge: ed,
+                protocol,
+            } => {
+                o.extend_from_slice(b"rebalance\"");
+                n(o, b"generation", *generation as u64);
+                edge(o, *ed);
+                if !s(o, b"protocol", protocol) {
+                    return false;
+                }
+            }
+            Event::Assign {
+                consumer,
+                generation,
+                tps,
+            } => {
+                o.extend_from_slice(b"assign\"");
+                n(o, b"consumer", *consumer as u64);
+                n(o, b"generation", *generation as u64);
+                if !strs(o, b"tps", tps) {
+                    return false;
+                }
+            }
+            Event::Revoke {
+                consumer,
+                generation,
+                tps,
+            } => {
+                o.extend_from_slice(b"revoke\"");
+                n(o, b"consumer", *consumer as u64);
+                n(o, b"generation", *generation as u64);
+                if !strs(o, b"tps", tps) {
+                    return false;
+                }
+            }
+            Event::Seek {
+                consumer,
+                tp,
+                offset,
+            } => {
+                o.extend_from_slice(b"seek\"");
+                n(o, b"consumer", *consumer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"offset", *offset);
+            }
+            Event::Fetch {
+                consumer,
+                tp,
+                runs,
+                hw,
+            } => {
+                o.extend_from_slice(b"fetch\"");
+                n(o, b"consumer", *consumer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                key(o, b"runs");
+                o.push(b'[');
+                for (i, r) in runs.iter().enumerate() {
+                    if i > 0 {
+                        o.push(b',');
+                    }
+                    run(o, r);
+                }
+                o.push(b']');
+                n(o, b"hw", *hw);
+            }
+            Event::ProcessStart {
+                consumer,
+                tp,
+                offset,
+                count,
+                attempt,
+            } => {
+                o.extend_from_slice(b"process_start\"");
+                n(o, b"consumer", *consumer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"offset", *offset);
+                n(o, b"count", *count as u64);
+                n(o, b"attempt", *attempt as u64);
+            }
+            Event::ProcessEnd {
+                consumer,
+                tp,
+                offset,
+                count,
+                ok,
+            } => {
+                o.extend_from_slice(b"process_end\"");
+                n(o, b"consumer", *consumer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"offset", *offset);
+                n(o, b"count", *count as u64);
+                n(o, b"ok", *ok as u64);
+            }
+            Event::DeadLetter {
+                consumer,
+                tp,
+                offset,
+                attempts,
+            } => {
+                o.extend_from_slice(b"dead_letter\"");
+                n(o, b"consumer", *consumer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"offset", *offset);
+                n(o, b"attempts", *attempts as u64);
+            }
+            Event::CommitSend {
+                consumer,
+                generation,
+                tp,
+                offset,
+            } => {
+                o.extend_from_slice(b"commit_send\"");
+                if !commit(o, *consumer, *generation, tp, *offset) {
+                    return false;
+                }
+            }
+            Event::CommitAck {
+                consumer,
+                generation,
+                tp,
+                offset,
+            } => {
+                o.extend_from_slice(b"commit_ack\"");
+                if !commit(o, *consumer, *generation, tp, *offset) {
+                    return false;
+                }
+            }
+            Event::CommitFail {
+                consumer,
+                generation,
+                tp,
+                offset,
+                unknown,
+            } => {
+                o.extend_from_slice(b"commit_fail\"");
+                if !commit(o, *consumer, *generation, tp, *offset) {
+                    return false;
+                }
+                bo(o, b"unknown", *unknown);
+            }
+            Event::Pause { consumer, tps } => {
+                o.extend_from_slice(b"pause\"");
+                n(o, b"consumer", *consumer as u64);
+                if !strs(o, b"tps", tps) {
+                    return false;
+                }
+            }
+            Event::Resume { consumer, tps } => {
+                o.extend_from_slice(b"resume\"");
+                n(o, b"consumer", *consumer as u64);
+                if !strs(o, b"tps", tps) {
+                    return false;
+                }
+            }
+            Event::CreditGrant {
+                consumer,
+                tp,
+                n: count,
+                floating,
+            } => {
+                o.extend_from_slice(b"credit_grant\"");
+                n(o, b"consumer", *consumer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"n", *count as u64);
+                n(o, b"floating", *floating as u64);
+            }
+            Event::CreditReturn {
+                consumer,
+                tp,
+                n: count,
+            } => {
+                o.extend_from_slice(b"credit_return\"");
+                n(o, b"consumer", *consumer as u64);
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"n", *count as u64);
+            }
+            Event::Token {
+                consumer,
+                tier,
+                n: count,
+                admitted,
+            } => {
+                o.extend_from_slice(b"token\"");
+                n(o, b"consumer", *consumer as u64);
+                if !s(o, b"tier", tier) {
+                    return false;
+                }
+                n(o, b"n", *count as u64);
+                bo(o, b"admitted", *admitted);
+            }
+            Event::Buffer {
+                consumer,
+                records,
+                credits_outstanding,
+            } => {
+                o.extend_from_slice(b"buffer\"");
+                n(o, b"consumer", *consumer as u64);
+                n(o, b"records", *records);
+                n(o, b"credits_outstanding", *credits_outstanding);
+            }
+            Event::Lag { tp, hw, committed } => {
+                o.extend_from_slice(b"lag\"");
+                if !s(o, b"tp", tp) {
+                    return false;
+                }
+                n(o, b"hw", *hw);
+                n(o, b"committed", *committed);
+            }
+            Event::Metrics {
+                consumer,
+                back_pressured_ms_per_s,
+                busy_ms_per_s,
+                idle_ms_per_s,
+            } => {
+                o.extend_from_slice(b"metrics\"");
+                n(o, b"consumer", *consumer as u64);
+                n(o, b"back_pressured_ms_per_s", *back_pressured_ms_per_s as u64);
+                n(o, b"busy_ms_per_s", *busy_ms_per_s as u64);
+                n(o, b"idle_ms_per_s", *idle_ms_per_s as u64);
+            }
+            Event::Checkpoint {
+                consumer,
+                id,
+                edge: ed,
+            } => {
+                o.extend_from_slice(b"checkpoint\"");
+                n(o, b"consumer", *consumer as u64);
+                n(o, b"id", *id);
+                edge(o, *ed);
+            }
+            Event::Note { text } => {
+                o.extend_from_slice(b"note\"");
+                if !s(o, b"text", text) {
+                    return false;
+                }
+            }
+        }
+        o.push(b'}');
+        true
+    }
+
+    /// `,"name":`
+    fn key(o: &mut Vec<u8>, name: &[u8]) {
+        o.extend_from_slice(b",\"");
+        o.extend_from_slice(name);
+        o.extend_from_slice(b"\":");
+    }
+
+    fn n(o: &mut Vec<u8>, name: &[u8], v: u64) {
+        key(o, name);
+        u(o, v);
+    }
+
+    fn bo(o: &mut Vec<u8>, name: &[u8], v: bool) {
+        key(o, name);
+        o.extend_from_slice(if v { b"true".as_slice() } else { b"false" });
+    }
+
+    fn edge(o: &mut Vec<u8>, e: Edge) {
+        key(o, b"edge");
+        o.extend_from_slice(match e {
+            Edge::Start => b"\"start\"".as_slice(),
+            Edge::End => b"\"end\"",
+        });
+    }
+
+    fn commit(o: &mut Vec<u8>, consumer: u32, generation: u32, tp: &str, offset: u64) -> bool {
+        n(o, b"consumer", consumer as u64);
+        n(o, b"generation", generation as u64);
+        if !s(o, b"tp", tp) {
+            return false;
+        }
+        n(o, b"offset", offset);
+        true
+    }
+
+    fn run(o: &mut Vec<u8>, r: &Run) {
+        o.extend_from_slice(b"{\"offset\":");
+        u(o, r.offset);
+        n(o, b"producer", r.producer as u64);
+        n(o, b"seq", r.seq);
+        n(o, b"count", r.count as u64);
+        o.push(b'}');
+    }
+
+    /// `,"name":"value"`; `false` when `value` needs escaping (serde_json writes the entry then).
+    fn s(o: &mut Vec<u8>, name: &[u8], v: &str) -> bool {
+        key(o, name);
+        string(o, v)
+    }
+
+    fn strs(o: &mut Vec<u8>, name: &[u8], v: &[String]) -> bool {
+        key(o, name);
+        o.push(b'[');
+        for (i, x) in v.iter().enumerate() {
+            if i > 0 {
+                o.push(b',');
+            }
+            if !string(o, x) {
+                return false;
+            }
+        }
+        o.push(b']');
+        true
+    }
+
+    /// A JSON string needing no escape: no `"`, no `\\`, no control character (serde_json escapes
+    /// exactly those and writes every other UTF-8 byte as it is).
+    fn string(o: &mut Vec<u8>, v: &str) -> bool {
+        let b = v.as_bytes();
+        if b.iter().any(|&c| c < 0x20 || c == b'"' || c == b'\\') {
+            return false;
+        }
+        o.push(b'"');
+        o.extend_from_slice(b);
+        o.push(b'"');
+        true
+    }
+
+    /// A decimal `u64`.
+    fn u(o: &mut Vec<u8>, mut v: u64) {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        o.extend_from_slice(&tmp[i..]);
     }
 }
 
@@ -269,6 +753,8 @@ pub struct World {
     pub ctrl: crate::broker::ControllerState,
     pub rng: Stream,
     pub messages: u64,
+    /// Node steps run (see [`World::step`]).
+    pub steps: u64,
     /// The node whose step is running, and whether it asked to run again (a self-poke).
     stepping: Option<NodeIdx>,
     again: bool,
@@ -332,6 +818,7 @@ impl World {
             ctrl: Default::default(),
             rng: Stream::new(seed, "world"),
             messages: 0,
+            steps: 0,
             stepping: None,
             again: false,
             tps,
@@ -522,6 +1009,7 @@ impl World {
             return u64::MAX;
         }
         let now = self.now_ms;
+        self.steps += 1;
         self.stepping = Some(n);
         self.again = false;
         while self.inbox[n]
@@ -645,3 +1133,129 @@ impl World {
 
 /// A bounded FIFO helper used by nodes for timed work (appends, dead letters).
 pub type Timed<T> = VecDeque<(u64, T)>;
+
+#[cfg(test)]
+mod tests {
+    use super::line::write_entry;
+    use sluice_core::history::{Edge, Entry, Event, MemberEvent, Phase, Run};
+
+    /// The line is byte for byte serde_json's, and written by hand exactly when `by_hand`.
+    fn check(ev: Event, by_hand: bool) {
+        let e = Entry { t_us: 1_234_000, ev };
+        let mut got = Vec::new();
+        assert_eq!(write_entry(&mut got, &e), by_hand, "{e:?}");
+        let want = serde_json::to_vec(&e).expect("serializes");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            String::from_utf8_lossy(&want),
+            "{e:?}"
+        );
+    }
+
+    fn tp(s: &str) -> String {
+        s.to_string()
+    }
+
+    #[test]
+    fn hand_written_lines_equal_serde_json() {
+        let names = [
+            "orders/0",
+            "",
+            "dlq.topic-β/11",
+            "quo\"te/1",
+            "back\\slash/2",
+            "new\nline/3",
+            "tab\t/4",
+            "\u{1f}/5",
+            "\u{7f}/6",
+            "slash/ok",
+        ];
+        let nums = [0u64, 1, 9, 10, 99, 12_345, u32::MAX as u64, u64::MAX];
+        let mut cases = vec![
+            Event::Phase { phase: Phase::Safety },
+            Event::Phase { phase: Phase::Liveness },
+            Event::Phase { phase: Phase::End },
+            Event::Meta {
+                schema: 1,
+                source: "sim".into(),
+                scenario: "s".into(),
+                seed: 3,
+                topics: vec![],
+                consumers: 2,
+                strategy: "none".into(),
+                bounds: Default::default(),
+                expect: vec![],
+                settings: Default::default(),
+            },
+            Event::Buffer { consumer: 2, records: 5, credits_outstanding: 0 },
+            Event::Metrics {
+                consumer: 1,
+                back_pressured_ms_per_s: 10,
+                busy_ms_per_s: 900,
+                idle_ms_per_s: 90,
+            },
+            Event::Checkpoint { consumer: 0, id: 7, edge: Edge::Start },
+            Event::Checkpoint { consumer: 0, id: 7, edge: Edge::End },
+            Event::Leader { tp: tp("o/1"), broker: None, epoch: 3, isr: vec![], unclean: false },
+            Event::Leader { tp: tp("o/1"), broker: Some(2), epoch: 4, isr: vec![2, 0, 1], unclean: true },
+            Event::Fetch { consumer: 1, tp: tp("o/2"), runs: vec![], hw: 0 },
+            Event::Rebalance { generation: 2, edge: Edge::End, protocol: "eager".into() },
+        ];
+        for m in [
+            MemberEvent::Start,
+            MemberEvent::Crash,
+            MemberEvent::Leave,
+            MemberEvent::Evicted,
+            MemberEvent::Fenced,
+        ] {
+            cases.push(Event::Member { consumer: 3, event: m });
+        }
+        for (i, name) in names.iter().enumerate() {
+            let v = nums[i % nums.len()];
+            let w = nums[(i + 3) % nums.len()];
+            let (c, small) = (i as u32, (v % (u32::MAX as u64 + 1)) as u32);
+            let t = tp(name);
+            cases.extend([
+                Event::Fault { fault: t.clone(), target: "b1".into(), edge: Edge::Start },
+                Event::ProduceSend { producer: c, tp: t.clone(), seq: v, count: small },
+                Event::ProduceAck { producer: c, tp: t.clone(), seq: v, count: small, offset: w },
+                Event::ProduceFail { producer: c, tp: t.clone(), seq: w, count: small, unknown: i % 2 == 0 },
+                Event::Leader { tp: t.clone(), broker: Some(c), epoch: small, isr: vec![c, 1], unclean: false },
+                Event::Assign { consumer: c, generation: small, tps: vec![t.clone(), tp("o/9")] },
+                Event::Revoke { consumer: c, generation: small, tps: vec![tp("o/9"), t.clone()] },
+                Event::Seek { consumer: c, tp: t.clone(), offset: v },
+                Event::Fetch {
+                    consumer: c,
+                    tp: t.clone(),
+                    runs: vec![
+                        Run { offset: v, producer: c, seq: w, count: small },
+                        Run { offset: 1, producer: 0, seq: 2, count: 3 },
+                    ],
+                    hw: w,
+                },
+                Event::ProcessStart { consumer: c, tp: t.clone(), offset: v, count: small, attempt: 2 },
+                Event::ProcessEnd { consumer: c, tp: t.clone(), offset: v, count: small, ok: 1 },
+                Event::DeadLetter { consumer: c, tp: t.clone(), offset: w, attempts: small },
+                Event::CommitSend { consumer: c, generation: small, tp: t.clone(), offset: v },
+                Event::CommitAck { consumer: c, generation: small, tp: t.clone(), offset: w },
+                Event::CommitFail { consumer: c, generation: small, tp: t.clone(), offset: v, unknown: i % 3 == 0 },
+                Event::Pause { consumer: c, tps: vec![t.clone()] },
+                Event::Resume { consumer: c, tps: vec![] },
+                Event::CreditGrant { consumer: c, tp: t.clone(), n: small, floating: 1 },
+                Event::CreditReturn { consumer: c, tp: t.clone(), n: small },
+                Event::Token { consumer: c, tier: t.clone(), n: small, admitted: i % 2 == 1 },
+                Event::Lag { tp: t.clone(), hw: v, committed: w },
+                Event::Note { text: t.clone() },
+                Event::Rebalance { generation: small, edge: Edge::Start, protocol: t.clone() },
+            ]);
+        }
+        let needs_escape = |ev: &Event| {
+            let line = serde_json::to_string(ev).expect("serializes");
+            line.contains("\\")
+        };
+        for ev in cases {
+            let by_hand = !matches!(ev, Event::Meta { .. }) && !needs_escape(&ev);
+            check(ev, by_hand);
+        }
+    }
+}
