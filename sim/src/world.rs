@@ -923,6 +923,14 @@ impl World {
             format!("{:?}", k.protocol).to_lowercase(),
         );
         settings.insert("static_membership".into(), k.static_membership.to_string());
+        settings.insert(
+            "checkpoint".into(),
+            match k.checkpoint {
+                sluice_core::spec::CheckpointMode::Periodic => "periodic",
+                sluice_core::spec::CheckpointMode::Aligned => "aligned",
+            }
+            .into(),
+        );
         settings.insert("consumers_enabled".into(), self.opts.consumers.to_string());
         Event::Meta {
             schema: history::SCHEMA_VERSION,

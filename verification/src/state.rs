@@ -95,6 +95,12 @@ struct Part {
     lag: LagTrack,
     /// Position lag at the latest lag sample.
     pos_lag: u64,
+    /// Set when the previous owner gave the partition up at a clean revoke without committing
+    /// what it processed (K1's commit on revoke): (that consumer, its processed end). The next
+    /// assignment takes it as its duplicate floor.
+    handoff_floor: Option<(u32, u64)>,
+    /// The consumer whose uncommitted clean hand-over set the current `dup_floor`, if any.
+    floor_from_revoke: Option<u32>,
     /// Last (consumer, offset) flagged by K1, so a CommitAck does not repeat its CommitSend.
     k1_flagged: Option<(u32, u64)>,
     subscribed: bool,
@@ -109,6 +115,11 @@ struct Chan {
     last_seek: Option<u64>,
     buffered: IntervalSet,
     credits: u64,
+    /// End (exclusive) of the highest offset this consumer processed or dead-lettered during its
+    /// current ownership.
+    processed_end: u64,
+    /// Highest offset this consumer sent a commit for during its current ownership.
+    commit_sent: Option<u64>,
 }
 
 #[derive(Default)]
@@ -141,6 +152,12 @@ pub(crate) struct Checker {
     parts: Vec<Part>,
     chans: BTreeMap<(u32, usize), Chan>,
     cons: BTreeMap<u32, Cons>,
+    /// Members whose current assignment is lost (crashed, evicted, fenced): their next revoke is
+    /// not a clean hand-over. Cleared by the member's next assignment.
+    lost: BTreeSet<u32>,
+    /// `Meta::settings["checkpoint"] == "aligned"`: commits follow complete checkpoints only, so
+    /// a revoke does not commit the processed prefix.
+    aligned: bool,
     tiers: Vec<Tier>,
     violations: Vec<Violation>,
     counts: BTreeMap<String, u64>,
@@ -233,6 +250,8 @@ impl Checker {
             parts: Vec::new(),
             chans: BTreeMap::new(),
             cons: BTreeMap::new(),
+            lost: BTreeSet::new(),
+            aligned: false,
             tiers: Vec::new(),
             violations: Vec::new(),
             counts: BTreeMap::new(),
@@ -366,6 +385,7 @@ impl Checker {
                 topics,
                 bounds,
                 expect,
+                settings,
                 ..
             } => {
                 if self.meta_seen {
@@ -373,6 +393,7 @@ impl Checker {
                     return;
                 }
                 self.meta_seen = true;
+                self.aligned = settings.get("checkpoint").is_some_and(|m| m == "aligned");
                 self.bounds = bounds.clone();
                 self.expect = expect.clone();
                 for name in expect {
@@ -431,6 +452,7 @@ impl Checker {
                 }
             }
             Event::Assign { consumer, tps, .. } => {
+                self.lost.remove(consumer);
                 for tp in tps {
                     let p = self.part(tp);
                     self.assign(*consumer, p);
@@ -484,6 +506,10 @@ impl Checker {
             } => {
                 let p = self.part(tp);
                 self.summary.records_dead_lettered += 1;
+                if self.parts[p].owners.contains(consumer) {
+                    let ch = self.chan(*consumer, p);
+                    ch.processed_end = ch.processed_end.max(*offset + 1);
+                }
                 self.mark_done(p, *offset, *offset + 1);
                 self.unbuffer(*consumer, p, *offset, *offset + 1);
             }
@@ -495,6 +521,8 @@ impl Checker {
             } => {
                 let p = self.part(tp);
                 self.commit_k1(*consumer, p, *offset, "CommitSend");
+                let ch = self.chan(*consumer, p);
+                ch.commit_sent = Some(ch.commit_sent.map_or(*offset, |o| o.max(*offset)));
                 *self.parts[p]
                     .maybe_commits
                     .entry((*consumer, *offset))
@@ -679,6 +707,9 @@ impl Checker {
     // ---- group membership and ownership ---------------------------------------------------
 
     fn member(&mut self, c: u32, ev: MemberEvent) {
+        if matches!(ev, MemberEvent::Crash | MemberEvent::Evicted | MemberEvent::Fenced) {
+            self.lost.insert(c);
+        }
         match ev {
             MemberEvent::Start | MemberEvent::Crash | MemberEvent::Leave => {
                 // A fresh or dead process owns nothing, buffers nothing, holds no credits.
@@ -712,14 +743,36 @@ impl Checker {
         part.owners.insert(c);
         part.epoch += 1;
         part.dup_floor = part.last_acked_commit.unwrap_or(0);
+        part.floor_from_revoke = None;
+        if let Some((from, end)) = part.handoff_floor.take() {
+            if end > part.dup_floor {
+                part.dup_floor = end;
+                part.floor_from_revoke = Some(from);
+            }
+        }
         let ch = self.chan(c, p);
+        ch.processed_end = 0;
+        ch.commit_sent = None;
         ch.pos = None;
         ch.awaiting_first_seek = true;
         ch.last_seek = None;
     }
 
     fn revoke(&mut self, c: u32, p: usize) {
-        self.parts[p].owners.remove(&c);
+        let was_owner = self.parts[p].owners.remove(&c);
+        let clean = was_owner && !self.lost.contains(&c);
+        let acked = self.parts[p].last_acked_commit.unwrap_or(0);
+        let aligned = self.aligned;
+        let ch = self.chan(c, p);
+        // K1: a clean revoke commits what was processed before the partition moves. If no
+        // commit was even sent for it, the next owner may re-process only what came after.
+        // Aligned checkpoints (K3) commit only complete checkpoints: the next owner replays from
+        // the last one by design.
+        let committed = ch.commit_sent.unwrap_or(0).max(acked);
+        if clean && !aligned && ch.processed_end > committed {
+            let end = ch.processed_end;
+            self.parts[p].handoff_floor = Some((c, end));
+        }
         let ch = self.chan(c, p);
         ch.pos = None;
         ch.awaiting_first_seek = false;
@@ -919,7 +972,7 @@ impl Checker {
         }
         let end = offset + ok as u64;
         self.summary.records_processed += ok as u64;
-        let (epoch, floor) = (part.epoch, part.dup_floor);
+        let (epoch, floor, floor_from) = (part.epoch, part.dup_floor, part.floor_from_revoke);
         // A non-owner's processing is G1's concern; it is marked so the owner's later processing of
         // the same offsets counts as a legitimate hand-over, not a re-processing within one ownership.
         let owner = part.owners.contains(&c);
@@ -948,16 +1001,24 @@ impl Checker {
                 .bounds
                 .duplicate_window_records
                 .map_or("unbounded".to_string(), |w| format!("{w} records"));
+            let why = match floor_from {
+                Some(r) => format!("c{r} gave the partition up at a clean revoke having processed up to {floor} without committing it (K1: commit on revoke), so re-processing is allowed only from {floor}"),
+                None => format!("re-processing is allowed only from the commit {floor} acknowledged at the last reassignment"),
+            };
             self.safety(
                 a::DUPLICATE_BEYOND_WINDOW,
                 "K2",
                 Some(p),
                 Some(c),
                 format!(
-                    "{name}: c{c} processed offsets {} again; re-processing is allowed only from the commit {floor} acknowledged at the last reassignment (window: {w}), never twice within one ownership",
+                    "{name}: c{c} processed offsets {} again; {why} (window: {w}), never twice within one ownership",
                     ranges(&beyond)
                 ),
             );
+        }
+        if owner {
+            let ch = self.chan(c, p);
+            ch.processed_end = ch.processed_end.max(end);
         }
         self.mark_done(p, offset, end);
         self.unbuffer(c, p, offset, end);
