@@ -15,13 +15,6 @@ use crate::SimError;
 /// The most faults swarm mode injects in one run.
 pub const SWARM_FAULTS_MAX: u64 = 4;
 
-/// What the main loop must do to madsim nodes for a fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NodeOp {
-    Kill(NodeIdx),
-    Restart(NodeIdx),
-}
-
 /// A fault in force, with what is needed to heal it.
 #[derive(Clone, Debug)]
 pub struct Active {
@@ -155,18 +148,16 @@ fn consumer_fault(f: &FaultKind) -> bool {
 }
 
 impl World {
-    /// Starts fault `f` (number `id`). Returns what it means for madsim nodes and, unless it was
-    /// skipped, the record needed to heal it.
-    pub fn fault_start(&mut self, id: u64, f: &Fault) -> (Vec<NodeOp>, Option<Active>) {
+    /// Starts fault `f` (number `id`). Returns, unless it was skipped, the record needed to heal it.
+    pub fn fault_start(&mut self, id: u64, f: &Fault) -> Option<Active> {
         let now = self.now_ms;
         let end_ms = now + (f.for_s * 1_000.0).round() as u64;
         let l = self.layout;
-        let mut ops = Vec::new();
         if consumer_fault(&f.kind) && !self.opts.consumers {
             self.record(Event::Note {
                 text: format!("fault {} skipped: consumers are not running", f.kind.name()),
             });
-            return (ops, None);
+            return None;
         }
         let (target, undo) = match &f.kind {
             FaultKind::BrokerCrash { broker } => {
@@ -175,7 +166,7 @@ impl World {
                     self.record(Event::Note {
                         text: format!("fault broker-crash skipped: b{broker} is already down"),
                     });
-                    return (ops, None);
+                    return None;
                 }
                 (format!("b{broker}"), Undo::Restart(n))
             }
@@ -190,21 +181,21 @@ impl World {
                     }
                     _ => {
                         self.record(Event::Note { text: format!("fault leader-crash skipped: {topic}/{partition} has no live leader") });
-                        return (ops, None);
+                        return None;
                     }
                 }
             }
             FaultKind::CoordinatorFailover => {
                 let b = self.coordinator_broker;
                 if !self.up[l.broker(b)] {
-                    return (ops, None);
+                    return None;
                 }
                 (format!("b{b}"), Undo::Restart(l.broker(b)))
             }
             FaultKind::ConsumerCrash { consumer } => {
                 let n = l.consumer(*consumer);
                 if !self.up[n] {
-                    return (ops, None);
+                    return None;
                 }
                 (
                     format!("c{consumer}"),
@@ -273,7 +264,6 @@ impl World {
         });
         if let Undo::Restart(n) = undo {
             self.crash_node(n);
-            ops.push(NodeOp::Kill(n));
         }
         if let (FaultKind::ConsumerCrash { .. }, Undo::Nothing) = (&f.kind, &undo) {
             let n = l.consumer(match f.kind {
@@ -281,31 +271,23 @@ impl World {
                 _ => unreachable!("matched above"),
             });
             self.crash_node(n);
-            ops.push(NodeOp::Kill(n));
         }
-        (
-            ops,
-            Some(Active {
-                id,
-                name: f.kind.name(),
-                target,
-                end_ms,
-                undo,
-            }),
-        )
+        Some(Active {
+            id,
+            name: f.kind.name(),
+            target,
+            end_ms,
+            undo,
+        })
     }
 
     /// Heals an active fault.
-    pub fn fault_end(&mut self, a: &Active) -> Vec<NodeOp> {
-        let mut ops = Vec::new();
+    pub fn fault_end(&mut self, a: &Active) {
         match a.undo {
             Undo::Nothing => {}
             Undo::Net => self.net.heal(a.id),
             Undo::Disk(b) => self.brokers[b as usize].disk.heal(a.id),
-            Undo::Restart(n) => {
-                self.restart_node(n);
-                ops.push(NodeOp::Restart(n));
-            }
+            Undo::Restart(n) => self.restart_node(n),
             Undo::Stall(c) => {
                 // The stall ends now even if healed early (liveness phase).
                 let now = self.now_ms;
@@ -322,6 +304,5 @@ impl World {
             target: a.target.clone(),
             edge: Edge::End,
         });
-        ops
     }
 }

@@ -14,10 +14,14 @@
 //! - [`faults`]: schedules and swarm mode.
 //! - [`group`]: the consumer-group protocol state machines.
 //!
-//! madsim provides the runtime, simulated time, the seed and the nodes: every broker, producer and
-//! consumer is a madsim node whose one task loops "lock the world, handle what is due, sleep until
-//! the next thing is due". A crash is `Handle::kill` plus dropping the node's volatile state; a
-//! restart is `Handle::restart`. Nothing here reads the wall clock or OS randomness; every random
+//! madsim provides the runtime, simulated time and the seed. One task schedules the world: every
+//! broker, producer and consumer is a node with the time it next needs to run (`World::wake_at`,
+//! lowered when a message is sent to it or it is poked); at each simulated millisecond that has
+//! something due, the task runs the controller's and the fault schedule's work, then the due nodes'
+//! steps one at a time in an order drawn from the seed, then sleeps to the next due millisecond.
+//! Idle nodes cost nothing, and an instant costs one timer however many nodes it wakes. A crash drops
+//! the node's volatile state and marks it down (it is never stepped and receives nothing); a restart
+//! marks it up and due at once. Nothing here reads the wall clock or OS randomness; every random
 //! draw comes from a stream derived from the seed ([`dist`]).
 
 use std::collections::BTreeMap;
@@ -196,33 +200,43 @@ fn elapsed_ms(start: tokio::time::Instant) -> u64 {
     (tokio::time::Instant::now() - start).as_millis() as u64
 }
 
-/// A node's only task: handle what is due, sleep until the next thing is due or a message arrives.
-async fn node_main(
-    w: Arc<Mutex<World>>,
-    n: net::NodeIdx,
-    start: tokio::time::Instant,
-    far_ms: u64,
-) {
-    let notify = w.lock().expect("world lock").notify[n].clone();
-    loop {
-        let wake = {
-            let mut g = w.lock().expect("world lock");
-            if g.rec.stopped || !g.up[n] {
-                return;
-            }
-            let now = elapsed_ms(start);
-            g.now_ms = g.now_ms.max(now);
-            let t = g.step(n);
-            g.wake_at[n] = t;
-            t
+/// Node steps run at one simulated millisecond at most; what is still due after that waits for the
+/// next millisecond (a bound against nodes poking each other forever at one instant).
+pub const STEPS_PER_MS_MAX: u32 = 100_000;
+
+/// Runs every node step due at `now`, one at a time, the next one drawn at random (from the seed)
+/// among the nodes due: the interleaving of simultaneous events is the seed's choice, as it was
+/// when each node was its own madsim task. A step may make other nodes due at once (a poke).
+fn run_due_nodes(w: &mut World, now: u64, order: &mut dist::Stream, due: &mut Vec<net::NodeIdx>) {
+    let nodes = w.layout.controller();
+    for _ in 0..STEPS_PER_MS_MAX {
+        due.clear();
+        due.extend((0..nodes).filter(|&n| w.up[n] && w.wake_at[n] <= now));
+        let n = match due.len() {
+            0 => return,
+            1 => due[0],
+            k => due[order.below(k as u64) as usize],
         };
-        let until = start + Duration::from_millis(wake.min(far_ms));
-        tokio::select! {
-            biased;
-            _ = notify.notified() => {}
-            _ = tokio::time::sleep_until(until) => {}
+        let t = w.step(n);
+        w.wake_at[n] = t;
+        if w.rec.stopped {
+            return;
         }
     }
+    for n in 0..nodes {
+        if w.up[n] && w.wake_at[n] <= now {
+            w.wake_at[n] = now + 1;
+        }
+    }
+}
+
+/// When the next node step is due (`u64::MAX`: none until something is sent).
+fn next_node_wake(w: &World) -> u64 {
+    (0..w.layout.controller())
+        .filter(|&n| w.up[n])
+        .map(|n| w.wake_at[n])
+        .min()
+        .unwrap_or(u64::MAX)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -232,24 +246,13 @@ enum Due {
 }
 
 async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, total_ms: u64) {
-    let handle = madsim::runtime::Handle::current();
     let start = tokio::time::Instant::now();
-    let far_ms = total_ms + 3_600_000;
-    let (layout, safety_ms, main_notify) = {
+    let (layout, safety_ms, seed) = {
         let g = w.lock().expect("world lock");
-        (g.layout, g.spec.duration_s * 1_000, g.main_notify.clone())
+        (g.layout, g.spec.duration_s * 1_000, g.seed)
     };
-    // Nodes: brokers, producers, consumers (the controller is this task).
-    let mut ids = Vec::new();
-    for n in 0..layout.controller() {
-        let w2 = w.clone();
-        let node = handle
-            .create_node()
-            .name(layout.name(n))
-            .init(move || node_main(w2.clone(), n, start, far_ms))
-            .build();
-        ids.push(node.id());
-    }
+    let mut order = dist::Stream::new(seed, "schedule");
+    let mut due = Vec::with_capacity(layout.nodes());
     {
         let mut g = w.lock().expect("world lock");
         let meta = g.meta_event();
@@ -275,11 +278,9 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
     let mut active: BTreeMap<usize, faults::Active> = BTreeMap::new();
     let mut next_ctrl = CONTROLLER_TICK_MS;
     let mut next_lag = LAG_SAMPLE_MS;
-    let mut next_prune = PRUNE_TASKS_MS;
     let mut liveness_started = false;
     loop {
         let now = elapsed_ms(start);
-        let mut ops = Vec::new();
         let next;
         {
             let mut g = w.lock().expect("world lock");
@@ -293,9 +294,7 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
                 let (_, due) = schedule.remove(0);
                 match due {
                     Due::FaultStart(i) => {
-                        let (o, a) = g.fault_start(i as u64, &faults[i]);
-                        ops.extend(o);
-                        if let Some(a) = a {
+                        if let Some(a) = g.fault_start(i as u64, &faults[i]) {
                             let end = if faults[i].for_s > 0.0
                                 || a.name == "broker-crash"
                                 || a.name == "leader-crash"
@@ -313,7 +312,7 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
                     }
                     Due::FaultEnd(i) => {
                         if let Some(a) = active.remove(&i) {
-                            ops.extend(g.fault_end(&a));
+                            g.fault_end(&a);
                         }
                     }
                 }
@@ -321,7 +320,7 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
             if !liveness_started && now >= safety_ms {
                 liveness_started = true;
                 for (_, a) in std::mem::take(&mut active) {
-                    ops.extend(g.fault_end(&a));
+                    g.fault_end(&a);
                 }
                 schedule.retain(|s| !matches!(s.1, Due::FaultEnd(_)));
                 g.net.heal_all();
@@ -342,7 +341,11 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
                 g.rec.stopped = true;
                 break;
             }
-            let mut n = next_ctrl.min(next_lag).min(next_prune).min(total_ms);
+            run_due_nodes(&mut g, now, &mut order, &mut due);
+            if g.rec.stopped {
+                break;
+            }
+            let mut n = next_ctrl.min(next_lag).min(total_ms).min(next_node_wake(&g));
             if !liveness_started {
                 n = n.min(safety_ms);
             }
@@ -351,22 +354,6 @@ async fn main_task(w: Arc<Mutex<World>>, faults: Vec<sluice_core::spec::Fault>, 
             }
             next = n;
         }
-        for op in ops {
-            match op {
-                faults::NodeOp::Kill(n) => handle.kill(ids[n]),
-                faults::NodeOp::Restart(n) => handle.restart(ids[n]),
-            }
-        }
-        if now >= next_prune {
-            // madsim drops finished tasks from its per-node lists only when asked for metrics.
-            let _ = handle.metrics().num_tasks();
-            next_prune = now + PRUNE_TASKS_MS;
-        }
-        let until = start + Duration::from_millis(next.max(now + 1));
-        tokio::select! {
-            biased;
-            _ = main_notify.notified() => {}
-            _ = tokio::time::sleep_until(until) => {}
-        }
+        tokio::time::sleep_until(start + Duration::from_millis(next.max(now + 1))).await;
     }
 }

@@ -1,12 +1,11 @@
 //! The world: every piece of simulated state (brokers and their logs, the controller's partition
 //! metadata, producers, consumers, the group coordinator, the network, the history recorder) in one
-//! struct behind one lock. madsim nodes are thin loops (see [`crate::node_main`]) that lock the
-//! world, let it handle what is due for their node ([`World::step`]) and sleep until the next thing
-//! is due. A crash is `Handle::kill` of the node plus [`World::crash_node`], which drops exactly the
-//! state a real crash loses.
+//! struct behind one lock. Each node (broker, producer, consumer) has the time it next needs to run
+//! ([`World::wake_at`]); the run's one task (see `crate::run_with`) steps the due nodes
+//! ([`World::step`]) and sleeps until the next thing is due. A crash is [`World::crash_node`], which
+//! drops exactly the state a real crash loses and marks the node down.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 
 use sluice_core::history::{self, Bounds, Entry, Event, Phase, TierBound, TopicMeta};
 use sluice_core::spec::{Acks, Scenario, Strategy, TierKind};
@@ -702,8 +701,6 @@ pub mod consts {
     pub const CONTROLLER_TICK_MS: u64 = 250;
     /// Lag samples (per partition) are taken this often.
     pub const LAG_SAMPLE_MS: u64 = 1_000;
-    /// madsim keeps finished tasks until asked for metrics; prune every simulated minute.
-    pub const PRUNE_TASKS_MS: u64 = 60_000;
     /// A dead-letter append is acknowledged after this long (a produce to the DLQ topic).
     pub const DLQ_APPEND_MS: u64 = 3;
     /// Records a producer holds per partition before it stops generating load for it
@@ -747,9 +744,8 @@ pub struct World {
     pub up: Vec<bool>,
     inbox: Vec<BTreeMap<(u64, u64), Msg>>,
     msg_seq: u64,
+    /// When each node next needs to run (`u64::MAX`: only when a message arrives).
     pub wake_at: Vec<u64>,
-    pub notify: Vec<Arc<tokio::sync::Notify>>,
-    pub main_notify: Arc<tokio::sync::Notify>,
     pub ctrl: crate::broker::ControllerState,
     pub rng: Stream,
     pub messages: u64,
@@ -811,10 +807,6 @@ impl World {
             inbox: (0..nodes).map(|_| BTreeMap::new()).collect(),
             msg_seq: 0,
             wake_at: vec![0; nodes],
-            notify: (0..nodes)
-                .map(|_| Arc::new(tokio::sync::Notify::new()))
-                .collect(),
-            main_notify: Arc::new(tokio::sync::Notify::new()),
             ctrl: Default::default(),
             rng: Stream::new(seed, "world"),
             messages: 0,
@@ -965,9 +957,6 @@ impl World {
     pub fn record(&mut self, ev: Event) {
         let now = self.now_ms;
         self.rec.record(now, ev);
-        if self.rec.stopped {
-            self.main_notify.notify_one();
-        }
     }
 
     /// Sends `msg` from `from` to `to` over the simulated network.
@@ -988,7 +977,6 @@ impl World {
         self.inbox[to].insert((at, self.msg_seq), msg);
         if at < self.wake_at[to] {
             self.wake_at[to] = at;
-            self.notify[to].notify_one();
         }
     }
 
@@ -1000,7 +988,6 @@ impl World {
         }
         if self.wake_at[n] > self.now_ms {
             self.wake_at[n] = self.now_ms;
-            self.notify[n].notify_one();
         }
     }
 
