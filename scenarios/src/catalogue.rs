@@ -28,6 +28,7 @@ catalogue![
     "commit-unknown-outcome",
     "prefetch-memory-growth",
     "pause-across-rebalance",
+    "rate-limited-backlog",
 ];
 
 /// The TOML text of a catalogue scenario.

@@ -8,7 +8,7 @@
 //!
 //! Anomaly names (kebab-case, as in [`anomaly`]): the Jepsen Kafka classes `lost-write`, `unseen`,
 //! `duplicate`, `inconsistent-offsets`, `poll-skip`, `nonmonotonic-poll`, `nonmonotonic-send`; the
-//! flow-control rules `buffer-bound-exceeded`, `credit-rule` (C1, C3), `rate-bound` (R1),
+//! flow-control rules `buffer-bound-exceeded`, `credit-rule` (C1, C3), `rate-bound` (R1, and R2 on a consumer's own tier),
 //! `partition-owned-twice` (G1), `commit-beyond-processed` (K1), `gap-after-restart` (K2),
 //! `dropped-record`, `duplicate-beyond-window`; liveness `lag-not-recovered`.
 //!

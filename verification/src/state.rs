@@ -592,6 +592,8 @@ impl Checker {
             } => {
                 if *admitted {
                     self.token(*consumer, tier, *n);
+                } else {
+                    self.token_refused(*consumer, tier, *n);
                 }
             }
             Event::Buffer {
@@ -1181,6 +1183,36 @@ impl Checker {
                 t.burst + t.rate_per_us * window_us as f64
             );
             self.safety(a::RATE_BOUND, "R1", None, Some(c), d);
+        }
+    }
+
+    /// R2: a refusal in one tier consumes no tokens in the others. A bucket that only ever lost
+    /// tokens to admissions holds, at any moment, `burst - max(0, worst window ending now)` (the
+    /// same quantity R1 bounds). A tier that refuses `n` records while that level is at least
+    /// `n + 1` (one token of slack for rounding) has lost tokens to something other than an
+    /// admission: a refusal elsewhere on the path took them. Judged on the refusing consumer's
+    /// own tier (`consumer:c<N>`) only: how a global or per-topic bound is shared among the
+    /// consumers is the limiter's business, not the history's.
+    fn token_refused(&mut self, c: u32, tier: &str, n: u32) {
+        if tier != format!("consumer:c{c}") {
+            return;
+        }
+        let now = self.now as f64;
+        let mut hits = Vec::new();
+        for t in self.tiers.iter().filter(|t| t.name == tier) {
+            // The candidate window starting now is empty (0); `best` covers earlier starts.
+            let worst = (t.admitted - t.rate_per_us * now + t.best.max(t.rate_per_us * now - t.admitted)).max(0.0);
+            let level = t.burst - worst;
+            if level >= n as f64 + 1.0 {
+                hits.push((t.name.clone(), level, t.admitted));
+            }
+        }
+        for (name, level, admitted) in hits {
+            let d = format!(
+                "tier {name}: refused c{c} {n} record(s) at t_us {} although its {admitted} admissions so far leave it {level:.3} tokens: tokens left the bucket without an admission (a refusal in another tier took them)",
+                self.now
+            );
+            self.safety(a::RATE_BOUND, "R2", None, Some(c), d);
         }
     }
 

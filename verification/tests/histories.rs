@@ -26,6 +26,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("credit_rule_c1.jsonl", &["credit-rule"]),
     ("credit_rule_c3.jsonl", &["credit-rule"]),
     ("rate_bound.jsonl", &["rate-bound"]),
+    ("rate_bound_r2.jsonl", &["rate-bound"]),
     ("partition_owned_twice.jsonl", &["partition-owned-twice"]),
     (
         "commit_beyond_processed.jsonl",
