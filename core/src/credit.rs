@@ -373,6 +373,24 @@ impl Credits {
     #[inline]
     pub fn consume(&mut self, tp: Tp, n: u32) -> Result<(), CreditError> {
         let Some(idx) = self.find(tp) else { return Err(CreditError::UnknownChannel(tp)) };
+        self.consume_at(idx, tp, n)
+    }
+
+    /// [`Credits::consume`], then (when it succeeds) [`Credits::announce_backlog`] of the backlog
+    /// left behind the delivered records: what a fetch reply does to its channel, with one lookup.
+    /// On error nothing changes.
+    #[inline]
+    pub fn consume_and_announce(&mut self, tp: Tp, n: u32, backlog_records: u64) -> Result<(), CreditError> {
+        let Some(idx) = self.find(tp) else { return Err(CreditError::UnknownChannel(tp)) };
+        self.consume_at(idx, tp, n)?;
+        // `consume_at` succeeded, so the channel is open.
+        self.channels[idx].1.backlog_records = backlog_records;
+        Ok(())
+    }
+
+    /// [`Credits::consume`] for the channel at position `idx`.
+    #[inline]
+    fn consume_at(&mut self, idx: usize, tp: Tp, n: u32) -> Result<(), CreditError> {
         let ch = &mut self.channels[idx].1;
         if !ch.open {
             return Err(CreditError::UnknownChannel(tp));

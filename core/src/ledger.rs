@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::bugs::{Bug, Bugs};
-use crate::types::{Offset, Tp};
+use crate::types::{Offset, Tp, TpIndex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LedgerError {
@@ -77,9 +77,15 @@ struct Part {
     maybe: Option<Offset>,
 }
 
+/// Cost: partitions live in a `Vec` sorted by `Tp` (the order `tracked` and `dirty` report), found
+/// through a direct index by (topic, partition), so the per-completion calls (`done`,
+/// `committable`, commit outcomes) do no tree search; an in-order completion with no ranges
+/// pending touches no map at all. `track` and `untrack` (ownership changes) are O(n).
 pub struct Ledger {
     pending_ranges_max: usize,
-    parts: BTreeMap<Tp, Part>,
+    /// At most one entry per tracked partition, sorted by `Tp`.
+    parts: Vec<(Tp, Part)>,
+    index: TpIndex,
     bugs: Bugs,
 }
 
@@ -88,7 +94,8 @@ impl Ledger {
     pub fn new(pending_ranges_max: usize) -> Self {
         Ledger {
             pending_ranges_max,
-            parts: BTreeMap::new(),
+            parts: Vec::new(),
+            index: TpIndex::default(),
             bugs: Bugs::NONE,
         }
     }
@@ -106,34 +113,51 @@ impl Ledger {
     /// Starts tracking `tp` from `start` (the committed offset it resumed at, K2).
     /// Tracking an already tracked partition starts it afresh.
     pub fn track(&mut self, tp: Tp, start: Offset) {
-        self.parts.insert(
-            tp,
-            Part {
-                start,
-                next: start,
-                ranges: BTreeMap::new(),
-                done_end: start,
-                acked: start,
-                in_flight: None,
-                maybe: None,
-            },
-        );
+        let part = Part {
+            start,
+            next: start,
+            ranges: BTreeMap::new(),
+            done_end: start,
+            acked: start,
+            in_flight: None,
+            maybe: None,
+        };
+        match self.parts.binary_search_by(|(t, _)| t.cmp(&tp)) {
+            Ok(i) => self.parts[i].1 = part,
+            Err(i) => {
+                self.parts.insert(i, (tp, part));
+                self.index.rebuild(&self.parts);
+            }
+        }
     }
 
     /// Stops tracking `tp` (revoked); returns the offset that should have been committed.
     pub fn untrack(&mut self, tp: Tp) -> Option<Offset> {
         let c = self.committable(tp);
-        self.parts.remove(&tp);
+        if let Ok(i) = self.parts.binary_search_by(|(t, _)| t.cmp(&tp)) {
+            self.parts.remove(i);
+            self.index.rebuild(&self.parts);
+        }
         c
     }
 
+    #[inline]
+    fn get(&self, tp: Tp) -> Option<&Part> {
+        self.index.find(&self.parts, tp).map(|i| &self.parts[i].1)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, tp: Tp) -> Option<&mut Part> {
+        self.index.find(&self.parts, tp).map(|i| &mut self.parts[i].1)
+    }
+
     pub fn is_tracked(&self, tp: Tp) -> bool {
-        self.parts.contains_key(&tp)
+        self.get(tp).is_some()
     }
 
     /// Tracked partitions in order.
     pub fn tracked(&self) -> impl Iterator<Item = Tp> + '_ {
-        self.parts.keys().copied()
+        self.parts.iter().map(|(tp, _)| *tp)
     }
 
     /// Offsets `offset..offset+count` are done (processed or dead-lettered), in any order.
@@ -142,13 +166,19 @@ impl Ledger {
     /// records in flight at once, so `pending_ranges_max` ≥ that number rules the error out.
     pub fn done(&mut self, tp: Tp, offset: Offset, count: u32) -> Result<(), LedgerError> {
         let max = self.pending_ranges_max;
-        let p = self.parts.get_mut(&tp).ok_or(LedgerError::Unknown(tp))?;
+        let p = self.get_mut(tp).ok_or(LedgerError::Unknown(tp))?;
         if count == 0 {
             return Ok(());
         }
         let end = offset
             .checked_add(u64::from(count))
             .ok_or(LedgerError::Overflow { tp, offset, count })?;
+        if offset == p.next && p.ranges.is_empty() {
+            // In order with nothing pending above (the usual case): the prefix just grows.
+            p.next = end;
+            p.done_end = p.done_end.max(end);
+            return Ok(());
+        }
         if offset < p.next {
             return Err(LedgerError::AlreadyDone { tp, offset });
         }
@@ -199,7 +229,7 @@ impl Ledger {
     /// Whether `offset` of `tp` is done (`None` if `tp` is not tracked). Offsets below the start
     /// count as done.
     pub fn is_done(&self, tp: Tp, offset: Offset) -> Option<bool> {
-        let p = self.parts.get(&tp)?;
+        let p = self.get(tp)?;
         Some(
             offset < p.next
                 || p.ranges
@@ -211,25 +241,28 @@ impl Ledger {
 
     /// Out-of-order done ranges kept for `tp` (bounded by `pending_ranges_max`).
     pub fn pending_ranges(&self, tp: Tp) -> Option<usize> {
-        self.parts.get(&tp).map(|p| p.ranges.len())
+        self.get(tp).map(|p| p.ranges.len())
     }
 
     /// The offset to commit for `tp`: contiguous done prefix + 1, i.e. the first not-done offset (K1).
     pub fn committable(&self, tp: Tp) -> Option<Offset> {
-        let p = self.parts.get(&tp)?;
+        self.get(tp).map(|p| self.committable_of(p))
+    }
+
+    #[inline]
+    fn committable_of(&self, p: &Part) -> Offset {
         if self.bugs.has(Bug::CommitBeyondProcessed) {
-            return Some(p.done_end);
+            p.done_end
+        } else {
+            p.next
         }
-        Some(p.next)
     }
 
     /// Partitions whose committable offset is ahead of the last acked or in-flight commit.
     /// Appends `(tp, committable)` in partition order.
     pub fn dirty(&self, out: &mut Vec<(Tp, Offset)>) {
-        for (&tp, p) in &self.parts {
-            let Some(c) = self.committable(tp) else {
-                continue;
-            };
+        for (tp, p) in &self.parts {
+            let (tp, c) = (*tp, self.committable_of(p));
             if c > p.acked && p.in_flight.is_none_or(|f| c > f) {
                 out.push((tp, c));
             }
@@ -237,7 +270,7 @@ impl Ledger {
     }
 
     pub fn commit_sent(&mut self, tp: Tp, offset: Offset) {
-        if let Some(p) = self.parts.get_mut(&tp) {
+        if let Some(p) = self.get_mut(tp) {
             p.in_flight = Some(p.in_flight.map_or(offset, |f| f.max(offset)));
         }
     }
@@ -245,7 +278,7 @@ impl Ledger {
     /// The broker acknowledged the commit of `offset`. An ack older than the recorded one is
     /// ignored (committed offsets never go backwards). Acks for untracked partitions are ignored.
     pub fn commit_acked(&mut self, tp: Tp, offset: Offset) {
-        if let Some(p) = self.parts.get_mut(&tp) {
+        if let Some(p) = self.get_mut(tp) {
             p.acked = p.acked.max(offset);
             if p.in_flight.is_some_and(|f| f <= p.acked) {
                 p.in_flight = None;
@@ -258,7 +291,7 @@ impl Ledger {
 
     /// The commit failed; `unknown` = its reply was lost and it may have been applied.
     pub fn commit_failed(&mut self, tp: Tp, offset: Offset, unknown: bool) {
-        if let Some(p) = self.parts.get_mut(&tp) {
+        if let Some(p) = self.get_mut(tp) {
             if p.in_flight == Some(offset) {
                 p.in_flight = None;
             }
@@ -270,23 +303,23 @@ impl Ledger {
 
     /// The last offset known to be committed.
     pub fn committed(&self, tp: Tp) -> Option<Offset> {
-        self.parts.get(&tp).map(|p| p.acked)
+        self.get(tp).map(|p| p.acked)
     }
 
     /// The highest commit with an unknown outcome above the acked one, if any: the broker may hold
     /// this offset instead of [`Ledger::committed`].
     pub fn maybe_committed(&self, tp: Tp) -> Option<Offset> {
-        self.parts.get(&tp).and_then(|p| p.maybe)
+        self.get(tp).and_then(|p| p.maybe)
     }
 
     /// The highest commit sent and not yet answered.
     pub fn in_flight(&self, tp: Tp) -> Option<Offset> {
-        self.parts.get(&tp).and_then(|p| p.in_flight)
+        self.get(tp).and_then(|p| p.in_flight)
     }
 
     /// The offset `tp` started at.
     pub fn start(&self, tp: Tp) -> Option<Offset> {
-        self.parts.get(&tp).map(|p| p.start)
+        self.get(tp).map(|p| p.start)
     }
 }
 

@@ -305,13 +305,96 @@ struct Part {
     hw: Offset,
 }
 
+/// A set of positions in the partition table, one bit each: O(1) insert and remove, iteration in
+/// position order (which is `Tp` order). Sized to the table (at most one bit per owned partition);
+/// resized when the table is rebuilt.
+#[derive(Debug, Default)]
+struct PosSet {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl PosSet {
+    /// Empties the set and sizes it for `n` positions.
+    fn reset(&mut self, n: usize) {
+        self.words.clear();
+        self.words.resize(n.div_ceil(64), 0);
+        self.len = 0;
+    }
+
+    #[inline]
+    fn insert(&mut self, i: usize) {
+        let (w, bit) = (i / 64, 1u64 << (i % 64));
+        if self.words[w] & bit == 0 {
+            self.words[w] |= bit;
+            self.len += 1;
+        }
+    }
+
+    #[inline]
+    fn remove(&mut self, i: usize) {
+        let (w, bit) = (i / 64, 1u64 << (i % 64));
+        if self.words[w] & bit != 0 {
+            self.words[w] &= !bit;
+            self.len -= 1;
+        }
+    }
+
+    #[inline]
+    fn contains(&self, i: usize) -> bool {
+        self.words[i / 64] & (1u64 << (i % 64)) != 0
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The first position in `from..end` that is in the set.
+    #[inline]
+    fn next_in(&self, from: usize, end: usize) -> Option<usize> {
+        if from >= end {
+            return None;
+        }
+        let mut w = from / 64;
+        let mut bits = self.words[w] & (!0u64 << (from % 64));
+        loop {
+            if bits != 0 {
+                let i = w * 64 + bits.trailing_zeros() as usize;
+                return (i < end).then_some(i);
+            }
+            w += 1;
+            if w * 64 >= end {
+                return None;
+            }
+            bits = self.words[w];
+        }
+    }
+
+    /// The count matches the bits, and no bit lies at or beyond `n`.
+    fn consistent(&self, n: usize) -> bool {
+        let ones: usize = self.words.iter().map(|w| w.count_ones() as usize).sum();
+        self.words.len() == n.div_ceil(64) && ones == self.len && (0..self.words.len() * 64).all(|i| i < n || !self.contains(i))
+    }
+}
+
 /// The owned partitions in `Tp` order with an O(1) index: a step looks its partition up several
 /// times, and a search of an ordered map costs more than the rest of the step. Holds at most one
-/// entry per owned partition; ownership changes (rare) rebuild the index.
+/// entry per owned partition; ownership changes (rare) rebuild the index and the ready-sets.
+///
+/// The dispatch and fetch ready-sets are sets of positions in `entries`, kept equal to the parts'
+/// `in_ready` / `in_fetchable` flags: a step inserts or removes its partition in O(1), and a walk
+/// over a set visits only its members, in `Tp` order.
 #[derive(Debug, Default)]
 struct PartMap {
     entries: Vec<(Tp, Part)>,
     index: TpIndex,
+    /// Dispatch ready-set: owned partitions with buffered records the worker stage may take (none
+    /// in flight, not revoking, not held back by a barrier).
+    ready: PosSet,
+    /// Fetch ready-set: owned partitions with no fetch outstanding, not revoking, and (credit
+    /// strategy) not known to be without credits.
+    fetchable: PosSet,
 }
 
 impl PartMap {
@@ -337,7 +420,11 @@ impl PartMap {
     /// Inserts or replaces the entry of `tp`; returns the entry replaced.
     fn insert(&mut self, tp: Tp, part: Part) -> Option<Part> {
         match self.entries.binary_search_by(|(t, _)| t.cmp(&tp)) {
-            Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, part)),
+            Ok(i) => {
+                let old = std::mem::replace(&mut self.entries[i].1, part);
+                self.rebuild_index();
+                Some(old)
+            }
             Err(i) => {
                 self.entries.insert(i, (tp, part));
                 self.rebuild_index();
@@ -369,8 +456,21 @@ impl PartMap {
         self.entries.len()
     }
 
+    /// Re-indexes after an insertion or removal; positions moved, so the ready-sets are rebuilt
+    /// from the parts' membership flags.
     fn rebuild_index(&mut self) {
         self.index.rebuild(&self.entries);
+        let n = self.entries.len();
+        self.ready.reset(n);
+        self.fetchable.reset(n);
+        for (i, (_, p)) in self.entries.iter().enumerate() {
+            if p.in_ready {
+                self.ready.insert(i);
+            }
+            if p.in_fetchable {
+                self.fetchable.insert(i);
+            }
+        }
     }
 }
 
@@ -435,16 +535,9 @@ pub struct Pipeline {
     dirty: Vec<(Tp, Offset)>,
     /// Round-robin cursor for fair dispatch across partitions.
     cursor: Option<Tp>,
-    order_scratch: Vec<(bool, Tp)>,
-    fetch_scratch: Vec<(Tp, Offset, u32)>,
-    /// Dispatch ready-set, sorted: owned partitions with buffered records, no run in flight and not
-    /// revoking. Kept in step with the events that change those fields (`sync_sets`), so a step
-    /// visits only partitions that can be dispatched. At most one entry per owned partition.
-    ready: Vec<Tp>,
-    /// Fetch ready-set, sorted: owned partitions with no fetch outstanding, not revoking, and (credit
-    /// strategy) not known to be without credits. At most one entry per owned partition.
-    fetchable: Vec<Tp>,
-    tp_scratch: Vec<Tp>,
+    /// Zombie partitions to visit in a dispatch walk (planted bug only); reused, no allocation per
+    /// step. At most one entry per zombie.
+    zombie_scratch: Vec<Tp>,
     coordinator: Coordinator,
     align: Option<Align>,
     /// Partitions given up with a fetch outstanding (at most one entry per partition ever owned);
@@ -452,20 +545,23 @@ pub struct Pipeline {
     stale_fetches: BTreeSet<Tp>,
 }
 
-/// Inserts `tp` into the sorted set `v` (no-op when present).
+/// Appends an action, enforcing `actions_max` (a free function so that callers holding a borrow of
+/// a partition can push).
 #[inline]
-fn set_insert(v: &mut Vec<Tp>, tp: Tp) {
-    if let Err(i) = v.binary_search(&tp) {
-        v.insert(i, tp);
-    }
+fn push_action(actions: &mut VecDeque<Action>, actions_max: usize, a: Action) {
+    assert!(actions.len() < actions_max, "pipeline action queue exceeded actions_max ({actions_max}): the driver must drain poll_action()");
+    actions.push_back(a);
 }
 
-/// Removes `tp` from the sorted set `v` (no-op when absent).
-#[inline]
-fn set_remove(v: &mut Vec<Tp>, tp: Tp) {
-    if let Ok(i) = v.binary_search(&tp) {
-        v.remove(i);
-    }
+/// What a dispatch walk does after visiting one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Visit {
+    /// Nothing buffered to hand out (or a run in flight, or revoking).
+    Idle,
+    /// Records buffered, but none handed out now (retry backoff, barrier) or a run handed out.
+    Buffered,
+    /// The rate limiter refused: the walk ends.
+    Stop,
 }
 
 impl Pipeline {
@@ -515,11 +611,7 @@ impl Pipeline {
             grants: Vec::new(),
             dirty: Vec::new(),
             cursor: None,
-            order_scratch: Vec::new(),
-            fetch_scratch: Vec::new(),
-            ready: Vec::new(),
-            fetchable: Vec::new(),
-            tp_scratch: Vec::new(),
+            zombie_scratch: Vec::new(),
             coordinator: Coordinator::new(STAGES),
             align: None,
             stale_fetches: BTreeSet::new(),
@@ -650,24 +742,24 @@ impl Pipeline {
 
     // ----- internals -------------------------------------------------------------------------
 
+    #[inline]
     fn push(&mut self, a: Action) {
-        assert!(self.actions.len() < self.cfg.actions_max, "pipeline action queue exceeded actions_max ({}): the driver must drain poll_action()", self.cfg.actions_max);
-        self.actions.push_back(a);
+        push_action(&mut self.actions, self.cfg.actions_max, a);
     }
 
     fn push_grants(&mut self) {
-        let grants = std::mem::take(&mut self.grants);
-        for g in &grants {
+        for k in 0..self.grants.len() {
+            let g = self.grants[k];
             self.push(Action::CreditGrant { tp: g.tp, n: g.n, floating: g.floating });
             // Credits arrived: a partition that found none may fetch again.
-            if let Some(p) = self.parts.get_mut(&g.tp) {
+            if let Some(i) = self.parts.pos(&g.tp) {
+                let p = &mut self.parts.entries[i].1;
                 if p.starved {
                     p.starved = false;
-                    self.sync_sets(g.tp);
+                    self.sync_sets_at(i);
                 }
             }
         }
-        self.grants = grants;
         self.grants.clear();
     }
 
@@ -925,16 +1017,18 @@ impl Pipeline {
     }
 
     fn on_fetched(&mut self, tp: Tp, offset: Offset, count: u32, hw: Offset) {
-        self.take_fetched(tp, offset, count, hw);
-        self.sync_sets(tp);
-    }
-
-    fn take_fetched(&mut self, tp: Tp, offset: Offset, count: u32, hw: Offset) {
-        let credit = self.cfg.strategy == Strategy::Credit;
-        let Some(p) = self.parts.get_mut(&tp) else {
+        let Some(i) = self.parts.pos(&tp) else {
             self.stale_fetches.remove(&tp); // the reply of a fetch of a partition given up
             return;
         };
+        self.take_fetched(i, tp, offset, count, hw);
+        self.sync_sets_at(i);
+    }
+
+    /// Takes a fetch reply for the partition at position `i` of the table into its buffer.
+    fn take_fetched(&mut self, i: usize, tp: Tp, offset: Offset, count: u32, hw: Offset) {
+        let credit = self.cfg.strategy == Strategy::Credit;
+        let p = &mut self.parts.entries[i].1;
         if p.stale_fetch && offset > p.fetch_pos {
             // The reply to the previous incarnation's fetch, ahead of where this one starts:
             // taking it would skip records. It is not this incarnation's reply: change nothing.
@@ -962,14 +1056,18 @@ impl Pipeline {
             }
         }
         if credit {
-            if let Err(_e) = self.credits.consume(tp, count) {
+            // The records taken use credits (C1); the channel then announces the backlog left
+            // behind them at the broker.
+            let hw = p.hw;
+            let backlog = |count: u32| hw.saturating_sub(offset + count as u64);
+            if let Err(_e) = self.credits.consume_and_announce(tp, count, backlog(count)) {
                 // Only the credits we hold may be used (C1): keep what they cover.
                 let avail = self.credits.available(tp);
                 count = count.min(avail);
                 if count == 0 {
                     return;
                 }
-                self.credits.consume(tp, count).expect("consume within available");
+                self.credits.consume_and_announce(tp, count, backlog(count)).expect("consume within available");
             }
         }
         p.fetch_pos = offset + count as u64;
@@ -978,10 +1076,6 @@ impl Pipeline {
             _ => p.buffer.push_back((offset, count)),
         }
         p.buffered += count as u64;
-        if credit {
-            let backlog = p.hw.saturating_sub(p.fetch_pos);
-            self.credits.announce_backlog(tp, backlog);
-        }
         self.buffered_total += count as u64;
         if self.buffered_total > self.stats.buffered_records_peak {
             self.stats.buffered_records_peak = self.buffered_total;
@@ -989,10 +1083,14 @@ impl Pipeline {
         self.level_changed();
     }
 
+    #[inline]
     fn level_changed(&mut self) {
-        if !self.uses_pause() {
-            return;
+        if self.uses_pause() {
+            self.pause_level_changed();
         }
+    }
+
+    fn pause_level_changed(&mut self) {
         if let Some(t) = self.pause.on_level(self.buffered_total) {
             let paused = t == Toggle::Pause;
             let tps: Vec<Tp> = self.parts.iter().filter(|(_, p)| p.paused != paused).map(|(tp, _)| *tp).collect();
@@ -1014,9 +1112,17 @@ impl Pipeline {
             return;
         }
         let credit = self.cfg.strategy == Strategy::Credit;
-        let owned = self.parts.contains_key(&job.tp);
-        let part = if owned { self.parts.get_mut(&job.tp) } else { self.zombie.get_mut(&job.tp) };
-        let Some(p) = part else { return }; // lost meanwhile: results are void
+        // Positions in the partition table stay put until ownership changes, which nothing below
+        // does: look the partition up once.
+        let pos = self.parts.pos(&job.tp);
+        let owned = pos.is_some();
+        let p = match pos {
+            Some(i) => &mut self.parts.entries[i].1,
+            None => match self.zombie.get_mut(&job.tp) {
+                Some(p) => p,
+                None => return, // lost meanwhile: results are void
+            },
+        };
         p.in_flight = false;
         // The run was taken off the buffer front when it started; what failed goes back in front.
         if ok > 0 {
@@ -1059,8 +1165,8 @@ impl Pipeline {
             self.credits.release(job.tp, released as u32, &mut self.grants);
             self.push_grants();
         }
-        if owned {
-            self.sync_sets(job.tp);
+        if let Some(i) = pos {
+            self.sync_sets_at(i);
             self.check_arrival(job.tp);
         }
         self.level_changed();
@@ -1103,7 +1209,14 @@ impl Pipeline {
     /// The worker stage sees `tp`'s barrier once every record before it is done (processed or
     /// dead-lettered); when it has seen all barriers (aligned) it acknowledges, which completes the
     /// checkpoint.
+    #[inline]
     fn check_arrival(&mut self, tp: Tp) {
+        if self.align.is_some() {
+            self.check_barrier_arrival(tp);
+        }
+    }
+
+    fn check_barrier_arrival(&mut self, tp: Tp) {
         let Some(al) = &mut self.align else { return };
         let Ok(i) = al.tps.binary_search(&tp) else { return };
         if al.arrived[i] {
@@ -1160,14 +1273,21 @@ impl Pipeline {
 
     /// Puts `tp` into or takes it out of the dispatch and fetch ready-sets according to its state.
     /// Called after every change of `buffer`, `in_flight`, `revoking`, `fetch_outstanding`,
-    /// `starved` or ownership.
+    /// `starved`, `barrier` or ownership (a partition no longer owned left the sets when the table
+    /// was rebuilt).
+    #[inline]
     fn sync_sets(&mut self, tp: Tp) {
+        if let Some(i) = self.parts.pos(&tp) {
+            self.sync_sets_at(i);
+        }
+    }
+
+    /// [`Pipeline::sync_sets`] for the partition at position `i` of the table.
+    #[inline]
+    fn sync_sets_at(&mut self, i: usize) {
         let overtakes = self.cfg.bugs.has(Bug::BarrierOvertakes);
-        let Some(p) = self.parts.get_mut(&tp) else {
-            set_remove(&mut self.ready, tp);
-            set_remove(&mut self.fetchable, tp);
-            return;
-        };
+        let parts = &mut self.parts;
+        let p = &mut parts.entries[i].1;
         let ready = !p.in_flight
             && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b))
             && !p.revoking;
@@ -1175,20 +1295,19 @@ impl Pipeline {
         if ready != p.in_ready {
             p.in_ready = ready;
             if ready {
-                set_insert(&mut self.ready, tp);
+                parts.ready.insert(i);
             } else {
-                set_remove(&mut self.ready, tp);
+                parts.ready.remove(i);
             }
         }
         if fetchable != p.in_fetchable {
             p.in_fetchable = fetchable;
             if fetchable {
-                set_insert(&mut self.fetchable, tp);
+                parts.fetchable.insert(i);
             } else {
-                set_remove(&mut self.fetchable, tp);
+                parts.fetchable.remove(i);
             }
         }
-        debug_assert!(self.ready.len() <= self.parts.len() && self.fetchable.len() <= self.parts.len());
     }
 
     /// The offset to commit for `tp` now: the ledger's processed prefix + 1 (K1), or under the
@@ -1224,18 +1343,18 @@ impl Pipeline {
         debug_assert!(self.sets_consistent(), "ready-sets out of step with the partitions' state");
     }
 
-    /// The ready-sets equal what a walk over every partition would find (checked in debug builds
-    /// after every step).
+    /// The ready-sets equal what a walk over every partition would find, and the parts' membership
+    /// flags say the same (checked in debug builds after every step).
     fn sets_consistent(&self) -> bool {
         let overtakes = self.cfg.bugs.has(Bug::BarrierOvertakes);
-        let ready: Vec<Tp> = self
-            .parts
-            .iter()
-            .filter(|(_, p)| !p.in_flight && !p.revoking && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b)))
-            .map(|(tp, _)| *tp)
-            .collect();
-        let fetchable: Vec<Tp> = self.parts.iter().filter(|(_, p)| !p.fetch_outstanding && !p.revoking && !p.starved).map(|(tp, _)| *tp).collect();
-        ready == self.ready && fetchable == self.fetchable
+        let n = self.parts.len();
+        self.parts.ready.consistent(n)
+            && self.parts.fetchable.consistent(n)
+            && self.parts.entries.iter().enumerate().all(|(i, (_, p))| {
+                let ready = !p.in_flight && !p.revoking && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b));
+                let fetchable = !p.fetch_outstanding && !p.revoking && !p.starved;
+                self.parts.ready.contains(i) == ready && p.in_ready == ready && self.parts.fetchable.contains(i) == fetchable && p.in_fetchable == fetchable
+            })
     }
 
     fn credits_floating_enabled(&self) -> bool {
@@ -1278,156 +1397,189 @@ impl Pipeline {
             }
             self.limiter_wait_until = None;
         }
-        if self.ready.is_empty() && self.zombie.is_empty() {
+        if self.parts.ready.is_empty() && self.zombie.is_empty() {
             // Nothing to hand out: the application is polling for more.
             self.last_poll_us = now;
             return;
         }
         let mut any_buffered = false;
+        let mut stopped = false;
         // Visit the ready partitions starting after the cursor, wrapping around once (round-robin
         // over partitions: the ready-set holds exactly the owned partitions the full walk would not
-        // skip, in the same order); zombies (planted bug only) last. The order goes into a reused
-        // scratch vector: no allocation per step.
-        // Partitions dispatched leave the ready-set after the walk, so positions stay put during it.
-        let mut order = std::mem::take(&mut self.order_scratch);
-        order.clear();
-        order.extend(self.zombie.keys().map(|tp| (true, *tp)));
+        // skip, in the same order); zombies (planted bug only) last. A partition handed a run
+        // leaves the ready-set at once; that never moves the walk, which goes by position.
+        let n = self.parts.len();
         let split = match self.cursor {
-            Some(c) => self.ready.partition_point(|t| *t <= c),
+            Some(c) => self.parts.entries.partition_point(|(t, _)| *t <= c),
             None => 0,
         };
-        let n_ready = self.ready.len();
-        let mut dispatched = std::mem::take(&mut self.tp_scratch);
-        dispatched.clear();
-        for k in 0..n_ready + order.len() {
-            if self.free_workers == 0 {
-                break;
-            }
-            let (zombie, tp) = if k < n_ready {
-                let i = split + k;
-                (false, self.ready[if i < n_ready { i } else { i - n_ready }])
-            } else {
-                order[k - n_ready]
-            };
-            let p = if zombie { self.zombie.get(&tp) } else { self.parts.get(&tp) };
-            let Some(p) = p else { continue };
-            if p.in_flight || p.buffer.is_empty() || (p.revoking && !zombie) {
-                continue;
-            }
-            any_buffered = true;
-            let (offset, avail, attempt) = match p.retry {
-                Some((off, attempt, at)) => {
-                    if now < at {
-                        self.blocked = true;
-                        continue;
-                    }
-                    (off, 1, attempt)
-                }
-                None => {
-                    let (o, c) = *p.buffer.front().expect("non-empty");
-                    (o, c.min(self.cfg.process_batch_max), 1)
-                }
-            };
-            let mut n = avail;
-            // Records behind the barrier of the checkpoint aligning wait for it to complete (K3).
-            if let Some(b) = p.barrier {
-                if !self.cfg.bugs.has(Bug::BarrierOvertakes) {
-                    if offset >= b {
-                        continue;
-                    }
-                    n = n.min((b - offset).min(u32::MAX as u64) as u32);
-                }
-            }
-            if let Some(lim) = &mut self.limiter {
-                let path = &self.cfg.tier_paths[tp.topic as usize];
-                if !path.is_empty() {
-                    let can = lim.available(path, now);
-                    if can == 0 {
-                        if let Admit::Refused { tier, retry_at_us } = lim.admit(path, 1, now) {
-                            if !self.limiter_refused_reported {
-                                self.limiter_refused_reported = true;
-                                self.actions.push_back(Action::Token { tier, n: 1, admitted: false });
-                            }
-                            self.limiter_wait_until = Some(retry_at_us.unwrap_or(now + 1_000_000).max(now + 1));
-                        }
-                        self.blocked = true;
+        for (from, end) in [(split, n), (0, split)] {
+            let mut at = from;
+            while self.free_workers > 0 {
+                let Some(i) = self.parts.ready.next_in(at, end) else { break };
+                at = i + 1;
+                match self.visit(Some(i), self.parts.entries[i].0) {
+                    Visit::Idle => {}
+                    Visit::Buffered => any_buffered = true,
+                    Visit::Stop => {
+                        any_buffered = true;
+                        stopped = true;
                         break;
                     }
-                    n = n.min(can.min(u32::MAX as u64) as u32);
-                    match lim.admit(path, n, now) {
-                        Admit::Admitted => {
-                            self.limiter_refused_reported = false;
-                            for &tier in path.iter() {
-                                self.actions.push_back(Action::Token { tier, n, admitted: true });
-                            }
-                            let snaps = lim.snapshot();
-                            self.actions.push_back(Action::LimiterSnapshot { snaps });
-                        }
-                        Admit::Refused { .. } => {
-                            self.blocked = true;
-                            break;
-                        }
+                }
+            }
+            if stopped {
+                break;
+            }
+        }
+        if !stopped && self.free_workers > 0 && !self.zombie.is_empty() {
+            let mut zombies = std::mem::take(&mut self.zombie_scratch);
+            zombies.clear();
+            zombies.extend(self.zombie.keys().copied());
+            for &tp in &zombies {
+                if self.free_workers == 0 {
+                    break;
+                }
+                match self.visit(None, tp) {
+                    Visit::Idle => {}
+                    Visit::Buffered => any_buffered = true,
+                    Visit::Stop => {
+                        any_buffered = true;
+                        break;
                     }
                 }
             }
-            // Take the run off the buffer front.
-            let p = if zombie { self.zombie.get_mut(&tp) } else { self.parts.get_mut(&tp) }.expect("present");
-            let front = p.buffer.front_mut().expect("non-empty");
-            debug_assert_eq!(front.0, offset);
-            if front.1 == n {
-                p.buffer.pop_front();
-            } else {
-                front.0 += n as u64;
-                front.1 -= n;
-            }
-            if attempt > 1 {
-                p.retry = None;
-            }
-            p.in_flight = true;
-            p.in_ready = false;
-            let worker = self.workers.iter().position(|w| w.is_none()).expect("a free worker") as u32;
-            self.workers[worker as usize] = Some(Job { tp, offset, count: n, attempt, void: false });
-            self.free_workers -= 1;
-            self.cursor = Some(tp);
-            self.last_poll_us = now;
-            if !zombie {
-                dispatched.push(tp);
-            }
-            self.push(Action::Process { worker, tp, offset, count: n, attempt });
+            self.zombie_scratch = zombies;
         }
-        for &tp in dispatched.iter() {
-            set_remove(&mut self.ready, tp);
-        }
-        self.tp_scratch = dispatched;
-        self.order_scratch = order;
         if !any_buffered && self.free_workers > 0 {
             // Nothing to hand out: the application is polling for more.
             self.last_poll_us = now;
         }
     }
 
+    /// One partition of a dispatch walk: the owned one at position `pos`, or (`None`) the zombie
+    /// `tp`. Hands its next run to a free worker when the retry backoff, the checkpoint barrier and
+    /// the rate limiter let it.
+    fn visit(&mut self, pos: Option<usize>, tp: Tp) -> Visit {
+        let now = self.now_us;
+        let zombie = pos.is_none();
+        let p = match pos {
+            Some(i) => &self.parts.entries[i].1,
+            None => match self.zombie.get(&tp) {
+                Some(p) => p,
+                None => return Visit::Idle,
+            },
+        };
+        if p.in_flight || p.buffer.is_empty() || (p.revoking && !zombie) {
+            return Visit::Idle;
+        }
+        let (offset, avail, attempt) = match p.retry {
+            Some((off, attempt, at)) => {
+                if now < at {
+                    self.blocked = true;
+                    return Visit::Buffered;
+                }
+                (off, 1, attempt)
+            }
+            None => {
+                let (o, c) = *p.buffer.front().expect("non-empty");
+                (o, c.min(self.cfg.process_batch_max), 1)
+            }
+        };
+        let mut n = avail;
+        // Records behind the barrier of the checkpoint aligning wait for it to complete (K3).
+        if let Some(b) = p.barrier {
+            if !self.cfg.bugs.has(Bug::BarrierOvertakes) {
+                if offset >= b {
+                    return Visit::Buffered;
+                }
+                n = n.min((b - offset).min(u32::MAX as u64) as u32);
+            }
+        }
+        if let Some(lim) = &mut self.limiter {
+            let path = &self.cfg.tier_paths[tp.topic as usize];
+            if !path.is_empty() {
+                let can = lim.available(path, now);
+                if can == 0 {
+                    if let Admit::Refused { tier, retry_at_us } = lim.admit(path, 1, now) {
+                        if !self.limiter_refused_reported {
+                            self.limiter_refused_reported = true;
+                            self.actions.push_back(Action::Token { tier, n: 1, admitted: false });
+                        }
+                        self.limiter_wait_until = Some(retry_at_us.unwrap_or(now + 1_000_000).max(now + 1));
+                    }
+                    self.blocked = true;
+                    return Visit::Stop;
+                }
+                n = n.min(can.min(u32::MAX as u64) as u32);
+                match lim.admit(path, n, now) {
+                    Admit::Admitted => {
+                        self.limiter_refused_reported = false;
+                        for &tier in path.iter() {
+                            self.actions.push_back(Action::Token { tier, n, admitted: true });
+                        }
+                        let snaps = lim.snapshot();
+                        self.actions.push_back(Action::LimiterSnapshot { snaps });
+                    }
+                    Admit::Refused { .. } => {
+                        self.blocked = true;
+                        return Visit::Stop;
+                    }
+                }
+            }
+        }
+        // Take the run off the buffer front.
+        let p = match pos {
+            Some(i) => &mut self.parts.entries[i].1,
+            None => self.zombie.get_mut(&tp).expect("present"),
+        };
+        let front = p.buffer.front_mut().expect("non-empty");
+        debug_assert_eq!(front.0, offset);
+        if front.1 == n {
+            p.buffer.pop_front();
+        } else {
+            front.0 += n as u64;
+            front.1 -= n;
+        }
+        if attempt > 1 {
+            p.retry = None;
+        }
+        p.in_flight = true;
+        p.in_ready = false;
+        if let Some(i) = pos {
+            self.parts.ready.remove(i);
+        }
+        let worker = self.workers.iter().position(|w| w.is_none()).expect("a free worker") as u32;
+        self.workers[worker as usize] = Some(Job { tp, offset, count: n, attempt, void: false });
+        self.free_workers -= 1;
+        self.cursor = Some(tp);
+        self.last_poll_us = now;
+        self.push(Action::Process { worker, tp, offset, count: n, attempt });
+        Visit::Buffered
+    }
+
     fn has_work(&self) -> bool {
         self.parts.values().any(|p| !p.buffer.is_empty() && !p.in_flight)
     }
 
-    /// Issues fetches for partitions that may fetch, sized by the strategy's bound.
+    /// Issues fetches for partitions that may fetch, sized by the strategy's bound. One walk over
+    /// the fetch ready-set, in `Tp` order (the order of a full walk over the partitions).
     fn fetch(&mut self) {
+        if self.parts.fetchable.is_empty() {
+            return;
+        }
         let strategy = if self.cfg.bugs.has(Bug::UnboundedBuffer) { Strategy::None } else { self.cfg.strategy };
         let ignore_credits = self.cfg.bugs.has(Bug::IgnoreCredits);
         let max = self.cfg.max_poll_records;
         let cap = self.cfg.buffer_records_max as u64;
-        if self.fetchable.is_empty() {
-            return;
-        }
-        let mut issued = std::mem::take(&mut self.fetch_scratch);
-        issued.clear();
+        let actions_max = self.cfg.actions_max;
         let mut room = cap.saturating_sub(self.buffered_total + self.reserved_total);
-        let mut starved = std::mem::take(&mut self.tp_scratch);
-        starved.clear();
-        // The fetch ready-set holds exactly the owned partitions with no fetch outstanding, not
-        // revoking and not known to be out of credits, in `Tp` order (the order of the full walk).
-        for tp in self.fetchable.iter() {
-            let p = self.parts.get(tp).expect("fetchable partitions are owned");
+        let n_parts = self.parts.len();
+        let mut at = 0;
+        while let Some(i) = self.parts.fetchable.next_in(at, n_parts) {
+            at = i + 1;
+            let (tp, p) = &mut self.parts.entries[i];
+            let tp = *tp;
             debug_assert!(!p.fetch_outstanding && !p.revoking);
             let n = match strategy {
                 Strategy::None => max,
@@ -1443,10 +1595,12 @@ impl Pipeline {
                     if ignore_credits {
                         max
                     } else {
-                        let n = max.min(self.credits.available(*tp));
+                        let n = max.min(self.credits.available(tp));
                         if n == 0 {
                             // Out of credits: wait for a grant (push_grants) before looking again.
-                            starved.push(*tp);
+                            p.starved = true;
+                            p.in_fetchable = false;
+                            self.parts.fetchable.remove(i);
                         }
                         n
                     }
@@ -1455,24 +1609,13 @@ impl Pipeline {
             if n == 0 {
                 continue;
             }
-            issued.push((*tp, p.fetch_pos, n));
-        }
-        for &tp in starved.iter() {
-            let p = self.parts.get_mut(&tp).expect("owned");
-            p.starved = true;
-            p.in_fetchable = false;
-            set_remove(&mut self.fetchable, tp);
-        }
-        self.tp_scratch = starved;
-        for &(tp, offset, n) in issued.iter() {
-            let p = self.parts.get_mut(&tp).expect("owned");
+            let offset = p.fetch_pos;
             p.fetch_outstanding = true;
             p.fetch_requested = n;
             p.in_fetchable = false;
+            self.parts.fetchable.remove(i);
             self.reserved_total += n as u64;
-            set_remove(&mut self.fetchable, tp);
-            self.push(Action::Fetch { tp, offset, max_records: n });
+            push_action(&mut self.actions, actions_max, Action::Fetch { tp, offset, max_records: n });
         }
-        self.fetch_scratch = issued;
     }
 }
