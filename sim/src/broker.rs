@@ -572,10 +572,22 @@ impl World {
         parts: &[(u32, u64, u32)],
         force: bool,
     ) -> Option<Vec<(u32, FetchResult)>> {
+        let registered = self.registered(b);
+        // A parked fetch is looked at again whenever the broker changes: first, cheaply, whether
+        // any partition could answer (not led here, or records below the high watermark).
+        let may_answer = |&(tp, offset, max): &(u32, u64, u32)| {
+            self.meta[tp as usize].leader != Some(b)
+                || !registered
+                || self.brokers[b as usize].logs[tp as usize]
+                    .as_ref()
+                    .is_none_or(|l| max > 0 && offset < l.hw.min(l.leo))
+        };
+        if !force && !parts.iter().any(may_answer) {
+            return None;
+        }
         let mut out = Vec::with_capacity(parts.len());
         let mut respond = force;
         let mut buf = Vec::new();
-        let registered = self.registered(b);
         for &(tp, offset, max) in parts {
             let m = &self.meta[tp as usize];
             if m.leader != Some(b) || !registered {
@@ -1089,6 +1101,7 @@ impl World {
             offsets_log_records_max: partitions.len() * 4 + 16,
             partitions,
             epoch,
+            bugs: self.bugs,
         }
     }
 

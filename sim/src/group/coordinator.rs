@@ -41,6 +41,8 @@ pub struct CoordinatorConfig {
     /// This coordinator's incarnation (e.g. the leader epoch of the offsets partition); member ids
     /// it issues carry it.
     pub epoch: u32,
+    /// Planted bugs of the assignor (only `Bug::UnbalancedAssignor` acts here).
+    pub bugs: sluice_core::bugs::Bugs,
 }
 
 /// A bad [`CoordinatorConfig`].
@@ -612,7 +614,7 @@ impl Coordinator {
             })
             .collect();
         let partitions: Vec<Tp> = self.partitions.iter().copied().collect();
-        let target = assign::assign(self.cfg.assignor, &infos, &partitions);
+        let target = assign::assign_with_bugs(self.cfg.assignor, &infos, &partitions, self.cfg.bugs);
         // KIP-429: a partition some member still owns goes to nobody else in this generation; its
         // owner's assignment lacks it, so the owner revokes it and rejoins for the next one.
         let mut owner: BTreeMap<Tp, GroupMemberId> = BTreeMap::new();

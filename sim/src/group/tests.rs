@@ -35,6 +35,7 @@ fn coordinator_config(assignor: AssignorKind, n: u32, epoch: u32) -> Coordinator
         group_max_session_timeout_ms: SESSION_MS,
         offsets_log_records_max: 2 * n as usize + 4,
         epoch,
+        bugs: sluice_core::bugs::Bugs::NONE,
     }
 }
 
