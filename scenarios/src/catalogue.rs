@@ -29,6 +29,7 @@ catalogue![
     "prefetch-memory-growth",
     "pause-across-rebalance",
     "rate-limited-backlog",
+    "round-robin-fair-share",
 ];
 
 /// The TOML text of a catalogue scenario.
