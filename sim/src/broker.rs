@@ -1185,10 +1185,33 @@ impl World {
                     edge: sluice_core::history::Edge::End,
                     protocol: protocol.clone(),
                 },
-                CoordinatorEvent::Evicted { consumer, .. } => Event::Member {
-                    consumer: consumer.0,
-                    event: sluice_core::history::MemberEvent::Evicted,
-                },
+                CoordinatorEvent::Evicted {
+                    consumer,
+                    member_id,
+                    ..
+                } => {
+                    // A restarted consumer joins as a new member; the coordinator may still
+                    // expire its previous incarnation. That is not the running member's eviction.
+                    let current = self
+                        .consumers
+                        .get(consumer.0 as usize)
+                        .and_then(|k| k.member.as_ref())
+                        .and_then(|m| m.member_id());
+                    if current.is_some_and(|id| id != member_id) {
+                        Event::Note {
+                            text: format!(
+                                "the coordinator expired c{}'s previous member {member_id:?}; its running member is {:?}",
+                                consumer.0,
+                                current.expect("checked")
+                            ),
+                        }
+                    } else {
+                        Event::Member {
+                            consumer: consumer.0,
+                            event: sluice_core::history::MemberEvent::Evicted,
+                        }
+                    }
+                }
                 CoordinatorEvent::Left { consumer, .. } => Event::Member {
                     consumer: consumer.0,
                     event: sluice_core::history::MemberEvent::Leave,

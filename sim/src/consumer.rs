@@ -48,7 +48,7 @@ struct FetchReq {
 
 pub struct Consumer {
     pub idx: u32,
-    member: Option<Member>,
+    pub(crate) member: Option<Member>,
     pipe: Option<Pipeline>,
     times: Stream,
     workers: Vec<Option<Job>>,
