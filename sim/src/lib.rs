@@ -209,19 +209,32 @@ pub const STEPS_PER_MS_MAX: u32 = 100_000;
 /// when each node was its own madsim task. A step may make other nodes due at once (a poke).
 fn run_due_nodes(w: &mut World, now: u64, order: &mut dist::Stream, due: &mut Vec<net::NodeIdx>) {
     let nodes = w.layout.controller();
+    // `due` is kept sorted by node index: the nodes that are up with `wake_at <= now`.
+    due.clear();
+    due.extend((0..nodes).filter(|&n| w.up[n] && w.wake_at[n] <= now));
+    w.due_now.clear();
     for _ in 0..STEPS_PER_MS_MAX {
-        due.clear();
-        due.extend((0..nodes).filter(|&n| w.up[n] && w.wake_at[n] <= now));
-        let n = match due.len() {
+        let i = match due.len() {
             0 => return,
-            1 => due[0],
-            k => due[order.below(k as u64) as usize],
+            1 => 0,
+            k => order.below(k as u64) as usize,
         };
+        let n = due.remove(i);
         let t = w.step(n);
         w.wake_at[n] = t;
         if w.rec.stopped {
             return;
         }
+        // Nodes the step made due now.
+        for k in 0..w.due_now.len() {
+            let m = w.due_now[k];
+            if m < nodes && w.up[m] && w.wake_at[m] <= now {
+                if let Err(pos) = due.binary_search(&m) {
+                    due.insert(pos, m);
+                }
+            }
+        }
+        w.due_now.clear();
     }
     for n in 0..nodes {
         if w.up[n] && w.wake_at[n] <= now {

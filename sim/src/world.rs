@@ -660,7 +660,7 @@ pub mod line {
         true
     }
 
-    /// A decimal `u64`.
+    /// A decimal `u64` (digit by digit: a variable-length copy would cost a `memcpy` call).
     fn u(o: &mut Vec<u8>, mut v: u64) {
         let mut tmp = [0u8; 20];
         let mut i = tmp.len();
@@ -672,7 +672,10 @@ pub mod line {
                 break;
             }
         }
-        o.extend_from_slice(&tmp[i..]);
+        o.reserve(tmp.len() - i);
+        for &d in &tmp[i..] {
+            o.push(d);
+        }
     }
 }
 
@@ -742,10 +745,15 @@ pub struct World {
     /// Persisted limiter state per consumer (R3).
     pub limiter_snaps: Vec<Option<Vec<sluice_core::rate::BucketSnapshot>>>,
     pub up: Vec<bool>,
-    inbox: Vec<BTreeMap<(u64, u64), Msg>>,
+    /// Messages in flight to each node, ordered by `(arrival ms, send order)`; sends mostly arrive
+    /// in order, so an insert is a push at the back.
+    inbox: Vec<VecDeque<(u64, u64, Msg)>>,
     msg_seq: u64,
     /// When each node next needs to run (`u64::MAX`: only when a message arrives).
     pub wake_at: Vec<u64>,
+    /// Nodes made due at the current millisecond (a poke, or a message sent with no latency) since
+    /// the scheduler last looked; at most one entry per node between two steps.
+    pub due_now: Vec<NodeIdx>,
     pub ctrl: crate::broker::ControllerState,
     pub rng: Stream,
     pub messages: u64,
@@ -804,9 +812,10 @@ impl World {
             coordinator_epoch: 0,
             limiter_snaps: vec![None; layout.consumers as usize],
             up: vec![true; nodes],
-            inbox: (0..nodes).map(|_| BTreeMap::new()).collect(),
+            inbox: (0..nodes).map(|_| VecDeque::new()).collect(),
             msg_seq: 0,
             wake_at: vec![0; nodes],
+            due_now: Vec::with_capacity(nodes),
             ctrl: Default::default(),
             rng: Stream::new(seed, "world"),
             messages: 0,
@@ -974,9 +983,15 @@ impl World {
         let at = self.now_ms + d;
         self.msg_seq += 1;
         self.messages += 1;
-        self.inbox[to].insert((at, self.msg_seq), msg);
+        let q = &mut self.inbox[to];
+        // After every message that arrives no later (`msg_seq` only grows).
+        let pos = q.partition_point(|m| m.0 <= at);
+        q.insert(pos, (at, self.msg_seq, msg));
         if at < self.wake_at[to] {
             self.wake_at[to] = at;
+            if at <= self.now_ms {
+                self.due_now.push(to);
+            }
         }
     }
 
@@ -988,6 +1003,7 @@ impl World {
         }
         if self.wake_at[n] > self.now_ms {
             self.wake_at[n] = self.now_ms;
+            self.due_now.push(n);
         }
     }
 
@@ -1007,11 +1023,8 @@ impl World {
         self.steps += 1;
         self.stepping = Some(n);
         self.again = false;
-        while self.inbox[n]
-            .first_key_value()
-            .is_some_and(|(&(at, _), _)| at <= now)
-        {
-            let (_, msg) = self.inbox[n].pop_first().expect("checked non-empty");
+        while self.inbox[n].front().is_some_and(|m| m.0 <= now) {
+            let (_, _, msg) = self.inbox[n].pop_front().expect("checked non-empty");
             self.deliver(n, msg);
         }
         let l = self.layout;
@@ -1024,10 +1037,7 @@ impl World {
         } else {
             u64::MAX
         };
-        let next_msg = self.inbox[n]
-            .first_key_value()
-            .map(|(&(at, _), _)| at)
-            .unwrap_or(u64::MAX);
+        let next_msg = self.inbox[n].front().map(|m| m.0).unwrap_or(u64::MAX);
         self.stepping = None;
         let t = if std::mem::take(&mut self.again) {
             now + 1
