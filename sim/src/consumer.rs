@@ -917,6 +917,9 @@ impl World {
     }
 
     fn consumer_send_fetches(&mut self, c: u32) {
+        if self.consumers[c as usize].wants.is_empty() {
+            return;
+        }
         let me = self.layout.consumer(c);
         let wait_ms = self.spec.consumers.fetch_wait_max_ms;
         let nb = self.spec.cluster.brokers as usize;
