@@ -12,6 +12,15 @@
 //!   assignment of any member; episodes are averaged.
 //! - Recovery time: from the start of the liveness phase until total lag first falls to the
 //!   declared `lag_ok_records`.
+//!
+//! What makes the two comparable ([`compare`] does both before measuring anything):
+//! - One time base. A real run played with a time scale (`settings.time_scale` in its `Meta`,
+//!   wall seconds per scenario second) has its times divided by it, so both histories are in
+//!   scenario time.
+//! - One window. Both are cut at the earlier of their two ends (a real run keeps going after the
+//!   scenario: final reads, members leaving), so throughput is over the same span, both lag
+//!   curves are sampled on the same grid (the same number of samples, at the same instants), and
+//!   only rebalances inside the window count.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +30,17 @@ use sluice_core::history::{Entry, Event, MemberEvent, Phase};
 /// Lag curve sampling step.
 pub const LAG_STEP_US: u64 = 1_000_000;
 
+/// Targets of the fidelity comparison (issue #6).
+pub const THROUGHPUT_REL_ERROR_MAX: f64 = 0.10;
+pub const LAG_KS_MAX: f64 = 0.15;
+pub const REBALANCE_REL_ERROR_MAX: f64 = 0.20;
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Fidelity {
+    /// The common window both histories were cut to, in scenario seconds.
+    pub window_s: f64,
+    /// The real run's time scale (wall seconds per scenario second) that was undone.
+    pub real_time_scale: f64,
     pub throughput_sim_per_s: f64,
     pub throughput_real_per_s: f64,
     /// `|real − sim| / sim`; `None` when the simulator processed nothing.
@@ -33,23 +51,37 @@ pub struct Fidelity {
     pub rebalance_ms_real: Option<f64>,
     /// Real minus simulated mean rebalance duration.
     pub rebalance_ms_diff: Option<f64>,
+    /// `|real − sim| / sim` of the mean rebalance durations.
+    pub rebalance_rel_error: Option<f64>,
+    pub rebalances_sim: usize,
+    pub rebalances_real: usize,
     pub recovery_ms_sim: Option<u64>,
     pub recovery_ms_real: Option<u64>,
     /// Real minus simulated recovery time.
     pub recovery_ms_diff: Option<i64>,
 }
 
-/// Compares a simulated and a real history of the same scenario.
+/// Compares a simulated and a real history of the same scenario (see the module docs for how
+/// they are brought to one time base and one window first).
 pub fn compare(sim: &[Entry], real: &[Entry]) -> Fidelity {
+    let scale_sim = time_scale(sim);
+    let scale_real = time_scale(real);
+    let window = end_us(sim).div_f(scale_sim).min(end_us(real).div_f(scale_real));
+    let sim = normalize(sim, scale_sim, window);
+    let real = normalize(real, scale_real, window);
+    let (sim, real) = (&sim[..], &real[..]);
     let ts = throughput_per_s(sim);
     let tr = throughput_per_s(real);
     let ls: Vec<f64> = lag_curve(sim, LAG_STEP_US).into_iter().map(|(_, l)| l as f64).collect();
     let lr: Vec<f64> = lag_curve(real, LAG_STEP_US).into_iter().map(|(_, l)| l as f64).collect();
-    let rs = mean(&rebalance_durations_us(sim)).map(|u| u / 1_000.0);
-    let rr = mean(&rebalance_durations_us(real)).map(|u| u / 1_000.0);
+    let (ds, dr) = (rebalance_durations_us(sim), rebalance_durations_us(real));
+    let rs = mean(&ds).map(|u| u / 1_000.0);
+    let rr = mean(&dr).map(|u| u / 1_000.0);
     let vs = recovery_us(sim).map(|u| u / 1_000);
     let vr = recovery_us(real).map(|u| u / 1_000);
     Fidelity {
+        window_s: window as f64 / 1e6,
+        real_time_scale: scale_real,
         throughput_sim_per_s: ts,
         throughput_real_per_s: tr,
         throughput_rel_error: (ts > 0.0).then(|| (tr - ts).abs() / ts),
@@ -57,10 +89,93 @@ pub fn compare(sim: &[Entry], real: &[Entry]) -> Fidelity {
         rebalance_ms_sim: rs,
         rebalance_ms_real: rr,
         rebalance_ms_diff: rs.zip(rr).map(|(s, r)| r - s),
+        rebalance_rel_error: rs.zip(rr).filter(|(s, _)| *s > 0.0).map(|(s, r)| (r - s).abs() / s),
+        rebalances_sim: ds.len(),
+        rebalances_real: dr.len(),
         recovery_ms_sim: vs,
         recovery_ms_real: vr,
         recovery_ms_diff: vs.zip(vr).map(|(s, r)| r as i64 - s as i64),
     }
+}
+
+/// One line of a fidelity table: a metric, both values, the error, the target, and whether the
+/// target was met (`None`: not measurable in this pair of runs).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Verdict {
+    pub metric: &'static str,
+    pub sim: Option<f64>,
+    pub real: Option<f64>,
+    pub error: Option<f64>,
+    pub target: &'static str,
+    pub pass: Option<bool>,
+}
+
+impl Fidelity {
+    /// The comparison against the issue's targets: throughput within 10 %, lag KS ≤ 0.15,
+    /// rebalance duration within 20 %; recovery time is reported without a target.
+    pub fn verdicts(&self) -> Vec<Verdict> {
+        let within = |e: Option<f64>, max: f64| e.map(|e| e <= max);
+        vec![
+            Verdict {
+                metric: "throughput (records/s)",
+                sim: Some(self.throughput_sim_per_s),
+                real: Some(self.throughput_real_per_s),
+                error: self.throughput_rel_error,
+                target: "rel. error <= 0.10",
+                pass: within(self.throughput_rel_error, THROUGHPUT_REL_ERROR_MAX),
+            },
+            Verdict { metric: "lag curve (records)", sim: None, real: None, error: self.lag_ks, target: "KS D <= 0.15", pass: within(self.lag_ks, LAG_KS_MAX) },
+            Verdict {
+                metric: "rebalance duration (ms)",
+                sim: self.rebalance_ms_sim,
+                real: self.rebalance_ms_real,
+                error: self.rebalance_rel_error,
+                target: "rel. error <= 0.20",
+                pass: within(self.rebalance_rel_error, REBALANCE_REL_ERROR_MAX),
+            },
+            Verdict {
+                metric: "recovery time (ms)",
+                sim: self.recovery_ms_sim.map(|v| v as f64),
+                real: self.recovery_ms_real.map(|v| v as f64),
+                error: self.recovery_ms_diff.map(|d| d as f64),
+                target: "none (difference in ms)",
+                pass: None,
+            },
+        ]
+    }
+}
+
+/// A history's time scale: `settings.time_scale` of its `Meta` (real runs), else 1.
+fn time_scale(h: &[Entry]) -> f64 {
+    h.iter()
+        .find_map(|e| match &e.ev {
+            Event::Meta { settings, .. } => settings.get("time_scale").and_then(|s| s.parse::<f64>().ok()),
+            _ => None,
+        })
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(1.0)
+}
+
+/// Microseconds of one time base divided by a scale (wall → scenario time).
+trait DivF {
+    fn div_f(self, scale: f64) -> u64;
+}
+impl DivF for u64 {
+    fn div_f(self, scale: f64) -> u64 {
+        (self as f64 / scale).round() as u64
+    }
+}
+
+/// The history in scenario time, cut at `window_us`, ending with a `Phase::End` there.
+fn normalize(h: &[Entry], scale: f64, window_us: u64) -> Vec<Entry> {
+    let mut out: Vec<Entry> = h
+        .iter()
+        .filter(|e| !matches!(e.ev, Event::Phase { phase: Phase::End }))
+        .map(|e| Entry { t_us: e.t_us.div_f(scale), ev: e.ev.clone() })
+        .take_while(|e| e.t_us <= window_us)
+        .collect();
+    out.push(Entry { t_us: window_us, ev: Event::Phase { phase: Phase::End } });
+    out
 }
 
 fn mean(v: &[u64]) -> Option<f64> {
@@ -257,6 +372,97 @@ mod tests {
         let f = compare(&h2, &h);
         assert!((f.throughput_rel_error.unwrap() - (150.0 - 75.0) / 75.0).abs() < 1e-9);
         assert_eq!(compare(&[], &h).throughput_rel_error, None);
+    }
+
+    fn with_scale(h: &[Entry], scale: f64) -> Vec<Entry> {
+        h.iter()
+            .map(|x| match &x.ev {
+                E::Meta { .. } => {
+                    let mut m = meta(0);
+                    if let E::Meta { settings, .. } = &mut m {
+                        settings.insert("time_scale".into(), scale.to_string());
+                    }
+                    Entry { t_us: 0, ev: m }
+                }
+                ev => Entry { t_us: (x.t_us as f64 * scale) as u64, ev: ev.clone() },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_time_base_and_one_window() {
+        let sim = vec![
+            e(0, meta(0)),
+            e(200_000, ack("t/0", 0, 100)),
+            e(1_000_000, done(100)),
+            e(1_500_000, commit("t/0", 60)),
+            e(3_000_000, commit("t/0", 100)),
+            e(4_000_000, E::Phase { phase: Phase::End }),
+        ];
+        // (real history, expected throughput error, expected KS)
+        let cases: Vec<(Vec<Entry>, f64, f64)> = vec![
+            // The same run played twice as fast: identical once the scale is undone.
+            (with_scale(&sim, 0.5), 0.0, 0.0),
+            (with_scale(&sim, 2.0), 0.0, 0.0),
+            // A real run that goes on past the scenario (final reads): what follows the common
+            // window changes nothing.
+            (
+                {
+                    let mut r = sim.clone();
+                    r.pop();
+                    r.push(e(5_000_000, done(400)));
+                    r.push(e(9_000_000, E::Phase { phase: Phase::End }));
+                    r
+                },
+                0.0,
+                0.0,
+            ),
+            // Half the records processed: error 0.5.
+            (
+                {
+                    let mut r = sim.clone();
+                    r[2] = e(1_000_000, done(50));
+                    r
+                },
+                0.5,
+                0.0,
+            ),
+        ];
+        for (i, (real, err, ks)) in cases.iter().enumerate() {
+            let f = compare(&sim, real);
+            assert!((f.window_s - 4.0).abs() < 1e-9, "case {i}: window {}", f.window_s);
+            assert!((f.throughput_rel_error.unwrap() - err).abs() < 1e-9, "case {i}: {f:?}");
+            assert!((f.lag_ks.unwrap() - ks).abs() < 1e-9, "case {i}: {f:?}");
+        }
+        // A commit that comes later in real time shows in the lag distance.
+        let mut late = sim.clone();
+        late[3] = e(2_900_000, commit("t/0", 60));
+        assert!(compare(&sim, &late).lag_ks.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn verdicts_hold_the_targets() {
+        let f = Fidelity {
+            throughput_rel_error: Some(0.05),
+            lag_ks: Some(0.2),
+            rebalance_ms_sim: Some(1_000.0),
+            rebalance_ms_real: Some(1_300.0),
+            rebalance_rel_error: Some(0.3),
+            ..Fidelity::default()
+        };
+        let got: Vec<(&str, Option<bool>)> = f.verdicts().iter().map(|v| (v.metric, v.pass)).collect();
+        assert_eq!(
+            got,
+            vec![
+                ("throughput (records/s)", Some(true)),
+                ("lag curve (records)", Some(false)),
+                ("rebalance duration (ms)", Some(false)),
+                ("recovery time (ms)", None),
+            ]
+        );
+        let none = Fidelity::default().verdicts();
+        assert_eq!(none[0].pass, None);
+        assert_eq!(none[2].pass, None);
     }
 
     #[test]

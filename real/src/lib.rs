@@ -111,6 +111,19 @@ pub enum RealError {
     Interrupted { history_path: PathBuf, cleanup: Vec<String> },
 }
 
+impl RealError {
+    /// The process exit code for this error, as documented for the CLI: 130 for Ctrl-C (the
+    /// shell's convention for SIGINT), 2 for bad input or an unreachable cluster, 1 for a Kafka
+    /// failure during the run.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RealError::Interrupted { .. } => 130,
+            RealError::Spec(_) | RealError::Config(_) | RealError::Unreachable { .. } | RealError::Io(_) => 2,
+            RealError::Kafka(_) => 1,
+        }
+    }
+}
+
 /// Time-scale bounds: below this processing sleeps lose their meaning; above it runs take days.
 pub const TIME_SCALE_MIN: f64 = 0.01;
 pub const TIME_SCALE_MAX: f64 = 100.0;
@@ -333,6 +346,38 @@ fn lag_sampler(conn: Conn, names: Names, sc: Arc<Scenario>, rec: Recorder, stop:
     drop(consumer);
 }
 
+/// Ctrl-C (SIGINT), listened for from the moment it is created (`ctrl_c()` would register only
+/// when first polled).
+struct Interrupt {
+    #[cfg(unix)]
+    sigint: real_tokio::signal::unix::Signal,
+}
+
+impl Interrupt {
+    fn listen() -> Result<Self, RealError> {
+        #[cfg(unix)]
+        {
+            let sigint = real_tokio::signal::unix::signal(real_tokio::signal::unix::SignalKind::interrupt())?;
+            Ok(Interrupt { sigint })
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(Interrupt {})
+        }
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            self.sigint.recv().await;
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = real_tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 fn broker_cmd(bc: &BrokerControl, what: &str) -> Result<(), String> {
     let mut cmd = std::process::Command::new(&bc.script);
     cmd.arg(what);
@@ -369,6 +414,9 @@ pub fn run_cli(args: RealArgs) -> Result<RealOutcome, RealError> {
 }
 
 async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<RealOutcome, RealError> {
+    // Listen for Ctrl-C before anything is created on the cluster, so that an interrupt at any
+    // moment after that still deletes what the run created.
+    let mut interrupt = Interrupt::listen()?;
     let sc = Arc::new(args.scenario.clone());
     let topic_names: Vec<String> = sc.topics.iter().map(|t| t.name.clone()).collect();
     let names = Names::new(&sc.name, &run_id(args.seed), &topic_names);
@@ -512,7 +560,7 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
     };
     let interrupted = real_tokio::select! {
         biased;
-        _ = real_tokio::signal::ctrl_c() => true,
+        _ = interrupt.recv() => true,
         _ = schedule => false,
     };
     if interrupted {
@@ -697,6 +745,21 @@ broker = 0
         let mut bad = sc;
         bad.consumers.count = 0;
         assert!(matches!(run_cli(RealArgs::new(bad, "127.0.0.1:1", std::env::temp_dir())), Err(RealError::Spec(_))));
+    }
+
+    #[test]
+    fn exit_codes_are_the_documented_ones() {
+        let cases = [
+            (RealError::Interrupted { history_path: PathBuf::from("h"), cleanup: vec![] }, 130),
+            (RealError::Spec("s".into()), 2),
+            (RealError::Config("c".into()), 2),
+            (RealError::Unreachable { brokers: "b".into(), timeout_ms: 1, detail: "d".into() }, 2),
+            (RealError::Io(std::io::Error::other("io")), 2),
+            (RealError::Kafka("k".into()), 1),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.exit_code(), want, "{e}");
+        }
     }
 
     #[test]

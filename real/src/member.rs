@@ -42,6 +42,9 @@ pub const STAGE_RECORDS_MAX: usize = 4_096;
 pub const POLL_WAIT_MAX_MS: u64 = 50;
 /// Messages taken from librdkafka per loop turn.
 pub const POLL_BATCH_MAX: usize = 2_048;
+/// Pipeline steps one loop turn may take before librdkafka is polled again (each step is short:
+/// microseconds; the bound keeps polls frequent against `max.poll.interval.ms`).
+pub const STEP_ROUNDS_MAX: u32 = 256;
 /// How long a revocation may wait for in-flight work before giving up on it.
 pub const REVOKE_WAIT_MAX_MS: u64 = 30_000;
 /// Timeout of synchronous Kafka calls made from the member thread (commit, committed offsets).
@@ -588,6 +591,17 @@ fn cached_high_watermark(env: &Env, c: &BaseConsumer<MemberCtx>, tp: Tp) -> Opti
     }
 }
 
+/// The high watermark the pipeline is told: what the broker last reported, but never below the end
+/// of the records already received (delivered in this answer, or staged behind it). A broker
+/// serves only records below its high watermark, so this is still a lower bound of the true one.
+/// It matters to the credit strategy, which lends floating credits only against an announced
+/// backlog (`hw − fetch position`): a broker that under-reports its watermark (the in-memory
+/// Tansu reports 1 or stale values) would otherwise starve every channel down to its exclusive
+/// credits, a few records per fetch.
+fn high_watermark(broker: Option<u64>, staged_end: Option<u64>, delivered_end: u64) -> u64 {
+    broker.unwrap_or(0).max(staged_end.unwrap_or(0)).max(delivered_end)
+}
+
 /// One turn of the loop: finished workers, dead-letter acks, timers, actions, fetch answers.
 fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
     let me = env.me();
@@ -652,12 +666,13 @@ fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
             }
         }
         let qlen = q.len();
+        let staged_end = q.back().map(|r| r.offset + 1);
         if count > 0 {
             let first = first.unwrap_or(offset);
             if first != offset {
                 env.rec.note(format!("c{me}: {} has no record at {offset}; next is {first}", env.tp_name(tp)));
             }
-            let hw = cached_high_watermark(env, c, tp).unwrap_or(0);
+            let hw = high_watermark(cached_high_watermark(env, c, tp), staged_end, first + count as u64);
             st.fetches.remove(&tp);
             st.next_deliver.insert(tp, first + count as u64);
             env.rec.record(Event::Fetch { consumer: me, tp: env.tp_name(tp), runs, hw });
@@ -665,6 +680,7 @@ fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
         } else if now.saturating_sub(asked) >= wait_us {
             st.fetches.remove(&tp);
             let hw = cached_high_watermark(env, c, tp);
+            let hw = if hw.is_some() || staged_end.is_some() { Some(high_watermark(hw, staged_end, 0)) } else { None };
             st.pipeline.handle(env.now(), Input::FetchEmpty { tp, hw });
         }
         // The staging bound: librdkafka stops prefetching a partition whose stage is full.
@@ -673,6 +689,13 @@ fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
         }
     }
     execute(env, st, c);
+}
+
+/// Whether a `step` now would make progress without new records from librdkafka: a worker's run
+/// is due, or an outstanding fetch can be answered from the staging area.
+fn can_step_now(st: &State, now: TimeUs) -> bool {
+    st.workers.iter().flatten().any(|w| w.done_at_us <= now)
+        || st.fetches.keys().any(|tp| st.staging.get(tp).is_some_and(|q| !q.is_empty()))
 }
 
 /// Runs one member until it is told to stop or crash. Blocking: call it on its own thread.
@@ -745,6 +768,14 @@ pub fn run_member(plan: MemberPlan, rec: Recorder, control: Arc<Control>) -> Exi
         let (wait_us, poll_allowed) = {
             let mut st = lock(&state);
             step(&env, &mut st, &consumer);
+            // Work the pipeline can do at once (finished runs, fetches the staging area can
+            // answer) is done before librdkafka is asked again: a turn of the outer loop costs a
+            // poll of librdkafka and the state lock, which small fetches would otherwise pay each.
+            let mut rounds = 1;
+            while rounds < STEP_ROUNDS_MAX && can_step_now(&st, env.now()) {
+                step(&env, &mut st, &consumer);
+                rounds += 1;
+            }
             let now = env.now();
             let next_worker = st.workers.iter().flatten().map(|w| w.done_at_us).min();
             let timer = st.pipeline.poll_timeout();
@@ -789,7 +820,7 @@ pub fn run_member(plan: MemberPlan, rec: Recorder, control: Arc<Control>) -> Exi
                 }
                 let q = st.staging.entry(tp).or_default();
                 q.push_back(r);
-                if q.len() >= STAGE_RECORDS_MAX && !st.paused_stage.contains(&tp) {
+                if q.len() >= STAGE_RECORDS_MAX && !st.paused_stage.contains(&tp) && !full.contains(&tp) {
                     full.push(tp);
                 }
             }
@@ -874,6 +905,21 @@ mod tests {
         let rate = hits.iter().filter(|h| **h).count() as f64 / 2_000.0;
         assert!((0.07..0.13).contains(&rate), "{rate}");
         assert!(!(0..100).any(|o| is_poison(5, tp, o, 0.0)));
+    }
+
+    #[test]
+    fn the_high_watermark_is_never_below_what_was_received() {
+        // (broker's, staged end, delivered end, told)
+        let cases = [
+            (Some(1), Some(5_000), 2_000, 5_000),    // the in-memory broker's "1"
+            (Some(9_000), Some(5_000), 2_000, 9_000), // an honest broker is believed
+            (None, None, 300, 300),                   // nothing staged behind the answer
+            (Some(0), None, 0, 0),
+            (None, Some(42), 0, 42),
+        ];
+        for (broker, staged, delivered, want) in cases {
+            assert_eq!(high_watermark(broker, staged, delivered), want, "{broker:?} {staged:?} {delivered}");
+        }
     }
 
     #[test]

@@ -93,6 +93,13 @@ impl Recorder {
     pub fn snapshot(&self) -> Vec<Entry> {
         self.lock().clone()
     }
+
+    /// A copy of the entries from index `from` on (empty when there are none yet), for readers
+    /// that follow a run without copying its whole history each time.
+    pub fn since(&self, from: usize) -> Vec<Entry> {
+        let g = self.lock();
+        g.get(from..).map(|s| s.to_vec()).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +124,8 @@ mod tests {
         }
         let es = r.snapshot();
         assert_eq!(es.len(), 2000);
+        assert_eq!(r.since(1_990), es[1_990..].to_vec());
+        assert!(r.since(2_000).is_empty() && r.since(5_000).is_empty());
         assert!(es.windows(2).all(|w| w[0].t_us <= w[1].t_us));
         assert_eq!(r.overflow(), 0);
     }

@@ -616,10 +616,10 @@ fn bench_pipeline_vs_bare_consumer() {
     let Some(b) = brokers("SLUICE_BROKERS", test) else { return };
     let records: u64 = std::env::var("SLUICE_BENCH_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
     for strategy in ["pause", "none", "credit"] {
-        let r = sluice_real::bench::run_bench(&b, records, 6, strategy, 2).unwrap_or_else(|e| panic!("bench failed: {e}"));
+        let r = sluice_real::bench::run_bench(&b, records, 6, strategy, 3).unwrap_or_else(|e| panic!("bench failed: {e}"));
         println!(
-            "bench {strategy}: {} records, {} partitions: bare {:.0} rec/s, pipeline {:.0} rec/s, ratio {:.3} (target >= 0.9)",
-            r.records, r.partitions, r.bare_per_s, r.pipeline_per_s, r.ratio
+            "bench {strategy}: {} records, {} partitions: bare {:.0} rec/s, pipeline {:.0} rec/s, ratio {:.3} (target >= 0.9); {:.1} records/fetch, {:.1} records/run",
+            r.records, r.partitions, r.bare_per_s, r.pipeline_per_s, r.ratio, r.records_per_fetch, r.records_per_run
         );
         assert!(r.bare_per_s > 0.0 && r.pipeline_per_s > 0.0);
     }
