@@ -660,17 +660,32 @@ pub mod line {
         true
     }
 
-    /// A decimal `u64` (digit by digit: a variable-length copy would cost a `memcpy` call).
+    /// `"00"`, `"01"`, … `"99"`: two digits per division.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+
+    /// A decimal `u64` (pushed byte by byte: a variable-length copy would cost a `memcpy` call).
     fn u(o: &mut Vec<u8>, mut v: u64) {
         let mut tmp = [0u8; 20];
         let mut i = tmp.len();
-        loop {
+        while v >= 100 {
+            let d = (v % 100) as usize * 2;
+            v /= 100;
+            i -= 2;
+            tmp[i] = PAIRS[d];
+            tmp[i + 1] = PAIRS[d + 1];
+        }
+        if v >= 10 {
+            let d = v as usize * 2;
+            i -= 2;
+            tmp[i] = PAIRS[d];
+            tmp[i + 1] = PAIRS[d + 1];
+        } else {
             i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-            if v == 0 {
-                break;
-            }
+            tmp[i] = b'0' + v as u8;
         }
         o.reserve(tmp.len() - i);
         for &d in &tmp[i..] {
@@ -1175,7 +1190,21 @@ mod tests {
             "\u{7f}/6",
             "slash/ok",
         ];
-        let nums = [0u64, 1, 9, 10, 99, 12_345, u32::MAX as u64, u64::MAX];
+        let nums = [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            101,
+            999,
+            1_000,
+            12_345,
+            10_000_000_000,
+            u32::MAX as u64,
+            u64::MAX,
+        ];
         let mut cases = vec![
             Event::Phase { phase: Phase::Safety },
             Event::Phase { phase: Phase::Liveness },
@@ -1253,6 +1282,9 @@ mod tests {
                 Event::Note { text: t.clone() },
                 Event::Rebalance { generation: small, edge: Edge::Start, protocol: t.clone() },
             ]);
+        }
+        for &v in &nums {
+            cases.push(Event::Lag { tp: tp("o/0"), hw: v, committed: v / 7 });
         }
         let needs_escape = |ev: &Event| {
             let line = serde_json::to_string(ev).expect("serializes");
