@@ -1000,8 +1000,12 @@ impl World {
         self.messages += 1;
         let q = &mut self.inbox[to];
         // After every message that arrives no later (`msg_seq` only grows).
-        let pos = q.partition_point(|m| m.0 <= at);
-        q.insert(pos, (at, self.msg_seq, msg));
+        if q.back().is_none_or(|m| m.0 <= at) {
+            q.push_back((at, self.msg_seq, msg));
+        } else {
+            let pos = q.partition_point(|m| m.0 <= at);
+            q.insert(pos, (at, self.msg_seq, msg));
+        }
         if at < self.wake_at[to] {
             self.wake_at[to] = at;
             if at <= self.now_ms {
