@@ -813,8 +813,16 @@ impl Pipeline {
             if self.parts.contains_key(&tp) {
                 continue; // cooperative: already owned, keeps its state
             }
-            // A zombie (ProcessRevoked bug) partition coming back just becomes owned again.
-            self.zombie.remove(&tp);
+            // A zombie (ProcessRevoked bug) partition coming back becomes owned again, afresh:
+            // its run still on a worker and its buffered records belong to the zombie.
+            if let Some(z) = self.zombie.remove(&tp) {
+                for job in self.workers.iter_mut().flatten() {
+                    if job.tp == tp {
+                        job.void = true;
+                    }
+                }
+                self.buffered_total -= z.buffered;
+            }
             let start = if self.cfg.bugs.has(Bug::NoSeekOnAssign) {
                 self.old_positions.get(&tp).copied().unwrap_or(committed).max(committed)
             } else {
