@@ -360,6 +360,7 @@ impl Credits {
     }
 
     /// Credits the sender of `tp` may use now (0 for a channel that is not open).
+    #[inline]
     pub fn available(&self, tp: Tp) -> u32 {
         match self.find(tp) {
             Some(idx) => self.channels[idx].1.available(),
@@ -378,14 +379,16 @@ impl Credits {
 
     /// [`Credits::consume`], then (when it succeeds) [`Credits::announce_backlog`] of the backlog
     /// left behind the delivered records: what a fetch reply does to its channel, with one lookup.
-    /// On error nothing changes.
+    /// Returns the credits the channel has left ([`Credits::available`] after). On error nothing
+    /// changes.
     #[inline]
-    pub fn consume_and_announce(&mut self, tp: Tp, n: u32, backlog_records: u64) -> Result<(), CreditError> {
+    pub fn consume_and_announce(&mut self, tp: Tp, n: u32, backlog_records: u64) -> Result<u32, CreditError> {
         let Some(idx) = self.find(tp) else { return Err(CreditError::UnknownChannel(tp)) };
         self.consume_at(idx, tp, n)?;
         // `consume_at` succeeded, so the channel is open.
-        self.channels[idx].1.backlog_records = backlog_records;
-        Ok(())
+        let ch = &mut self.channels[idx].1;
+        ch.backlog_records = backlog_records;
+        Ok(ch.available())
     }
 
     /// [`Credits::consume`] for the channel at position `idx`.
@@ -516,6 +519,7 @@ impl Credits {
     }
 
     /// Floating credits in the pool, not lent to any channel.
+    #[inline]
     pub fn pool(&self) -> u32 {
         self.pool
     }

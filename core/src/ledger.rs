@@ -164,21 +164,30 @@ impl Ledger {
     /// `count = 0` is a no-op. On error nothing changes: after `TooManyRanges` the caller still
     /// holds a completion it must report again later. Out-of-order ranges never outnumber the
     /// records in flight at once, so `pending_ranges_max` ≥ that number rules the error out.
+    #[inline]
     pub fn done(&mut self, tp: Tp, offset: Offset, count: u32) -> Result<(), LedgerError> {
-        let max = self.pending_ranges_max;
-        let p = self.get_mut(tp).ok_or(LedgerError::Unknown(tp))?;
+        let Some(i) = self.index.find(&self.parts, tp) else { return Err(LedgerError::Unknown(tp)) };
         if count == 0 {
             return Ok(());
         }
         let end = offset
             .checked_add(u64::from(count))
             .ok_or(LedgerError::Overflow { tp, offset, count })?;
+        let p = &mut self.parts[i].1;
         if offset == p.next && p.ranges.is_empty() {
             // In order with nothing pending above (the usual case): the prefix just grows.
             p.next = end;
             p.done_end = p.done_end.max(end);
             return Ok(());
         }
+        self.done_with_ranges(i, tp, offset, end)
+    }
+
+    /// [`Ledger::done`] of `offset..end` for the partition at position `i`, when it is out of
+    /// order or ranges are pending.
+    fn done_with_ranges(&mut self, i: usize, tp: Tp, offset: Offset, end: Offset) -> Result<(), LedgerError> {
+        let max = self.pending_ranges_max;
+        let p = &mut self.parts[i].1;
         if offset < p.next {
             return Err(LedgerError::AlreadyDone { tp, offset });
         }

@@ -190,14 +190,19 @@ pub const LEDGER_PENDING_RANGES_MAX: usize = 1_024;
 /// since: `Unknown`, `AlreadyDone`) is counted in `Stats::stale_completions`; a refusal that breaks
 /// the ledger's bound (`TooManyRanges`, `Overflow`) is a broken invariant and stops the pipeline
 /// with the error: a completion is never dropped silently.
+#[inline]
 fn ledger_done(ledger: &mut Ledger, stats: &mut Stats, tp: Tp, offset: Offset, count: u32) {
     match ledger.done(tp, offset, count) {
         Ok(()) => {}
         Err(LedgerError::Unknown(_) | LedgerError::AlreadyDone { .. }) => stats.stale_completions += count as u64,
-        Err(e @ (LedgerError::TooManyRanges { .. } | LedgerError::Overflow { .. })) => {
-            panic!("ledger refused completion {tp}@{offset}+{count}: {e} (LEDGER_PENDING_RANGES_MAX = {LEDGER_PENDING_RANGES_MAX} bounds out-of-order runs)")
-        }
+        Err(e @ (LedgerError::TooManyRanges { .. } | LedgerError::Overflow { .. })) => ledger_refused(tp, offset, count, e),
     }
+}
+
+#[cold]
+#[inline(never)]
+fn ledger_refused(tp: Tp, offset: Offset, count: u32, e: LedgerError) -> ! {
+    panic!("ledger refused completion {tp}@{offset}+{count}: {e} (LEDGER_PENDING_RANGES_MAX = {LEDGER_PENDING_RANGES_MAX} bounds out-of-order runs)")
 }
 
 impl PipelineConfig {
@@ -389,6 +394,9 @@ impl PosSet {
 struct PartMap {
     entries: Vec<(Tp, Part)>,
     index: TpIndex,
+    /// Bumped whenever positions move (an insertion or removal), so that a position remembered
+    /// from an earlier step can be told apart from a current one.
+    layout: u64,
     /// Dispatch ready-set: owned partitions with buffered records the worker stage may take (none
     /// in flight, not revoking, not held back by a barrier).
     ready: PosSet,
@@ -459,6 +467,7 @@ impl PartMap {
     /// Re-indexes after an insertion or removal; positions moved, so the ready-sets are rebuilt
     /// from the parts' membership flags.
     fn rebuild_index(&mut self) {
+        self.layout += 1;
         self.index.rebuild(&self.entries);
         let n = self.entries.len();
         self.ready.reset(n);
@@ -535,6 +544,9 @@ pub struct Pipeline {
     dirty: Vec<(Tp, Offset)>,
     /// Round-robin cursor for fair dispatch across partitions.
     cursor: Option<Tp>,
+    /// `(layout, position)`: the position of the first owned partition after `cursor`, remembered
+    /// while the partition table keeps its `layout` (saves a search per dispatch).
+    cursor_split: Option<(u64, usize)>,
     /// Zombie partitions to visit in a dispatch walk (planted bug only); reused, no allocation per
     /// step. At most one entry per zombie.
     zombie_scratch: Vec<Tp>,
@@ -547,10 +559,18 @@ pub struct Pipeline {
 
 /// Appends an action, enforcing `actions_max` (a free function so that callers holding a borrow of
 /// a partition can push).
-#[inline]
+#[inline(always)]
 fn push_action(actions: &mut VecDeque<Action>, actions_max: usize, a: Action) {
-    assert!(actions.len() < actions_max, "pipeline action queue exceeded actions_max ({actions_max}): the driver must drain poll_action()");
+    if actions.len() >= actions_max {
+        actions_overflow(actions_max);
+    }
     actions.push_back(a);
+}
+
+#[cold]
+#[inline(never)]
+fn actions_overflow(actions_max: usize) -> ! {
+    panic!("pipeline action queue exceeded actions_max ({actions_max}): the driver must drain poll_action()")
 }
 
 /// What a dispatch walk does after visiting one partition.
@@ -611,6 +631,7 @@ impl Pipeline {
             grants: Vec::new(),
             dirty: Vec::new(),
             cursor: None,
+            cursor_split: None,
             zombie_scratch: Vec::new(),
             coordinator: Coordinator::new(STAGES),
             align: None,
@@ -747,6 +768,7 @@ impl Pipeline {
         push_action(&mut self.actions, self.cfg.actions_max, a);
     }
 
+    #[inline]
     fn push_grants(&mut self) {
         for k in 0..self.grants.len() {
             let g = self.grants[k];
@@ -764,6 +786,7 @@ impl Pipeline {
     }
 
     /// Accounts worker time up to `now_us` and emits the periodic samples that fall due.
+    #[inline]
     fn advance(&mut self, now_us: TimeUs) {
         let now_us = now_us.max(self.now_us);
         while self.next_sample_us <= now_us {
@@ -776,6 +799,7 @@ impl Pipeline {
         self.now_us = now_us;
     }
 
+    #[inline]
     fn account(&mut self, until_us: TimeUs) {
         if until_us <= self.acc_since_us {
             return;
@@ -863,6 +887,13 @@ impl Pipeline {
                 self.push(Action::Pause { tp });
             }
         }
+    }
+
+    /// Whether the fetch walk sizes fetches by credits (and so marks partitions without any as
+    /// starved): the credit strategy, its credits heeded, the buffer bounded.
+    #[inline]
+    fn fetch_checks_credits(&self) -> bool {
+        self.cfg.strategy == Strategy::Credit && !self.cfg.bugs.has(Bug::IgnoreCredits) && !self.cfg.bugs.has(Bug::UnboundedBuffer)
     }
 
     fn uses_pause(&self) -> bool {
@@ -1036,6 +1067,7 @@ impl Pipeline {
     /// Takes a fetch reply for the partition at position `i` of the table into its buffer.
     fn take_fetched(&mut self, i: usize, tp: Tp, offset: Offset, count: u32, hw: Offset) {
         let credit = self.cfg.strategy == Strategy::Credit;
+        let fetch_checks_credits = self.fetch_checks_credits();
         let p = &mut self.parts.entries[i].1;
         if p.stale_fetch && offset > p.fetch_pos {
             // The reply to the previous incarnation's fetch, ahead of where this one starts:
@@ -1068,14 +1100,23 @@ impl Pipeline {
             // behind them at the broker.
             let hw = p.hw;
             let backlog = |count: u32| hw.saturating_sub(offset + count as u64);
-            if let Err(_e) = self.credits.consume_and_announce(tp, count, backlog(count)) {
-                // Only the credits we hold may be used (C1): keep what they cover.
-                let avail = self.credits.available(tp);
-                count = count.min(avail);
-                if count == 0 {
-                    return;
+            let left = match self.credits.consume_and_announce(tp, count, backlog(count)) {
+                Ok(left) => left,
+                Err(_e) => {
+                    // Only the credits we hold may be used (C1): keep what they cover.
+                    let avail = self.credits.available(tp);
+                    count = count.min(avail);
+                    if count == 0 {
+                        return;
+                    }
+                    self.credits.consume_and_announce(tp, count, backlog(count)).expect("consume within available")
                 }
-                self.credits.consume_and_announce(tp, count, backlog(count)).expect("consume within available");
+            };
+            if left == 0 && fetch_checks_credits {
+                // No credits left: this step's fetch walk would find none for the partition and
+                // mark it starved (nothing between here and the walk changes its credits); mark it
+                // now, so the walk need not visit it. A grant (push_grants) lets it fetch again.
+                p.starved = true;
             }
         }
         p.fetch_pos = offset + count as u64;
@@ -1297,8 +1338,9 @@ impl Pipeline {
         let parts = &mut self.parts;
         let p = &mut parts.entries[i].1;
         let ready = !p.in_flight
-            && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b))
-            && !p.revoking;
+            && !p.revoking
+            && !p.buffer.is_empty()
+            && (overtakes || p.barrier.is_none_or(|b| p.buffer.front().is_some_and(|f| f.0 < b)));
         let fetchable = !p.fetch_outstanding && !p.revoking && !p.starved;
         if ready != p.in_ready {
             p.in_ready = ready;
@@ -1341,7 +1383,8 @@ impl Pipeline {
                 self.next_commit_us += self.cfg.commit_interval_ms * 1_000;
             }
         }
-        if self.credits_floating_enabled() {
+        // With the pool empty there is nothing to lend (`grant_floating` would return at once).
+        if self.credits_floating_enabled() && self.credits.pool() > 0 {
             self.credits.grant_floating(&mut self.grants);
             if !self.grants.is_empty() {
                 self.push_grants();
@@ -1417,10 +1460,12 @@ impl Pipeline {
         // skip, in the same order); zombies (planted bug only) last. A partition handed a run
         // leaves the ready-set at once; that never moves the walk, which goes by position.
         let n = self.parts.len();
-        let split = match self.cursor {
-            Some(c) => self.parts.entries.partition_point(|(t, _)| *t <= c),
-            None => 0,
+        let split = match (self.cursor, self.cursor_split) {
+            (None, _) => 0,
+            (Some(_), Some((layout, split))) if layout == self.parts.layout => split,
+            (Some(c), _) => self.parts.entries.partition_point(|(t, _)| *t <= c),
         };
+        debug_assert_eq!(split, self.cursor.map_or(0, |c| self.parts.entries.partition_point(|(t, _)| *t <= c)));
         for (from, end) in [(split, n), (0, split)] {
             let mut at = from;
             while self.free_workers > 0 {
@@ -1561,6 +1606,8 @@ impl Pipeline {
         self.workers[worker as usize] = Some(Job { tp, offset, count: n, attempt, void: false });
         self.free_workers -= 1;
         self.cursor = Some(tp);
+        // The owned partition at `i` is the cursor now: those after it start at `i + 1`.
+        self.cursor_split = pos.map(|i| (self.parts.layout, i + 1));
         self.last_poll_us = now;
         self.push(Action::Process { worker, tp, offset, count: n, attempt });
         Visit::Buffered
