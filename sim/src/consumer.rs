@@ -652,11 +652,18 @@ impl World {
             }
             GAction::Lost { tps, reason } => {
                 self.forget_pending_assign(c, &tps);
-                if reason == LostReason::Fenced {
-                    self.record(Event::Member {
-                        consumer: c,
-                        event: MemberEvent::Fenced,
-                    });
+                // The history says why the partitions go without a commit: a fenced member, or
+                // one whose lease ran out (session or max.poll.interval.ms) is evicted. Only a
+                // plain revoke (or a requested leave) is a clean hand-over that commits first.
+                let why = match reason {
+                    LostReason::Fenced => Some(MemberEvent::Fenced),
+                    LostReason::SessionExpired | LostReason::MaxPollExceeded => {
+                        Some(MemberEvent::Evicted)
+                    }
+                    LostReason::Left => None,
+                };
+                if let Some(event) = why {
+                    self.record(Event::Member { consumer: c, event });
                 }
                 let owned: Vec<Tp> = self.consumers[c as usize]
                     .pipe

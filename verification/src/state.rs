@@ -872,6 +872,9 @@ impl Checker {
                     slot.seq = s;
                 } else if (slot.producer, slot.seq) != (r.producer, s) {
                     inc.push((o, slot.producer, slot.seq, s));
+                    // A different record now sits at this offset (the log was truncated and
+                    // rewritten): processing it is not a re-processing of the one before.
+                    slot.proc_epoch = 0;
                 }
             }
             self.report_values(
