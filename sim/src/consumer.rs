@@ -66,6 +66,9 @@ pub struct Consumer {
     assigning: BTreeMap<u64, (Generation, Vec<Tp>)>,
     /// Assignments whose offset request could not be sent yet.
     offsets_backlog: Vec<(Generation, Vec<Tp>)>,
+    /// A FindCoordinator that found no live coordinator is asked again at this time
+    /// (`retry.backoff.ms` later), as a client retries COORDINATOR_NOT_AVAILABLE.
+    find_coordinator_at_ms: Option<u64>,
     /// Dead-letter appends in flight: (ack time, tp, offset).
     dlq: Vec<(u64, Tp, Offset)>,
     last_poll_reported: u64,
@@ -95,6 +98,7 @@ impl Consumer {
             commits: BTreeMap::new(),
             assigning: BTreeMap::new(),
             offsets_backlog: Vec::new(),
+            find_coordinator_at_ms: None,
             dlq: Vec::new(),
             last_poll_reported: 0,
             generation: 0,
@@ -408,6 +412,10 @@ impl World {
         for (generation, tps) in std::mem::take(&mut self.consumers[c as usize].offsets_backlog) {
             self.request_offsets(c, generation, tps);
         }
+        if self.consumers[c as usize].find_coordinator_at_ms.is_some_and(|t| t <= now) {
+            self.consumers[c as usize].find_coordinator_at_ms = None;
+            self.member_action(c, GAction::FindCoordinator);
+        }
         self.consumer_drain(c);
         self.consumer_send_fetches(c);
         // Next wake.
@@ -424,6 +432,9 @@ impl World {
         }
         if !co.wants.is_empty() || !co.offsets_backlog.is_empty() {
             next = next.min(now + RETRY_BACKOFF_MS);
+        }
+        if let Some(t) = co.find_coordinator_at_ms {
+            next = next.min(t);
         }
         if let Some(t) = co.pipe.as_ref().and_then(|p| p.poll_timeout()) {
             next = next.min(t.div_ceil(1_000));
@@ -575,13 +586,25 @@ impl World {
         let me = self.layout.consumer(c);
         match a {
             GAction::Send(req) => {
-                let to = self.layout.broker(self.coordinator_broker);
-                self.consumers[c as usize].group_broker = Some(self.coordinator_broker);
+                let b = self.coordinator_broker;
+                let to = self.layout.broker(b);
+                self.consumers[c as usize].group_broker = Some(b);
                 self.send(me, to, Msg::Group(req));
+                // A request to a dead broker is refused at once (no listener), as a fetch is:
+                // the member looks for the coordinator again instead of waiting out the
+                // request's timeout (a JoinGroup's is max.poll.interval.ms).
+                if !self.up[to] {
+                    self.consumer_disconnect(c, b);
+                }
             }
             GAction::FindCoordinator => {
-                if let Some(m) = self.consumers[c as usize].member.as_mut() {
-                    m.coordinator_found(now_us);
+                if self.up[self.layout.broker(self.coordinator_broker)] {
+                    self.consumers[c as usize].find_coordinator_at_ms = None;
+                    if let Some(m) = self.consumers[c as usize].member.as_mut() {
+                        m.coordinator_found(now_us);
+                    }
+                } else {
+                    self.consumers[c as usize].find_coordinator_at_ms = Some(now + RETRY_BACKOFF_MS);
                 }
             }
             GAction::Assign { generation, tps } => {

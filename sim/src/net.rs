@@ -1,7 +1,10 @@
 //! The simulated network: a plain module, so that faults are data and a message costs a map insert.
 //! Every link has the cluster's one-way latency; a node may carry extra latency and a loss
 //! probability (`latency` fault); a cut drops everything `from → to` (both ways unless one-way).
-//! Messages are dropped at send time; what is already in flight still arrives.
+//! Kafka speaks TCP: a lost segment is retransmitted, so loss on a degraded node shows as delay
+//! (one retransmission timeout per loss, 200 ms doubling); only after [`RETRANSMITS_MAX`]
+//! consecutive losses is the message gone (the connection would time out). Messages are dropped
+//! at send time; what is already in flight still arrives.
 
 use crate::dist::Stream;
 
@@ -58,6 +61,11 @@ impl Layout {
         }
     }
 }
+
+/// Linux's minimum TCP retransmission timeout, the first retransmission's delay.
+pub const RTO_MIN_MS: u64 = 200;
+/// Consecutive losses of one message before it is given up (dropped).
+pub const RETRANSMITS_MAX: u32 = 6;
 
 /// One cut: messages from any node in `from` to any node in `to` are dropped (and the reverse
 /// unless `one_way`).
@@ -132,9 +140,16 @@ impl Net {
         for g in &self.degraded {
             if g.node == from || g.node == to {
                 d += g.extra_ms;
-                if g.loss > 0.0 && self.rng.chance(g.loss) {
-                    self.dropped += 1;
-                    return None;
+                let mut rto = RTO_MIN_MS;
+                let mut losses = 0;
+                while g.loss > 0.0 && self.rng.chance(g.loss) {
+                    losses += 1;
+                    if losses > RETRANSMITS_MAX {
+                        self.dropped += 1;
+                        return None;
+                    }
+                    d += rto;
+                    rto *= 2;
                 }
             }
         }
@@ -181,7 +196,7 @@ mod tests {
     }
 
     #[test]
-    fn degraded_nodes_add_latency_and_lose_messages() {
+    fn degraded_nodes_add_latency_and_retransmit_lost_segments() {
         let mut n = Net::new(1, 9);
         n.add_degraded(Degraded {
             id: 4,
@@ -189,9 +204,17 @@ mod tests {
             extra_ms: 10,
             loss: 0.5,
         });
-        let outcomes: Vec<Option<u64>> = (0..1000).map(|_| n.delay_ms(0, 2)).collect();
-        assert!(outcomes.iter().flatten().all(|&d| d == 11));
+        let outcomes: Vec<Option<u64>> = (0..10_000).map(|_| n.delay_ms(0, 2)).collect();
+        // Delivered: 11 ms plus 200, 400, 800… ms for each loss before the delivery.
+        let allowed: Vec<u64> = (0..=RETRANSMITS_MAX).map(|k| 11 + RTO_MIN_MS * ((1 << k) - 1)).collect();
+        assert!(outcomes.iter().flatten().all(|d| allowed.contains(d)), "{:?}", &outcomes[..20]);
+        let first_try = outcomes.iter().filter(|o| **o == Some(11)).count();
+        assert!((4_500..5_500).contains(&first_try), "first try {first_try}");
+        let retried = outcomes.iter().filter(|o| o.is_some_and(|d| d > 11)).count();
+        assert!(retried > 4_000, "retried {retried}");
+        // Gone only after 7 consecutive losses: about 0.5^7 of the messages.
         let lost = outcomes.iter().filter(|o| o.is_none()).count();
-        assert!((400..600).contains(&lost), "lost {lost}");
+        assert!((30..130).contains(&lost), "lost {lost}");
+        assert_eq!(n.dropped, lost as u64);
     }
 }
