@@ -30,6 +30,7 @@ catalogue![
     "pause-across-rebalance",
     "rate-limited-backlog",
     "round-robin-fair-share",
+    "aligned-checkpoints",
 ];
 
 /// The TOML text of a catalogue scenario.

@@ -39,6 +39,7 @@ const CASES: &[(Bug, &str, Mode, &[&str])] = &[
     (Bug::DropAfterRetries, "poison-pill-dlq", Swarm, &["dropped-record"]),
     (Bug::NoSeekOnAssign, "rebalance-storm-eager", Swarm, &["gap-after-restart"]),
     (Bug::UnbalancedAssignor, "round-robin-fair-share", Swarm, &["lag-not-recovered", "unseen"]),
+    (Bug::BarrierOvertakes, "aligned-checkpoints", Swarm, &["barrier-overtaken"]),
 ];
 
 fn explored(name: &str, mode: Mode) -> Scenario {

@@ -10,7 +10,10 @@
 //! `duplicate`, `inconsistent-offsets`, `poll-skip`, `nonmonotonic-poll`, `nonmonotonic-send`; the
 //! flow-control rules `buffer-bound-exceeded`, `credit-rule` (C1, C3), `rate-bound` (R1, and R2 on a consumer's own tier),
 //! `partition-owned-twice` (G1), `commit-beyond-processed` (K1), `gap-after-restart` (K2),
-//! `dropped-record`, `duplicate-beyond-window`; liveness `lag-not-recovered`.
+//! `dropped-record`, `duplicate-beyond-window`, `barrier-overtaken` (K3, aligned checkpoints: a
+//! record at or past its partition's barrier processed before the checkpoint completed; the
+//! barrier offsets are the commits sent as the checkpoint completes); liveness
+//! `lag-not-recovered`.
 //!
 //! Conventions for bounds read from `Meta::bounds`: a bound of 0 means "not declared" and is not
 //! checked (`buffer_records_max`, `credits_max`, `recovery_deadline_ms`); the credit rules are
@@ -50,9 +53,12 @@ pub mod anomaly {
     pub const DROPPED_RECORD: &str = "dropped-record";
     pub const DUPLICATE_BEYOND_WINDOW: &str = "duplicate-beyond-window";
     pub const LAG_NOT_RECOVERED: &str = "lag-not-recovered";
+    /// K3: a record behind an aligned checkpoint's barrier was processed before the checkpoint
+    /// completed.
+    pub const BARRIER_OVERTAKEN: &str = "barrier-overtaken";
 
     /// Every name, in the order reports list them.
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         LOST_WRITE,
         UNSEEN,
         DUPLICATE,
@@ -68,6 +74,7 @@ pub mod anomaly {
         GAP_AFTER_RESTART,
         DROPPED_RECORD,
         DUPLICATE_BEYOND_WINDOW,
+        BARRIER_OVERTAKEN,
         LAG_NOT_RECOVERED,
     ];
 }

@@ -158,6 +158,12 @@ pub(crate) struct Checker {
     /// `Meta::settings["checkpoint"] == "aligned"`: commits follow complete checkpoints only, so
     /// a revoke does not commit the processed prefix.
     aligned: bool,
+    /// K3, per consumer: the aligned checkpoint being aligned (id, start time) and, per partition,
+    /// the end of the highest run started meanwhile.
+    ckpt_open: BTreeMap<u32, (u64, BTreeMap<usize, u64>)>,
+    /// K3: a checkpoint that just completed (consumer, id, completion time, runs started while it
+    /// aligned); its barrier offsets are the commits the consumer sends at that same instant.
+    ckpt_done: Option<(u32, u64, u64, BTreeMap<usize, u64>)>,
     tiers: Vec<Tier>,
     violations: Vec<Violation>,
     counts: BTreeMap<String, u64>,
@@ -252,6 +258,8 @@ impl Checker {
             cons: BTreeMap::new(),
             lost: BTreeSet::new(),
             aligned: false,
+            ckpt_open: BTreeMap::new(),
+            ckpt_done: None,
             tiers: Vec::new(),
             violations: Vec::new(),
             counts: BTreeMap::new(),
@@ -367,6 +375,9 @@ impl Checker {
             );
         }
         self.check_deadline();
+        if self.ckpt_done.as_ref().is_some_and(|d| d.2 < self.now) {
+            self.ckpt_done = None;
+        }
         if let Err(why) = validate(&e.ev) {
             let msg = format!(
                 "entry {} (t_us {}) skipped: {why}",
@@ -440,10 +451,19 @@ impl Checker {
                 count,
                 offset,
             } => self.produce_ack(*producer, tp, *seq, *count, *offset),
-            Event::ProduceFail { .. }
-            | Event::Leader { .. }
-            | Event::Metrics { .. }
-            | Event::Checkpoint { .. } => {}
+            Event::ProduceFail { .. } | Event::Leader { .. } | Event::Metrics { .. } => {}
+            Event::Checkpoint { consumer, id, edge } => match edge {
+                Edge::Start => {
+                    self.ckpt_open.insert(*consumer, (*id, BTreeMap::new()));
+                }
+                Edge::End => {
+                    if let Some((open_id, runs)) = self.ckpt_open.remove(consumer) {
+                        if open_id == *id {
+                            self.ckpt_done = Some((*consumer, *id, self.now, runs));
+                        }
+                    }
+                }
+            },
             Event::Note { .. } | Event::Pause { .. } | Event::Resume { .. } => {}
             Event::Member { consumer, event } => self.member(*consumer, *event),
             Event::Rebalance { edge, .. } => {
@@ -521,6 +541,7 @@ impl Checker {
             } => {
                 let p = self.part(tp);
                 self.commit_k1(*consumer, p, *offset, "CommitSend");
+                self.barrier_k3(*consumer, p, *offset);
                 let ch = self.chan(*consumer, p);
                 ch.commit_sent = Some(ch.commit_sent.map_or(*offset, |o| o.max(*offset)));
                 *self.parts[p]
@@ -706,10 +727,40 @@ impl Checker {
         }
     }
 
+    /// K3: `offset` is the barrier of `p` if `c` sends it as its checkpoint completes; nothing
+    /// at or past it may have started while the checkpoint aligned.
+    fn barrier_k3(&mut self, c: u32, p: usize, barrier: u64) {
+        if !self.aligned {
+            return;
+        }
+        let Some((dc, id, t_end, runs)) = &self.ckpt_done else {
+            return;
+        };
+        if *dc != c || *t_end != self.now {
+            return;
+        }
+        let id = *id;
+        if let Some(&end) = runs.get(&p) {
+            if end > barrier {
+                let name = self.parts[p].name.clone();
+                self.safety(
+                    a::BARRIER_OVERTAKEN,
+                    "K3",
+                    Some(p),
+                    Some(c),
+                    format!("{name}: c{c} started offsets {barrier}-{} while checkpoint {id} was aligning, at or past its barrier {barrier}: records behind a barrier must wait until the checkpoint completes", end - 1),
+                );
+            }
+        }
+    }
+
     // ---- group membership and ownership ---------------------------------------------------
 
     fn member(&mut self, c: u32, ev: MemberEvent) {
-        if matches!(ev, MemberEvent::Crash | MemberEvent::Evicted | MemberEvent::Fenced) {
+        if matches!(
+            ev,
+            MemberEvent::Crash | MemberEvent::Evicted | MemberEvent::Fenced
+        ) {
             self.lost.insert(c);
         }
         match ev {
@@ -937,6 +988,10 @@ impl Checker {
     }
 
     fn process_start(&mut self, c: u32, p: usize, offset: u64, count: u32) {
+        if let Some((_, runs)) = self.ckpt_open.get_mut(&c) {
+            let end = runs.entry(p).or_insert(0);
+            *end = (*end).max(offset + count as u64);
+        }
         let part = &self.parts[p];
         let name = part.name.clone();
         let owners: Vec<String> = part.owners.iter().map(|&o| tp_consumer(o)).collect();
@@ -1204,7 +1259,9 @@ impl Checker {
         let mut hits = Vec::new();
         for t in self.tiers.iter().filter(|t| t.name == tier) {
             // The candidate window starting now is empty (0); `best` covers earlier starts.
-            let worst = (t.admitted - t.rate_per_us * now + t.best.max(t.rate_per_us * now - t.admitted)).max(0.0);
+            let worst = (t.admitted - t.rate_per_us * now
+                + t.best.max(t.rate_per_us * now - t.admitted))
+            .max(0.0);
             let level = t.burst - worst;
             if level >= n as f64 + 1.0 {
                 hits.push((t.name.clone(), level, t.admitted));
@@ -1233,7 +1290,10 @@ impl Checker {
         let next = part.done.max().map_or(0, |m| m + 1);
         let pos = hw.saturating_sub(next);
         let prev_pos = std::mem::replace(&mut part.pos_lag, pos);
-        self.total_pos_lag = self.total_pos_lag.saturating_sub(prev_pos).saturating_add(pos);
+        self.total_pos_lag = self
+            .total_pos_lag
+            .saturating_sub(prev_pos)
+            .saturating_add(pos);
         self.summary.max_lag_records = self.summary.max_lag_records.max(self.total_lag);
         self.summary.max_partition_lag_records = self.summary.max_partition_lag_records.max(lag);
         if let Some(t0) = self.liveness_start {
@@ -1284,7 +1344,12 @@ impl Checker {
             .filter(|p| p.subscribed)
             .map(|p| p.lag.evaluate(&p.name, at, ms))
             .filter(|pl| pl.status == LagStatus::Stopped && pl.last_lag > ok)
-            .map(|pl| format!("{} (lag {}, committed {})", pl.tp, pl.last_lag, pl.last_committed))
+            .map(|pl| {
+                format!(
+                    "{} (lag {}, committed {})",
+                    pl.tp, pl.last_lag, pl.last_committed
+                )
+            })
             .collect();
         if !stopped.is_empty() {
             self.emit(
