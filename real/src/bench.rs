@@ -89,9 +89,20 @@ processing = {{ kind = "constant", ms = 0.0 }}
 /// Produces `records` records into a fresh topic of `partitions` partitions, then consumes them
 /// `rounds` times with each side and reports the best rate of each.
 pub fn run_bench(brokers: &str, records: u64, partitions: u32, strategy: &str, rounds: u32) -> Result<BenchResult, RealError> {
+    run_bench_with(brokers, records, partitions, strategy, None, rounds)
+}
+
+/// [`run_bench`] with the credit strategy's exclusive credits per partition set (`None`: the
+/// scenario default, 2). One credit is one record, so 2 exclusive credits let a partition fetch
+/// 2 records at a time unless floating credits are lent to it.
+pub fn run_bench_with(brokers: &str, records: u64, partitions: u32, strategy: &str, exclusive_credits: Option<u32>, rounds: u32) -> Result<BenchResult, RealError> {
     let conn = Conn { brokers: brokers.to_string(), overrides: Vec::new() };
     kafka::check_reachable(&conn)?;
-    let sc = bench_scenario(partitions, strategy)?;
+    let mut sc = bench_scenario(partitions, strategy)?;
+    if let Some(e) = exclusive_credits {
+        sc.consumers.exclusive_credits = e;
+        sc.validate().map_err(|es| RealError::Config(format!("bench scenario with {e} exclusive credits: {es:?}")))?;
+    }
     let names = Names::new("bench", &format!("{:08x}", std::process::id()), &["bench".to_string()]);
     let rt = real_tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(kafka::create_topics(&conn, &[(names.topics[0].clone(), partitions), (names.dlq.clone(), 1)], 1))?;
@@ -141,12 +152,24 @@ pub fn run_bench(brokers: &str, records: u64, partitions: u32, strategy: &str, r
 }
 
 /// Notes when the bare consumer's group hands it its partitions: its clock starts there, like the
-/// pipeline's (its `Assign` entry).
+/// pipeline's (its `Assign` entry). Before assigning, it makes the same two lookups the pipeline's
+/// driver makes in its rebalance callback (committed offsets, then each partition's watermarks),
+/// so that neither side starts fetching ahead of its clock.
 struct AssignClock {
     assigned_at: std::sync::Mutex<Option<Instant>>,
 }
 impl rdkafka::ClientContext for AssignClock {}
 impl rdkafka::consumer::ConsumerContext for AssignClock {
+    fn pre_rebalance(&self, c: &BaseConsumer<Self>, r: &rdkafka::consumer::Rebalance<'_>) {
+        if let rdkafka::consumer::Rebalance::Assign(l) = r {
+            let timeout = Duration::from_millis(member::KAFKA_CALL_TIMEOUT_MS);
+            drop(c.committed_offsets((*l).clone(), timeout));
+            for e in l.elements() {
+                let _ = c.fetch_watermarks(e.topic(), e.partition(), timeout);
+            }
+        }
+    }
+
     fn post_rebalance(&self, _c: &BaseConsumer<Self>, r: &rdkafka::consumer::Rebalance<'_>) {
         if let rdkafka::consumer::Rebalance::Assign(l) = r {
             if l.count() > 0 {
@@ -172,16 +195,23 @@ fn bare_rate(conn: &Conn, names: &Names, records: u64, round: u32) -> Result<f64
     let deadline = Instant::now() + Duration::from_millis(BENCH_SIDE_TIMEOUT_MS);
     let mut n = 0u64;
     let mut sum = 0u64; // touch the payload like the pipeline driver does
+    // Waits only when the previous poll came back empty, as the pipeline's driver does (a poll
+    // with a timeout costs more than one without, even when a message is ready).
+    let mut wait = Duration::from_millis(100);
     while n < records {
         if Instant::now() > deadline {
             return Err(RealError::Kafka(format!("bare consumer read {n} of {records} within {BENCH_SIDE_TIMEOUT_MS} ms")));
         }
-        if let Some(Ok(m)) = c.poll(Duration::from_millis(100)) {
-            use rdkafka::message::Message;
-            if let Some((_, s)) = m.payload().and_then(crate::load::decode) {
-                sum = sum.wrapping_add(s);
+        match c.poll(wait) {
+            Some(Ok(m)) => {
+                use rdkafka::message::Message;
+                if let Some((_, s)) = m.payload().and_then(crate::load::decode) {
+                    sum = sum.wrapping_add(s);
+                }
+                n += 1;
+                wait = Duration::ZERO;
             }
-            n += 1;
+            _ => wait = Duration::from_millis(100),
         }
     }
     let assigned = *c.context().assigned_at.lock().unwrap_or_else(|p| p.into_inner());

@@ -615,8 +615,15 @@ fn bench_pipeline_vs_bare_consumer() {
     }
     let Some(b) = brokers("SLUICE_BROKERS", test) else { return };
     let records: u64 = std::env::var("SLUICE_BENCH_RECORDS").ok().and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    for strategy in ["pause", "none", "credit"] {
-        let r = sluice_real::bench::run_bench(&b, records, 6, strategy, 3).unwrap_or_else(|e| panic!("bench failed: {e}"));
+    // The credit strategy twice: with the default 2 exclusive credits per partition, and with
+    // exclusive credits sized like a fetch (1 000 of max_poll_records 2 000; 6 000 of the 20 000
+    // buffer records, the rest floating).
+    for (strategy, exclusive) in [("pause", None), ("none", None), ("credit", None), ("credit", Some(1_000))] {
+        let r = sluice_real::bench::run_bench_with(&b, records, 6, strategy, exclusive, 3).unwrap_or_else(|e| panic!("bench failed: {e}"));
+        let strategy = match exclusive {
+            Some(e) => format!("{strategy} (exclusive {e})"),
+            None => strategy.to_string(),
+        };
         println!(
             "bench {strategy}: {} records, {} partitions: bare {:.0} rec/s, pipeline {:.0} rec/s, ratio {:.3} (target >= 0.9); {:.1} records/fetch, {:.1} records/run",
             r.records, r.partitions, r.bare_per_s, r.pipeline_per_s, r.ratio, r.records_per_fetch, r.records_per_run
