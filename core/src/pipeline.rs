@@ -526,7 +526,7 @@ pub struct Pipeline {
     ledger: Ledger,
     retry: RetryPolicy,
     rng: SplitMix64,
-    actions: VecDeque<Action>,
+    actions: ActionQueue,
     pending_revoke: Option<PendingRevoke>,
     buffered_total: u64,
     reserved_total: u64,
@@ -557,10 +557,68 @@ pub struct Pipeline {
     stale_fetches: BTreeSet<Tp>,
 }
 
+/// The pending actions, oldest first: a vector and the position of the next one to hand out.
+/// Appending writes the action in place (a step appends one or two, and a ring buffer's append
+/// is a call that copies it through memory); the vector empties whenever the driver has taken every
+/// action, and drops its taken prefix once that is the larger half. Holds at most `actions_max`
+/// pending actions (`push_action` enforces it).
+#[derive(Debug, Default)]
+struct ActionQueue {
+    /// Taken entries (`None`) before `head`, pending ones from `head` on.
+    buf: Vec<Option<Action>>,
+    head: usize,
+}
+
+impl ActionQueue {
+    /// Taken entries kept before they are dropped from the front.
+    const TAKEN_KEPT_MAX: usize = 1_024;
+
+    fn with_capacity(n: usize) -> Self {
+        ActionQueue { buf: Vec::with_capacity(n), head: 0 }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.buf.len() - self.head
+    }
+
+    #[inline(always)]
+    fn push_back(&mut self, a: Action) {
+        self.buf.push(Some(a));
+    }
+
+    /// Appends the action `make` builds, building it only once its slot exists, so that it is
+    /// written straight into the slot: built first and then moved, it goes through a temporary
+    /// the compiler copies with wider loads than it was written with (a store-forwarding stall
+    /// on the hot appends).
+    #[inline(always)]
+    fn push_with(&mut self, make: impl FnOnce() -> Action) {
+        self.buf.push(None);
+        if let Some(slot) = self.buf.last_mut() {
+            *slot = Some(make());
+        }
+    }
+
+    #[inline]
+    fn pop_front(&mut self) -> Option<Action> {
+        let a = self.buf.get_mut(self.head)?.take();
+        debug_assert!(a.is_some(), "entries from head on are pending");
+        self.head += 1;
+        if self.head == self.buf.len() {
+            self.buf.clear();
+            self.head = 0;
+        } else if self.head > Self::TAKEN_KEPT_MAX && self.head * 2 > self.buf.len() {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        a
+    }
+}
+
 /// Appends an action, enforcing `actions_max` (a free function so that callers holding a borrow of
 /// a partition can push).
 #[inline(always)]
-fn push_action(actions: &mut VecDeque<Action>, actions_max: usize, a: Action) {
+fn push_action(actions: &mut ActionQueue, actions_max: usize, a: Action) {
     if actions.len() >= actions_max {
         actions_overflow(actions_max);
     }
@@ -616,7 +674,7 @@ impl Pipeline {
             ledger,
             retry: RetryPolicy::new(cfg.retry),
             rng: SplitMix64(cfg.rng_seed),
-            actions: VecDeque::with_capacity(64),
+            actions: ActionQueue::with_capacity(64),
             pending_revoke: None,
             buffered_total: 0,
             reserved_total: 0,
@@ -768,11 +826,21 @@ impl Pipeline {
         push_action(&mut self.actions, self.cfg.actions_max, a);
     }
 
+    /// [`Pipeline::push`] for the hot appends: the action is built in its slot (see
+    /// [`ActionQueue::push_with`]).
+    #[inline(always)]
+    fn push_with(&mut self, make: impl FnOnce() -> Action) {
+        if self.actions.len() >= self.cfg.actions_max {
+            actions_overflow(self.cfg.actions_max);
+        }
+        self.actions.push_with(make);
+    }
+
     #[inline]
     fn push_grants(&mut self) {
         for k in 0..self.grants.len() {
             let g = self.grants[k];
-            self.push(Action::CreditGrant { tp: g.tp, n: g.n, floating: g.floating });
+            self.push_with(|| Action::CreditGrant { tp: g.tp, n: g.n, floating: g.floating });
             // Credits arrived: a partition that found none may fetch again.
             if let Some(i) = self.parts.pos(&g.tp) {
                 let p = &mut self.parts.entries[i].1;
@@ -1151,9 +1219,12 @@ impl Pipeline {
     }
 
     fn on_process_done(&mut self, worker: u32, ok: u32) {
-        let Some(job) = self.workers.get_mut(worker as usize).and_then(|w| w.take()) else {
+        // Read the run, then free its worker (a copy of the fields, not a move of the whole
+        // `Option<Job>` through memory).
+        let Some(&Some(job)) = self.workers.get(worker as usize) else {
             return; // unknown or already free: a stale answer
         };
+        self.workers[worker as usize] = None;
         self.free_workers += 1;
         assert!(ok <= job.count, "ProcessDone reports more ok records than the run had");
         if job.void {
@@ -1609,7 +1680,7 @@ impl Pipeline {
         // The owned partition at `i` is the cursor now: those after it start at `i + 1`.
         self.cursor_split = pos.map(|i| (self.parts.layout, i + 1));
         self.last_poll_us = now;
-        self.push(Action::Process { worker, tp, offset, count: n, attempt });
+        self.push_with(|| Action::Process { worker, tp, offset, count: n, attempt });
         Visit::Buffered
     }
 
@@ -1670,7 +1741,10 @@ impl Pipeline {
             p.in_fetchable = false;
             self.parts.fetchable.remove(i);
             self.reserved_total += n as u64;
-            push_action(&mut self.actions, actions_max, Action::Fetch { tp, offset, max_records: n });
+            if self.actions.len() >= actions_max {
+                actions_overflow(actions_max);
+            }
+            self.actions.push_with(|| Action::Fetch { tp, offset, max_records: n });
         }
     }
 }
