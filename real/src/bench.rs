@@ -254,11 +254,9 @@ fn pipeline_rate(conn: &Conn, names: &Names, sc: &Scenario, records: u64, round:
                 Event::Assign { tps, .. } if !tps.is_empty() => {
                     first.get_or_insert(e.t_us);
                 }
-                Event::Fetch { runs: rs, .. } => {
-                    if done < records {
-                        fetches += 1;
-                        fetched += rs.iter().map(|r| r.count as u64).sum::<u64>();
-                    }
+                Event::Fetch { runs: rs, .. } if done < records => {
+                    fetches += 1;
+                    fetched += rs.iter().map(|r| r.count as u64).sum::<u64>();
                 }
                 Event::ProcessEnd { ok, .. } if done < records => {
                     done += *ok as u64;
