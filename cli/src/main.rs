@@ -440,14 +440,7 @@ fn real(
     let pb = progress(json, None, format!("playing {} against the cluster", sc.name));
     let outcome = sluice_real::run_cli(args);
     pb.finish_and_clear();
-    let outcome = outcome.map_err(|e| {
-        let code = match &e {
-            RealError::Interrupted { .. } => 130,
-            RealError::Spec(_) | RealError::Config(_) | RealError::Unreachable { .. } | RealError::Io(_) => 2,
-            RealError::Kafka(_) => 1,
-        };
-        Failure { code, error: e.into() }
-    })?;
+    let outcome = outcome.map_err(|e: RealError| Failure { code: e.exit_code().into(), error: e.into() })?;
     let check = runner::check_file(&outcome.history_path)?;
     let sim = if compare_sim { Some(runner::simulate(&sc, seed, bugs, false)?) } else { None };
     let fidelity = sim.as_ref().map(|sim| sluice_real::fidelity::compare(&sim.history, &outcome.history));
