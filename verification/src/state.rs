@@ -1351,21 +1351,7 @@ impl Checker {
                 )
             })
             .collect();
-        if !stopped.is_empty() {
-            self.emit(
-                a::LAG_NOT_RECOVERED,
-                "liveness",
-                Severity::Liveness,
-                Some(at),
-                None,
-                None,
-                format!(
-                    "{} partition(s) STOPPED (committed offset not advancing while lagging) {ms} ms into the liveness phase: {}",
-                    stopped.len(),
-                    stopped.join(", ")
-                ),
-            );
-        }
+        self.partitions_not_recovered(at, "STOPPED (committed offset not advancing while lagging)", &stopped);
         if self.cons.is_empty() && self.chans.is_empty() {
             return; // no consumer ever appeared: ownership is not judged
         }
@@ -1375,21 +1361,24 @@ impl Checker {
             .filter(|p| p.subscribed && p.owners.is_empty())
             .map(|p| p.name.clone())
             .collect();
-        if !unowned.is_empty() {
-            self.emit(
-                a::LAG_NOT_RECOVERED,
-                "liveness",
-                Severity::Liveness,
-                Some(at),
-                None,
-                None,
-                format!(
-                    "{} subscribed partition(s) unassigned {ms} ms into the liveness phase: {}",
-                    unowned.len(),
-                    unowned.join(", ")
-                ),
-            );
+        self.partitions_not_recovered(at, "subscribed and unassigned", &unowned);
+    }
+
+    /// One `lag-not-recovered` naming the partitions in `which` state at the deadline `at`.
+    fn partitions_not_recovered(&mut self, at: u64, state: &str, which: &[String]) {
+        if which.is_empty() {
+            return;
         }
+        let ms = self.bounds.recovery_deadline_ms;
+        self.emit(
+            a::LAG_NOT_RECOVERED,
+            "liveness",
+            Severity::Liveness,
+            Some(at),
+            None,
+            None,
+            format!("{} partition(s) {state} {ms} ms into the liveness phase: {}", which.len(), which.join(", ")),
+        );
     }
 
     // ---- end of history -------------------------------------------------------------------------
