@@ -793,7 +793,7 @@ impl Pipeline {
     pub fn takes_fetch(&self, tp: Tp, offset: Offset) -> bool {
         self.parts
             .get(&tp)
-            .is_some_and(|p| !p.revoking && !(p.stale_fetch && offset > p.fetch_pos))
+            .is_some_and(|p| !(p.revoking || p.stale_fetch && offset > p.fetch_pos))
     }
 
     pub fn stats(&self) -> Stats {
@@ -1048,7 +1048,7 @@ impl Pipeline {
                     }
                     if let Some(off) = self.commit_offset(*tp) {
                         let last = self.ledger.committed(*tp);
-                        if last.map_or(true, |c| off > c) {
+                        if last.is_none_or(|c| off > c) {
                             to_commit.push((*tp, off));
                         }
                     }
@@ -1343,7 +1343,7 @@ impl Pipeline {
             return;
         }
         let prefix = self.ledger.committable(tp);
-        if !prefix.is_some_and(|d| d >= al.barriers[i]) {
+        if prefix.is_none_or(|d| d < al.barriers[i]) {
             return;
         }
         al.arrived[i] = true;
@@ -1487,7 +1487,7 @@ impl Pipeline {
         self.dirty.clear();
         if self.cfg.bugs.has(Bug::CommitBeforeProcess) {
             for (tp, p) in self.parts.iter() {
-                if !p.revoking && self.ledger.committed(*tp).map_or(true, |c| p.fetch_pos > c) {
+                if !p.revoking && self.ledger.committed(*tp).is_none_or(|c| p.fetch_pos > c) {
                     self.dirty.push((*tp, p.fetch_pos));
                 }
             }

@@ -289,9 +289,9 @@ fn drive(p: &Params) -> Trace {
                     }
                     commits += 1;
                     tr.commits += 1;
-                    let outcome = if p.commit_lost_every > 0 && commits % (p.commit_lost_every + 3) == 0 {
+                    let outcome = if p.commit_lost_every > 0 && commits.is_multiple_of(p.commit_lost_every + 3) {
                         CommitOutcome::Unknown
-                    } else if p.commit_failed_every > 0 && commits % p.commit_failed_every == 0 {
+                    } else if p.commit_failed_every > 0 && commits.is_multiple_of(p.commit_failed_every) {
                         CommitOutcome::Failed
                     } else {
                         CommitOutcome::Acked
