@@ -9,7 +9,7 @@ fn ctrl_c_keeps_the_recorded_history_and_exits_130() {
     let dir = std::env::temp_dir().join(format!("sluice-interrupt-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     // s0 simulates an hour: long enough to be interrupted mid-run.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+    let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", "s0", "--seed", "1", "--out"])
         .arg(&dir)
         .stdout(Stdio::null())
