@@ -204,6 +204,16 @@ pub enum CheckpointMode {
     Aligned,
 }
 
+impl CheckpointMode {
+    /// The name in scenario files and in a history's `settings.checkpoint`.
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointMode::Periodic => "periodic",
+            CheckpointMode::Aligned => "aligned",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {

@@ -431,6 +431,8 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
     let k = &sc.consumers;
     settings.insert("assignor".into(), member::assignor_name(k.assignor).to_string());
     settings.insert("protocol".into(), format!("{:?}", k.protocol).to_lowercase());
+    // The checkers exempt aligned checkpoints from commit-on-revoke: both backends must say.
+    settings.insert("checkpoint".into(), k.checkpoint.name().to_string());
     settings.insert("time_scale".into(), args.time_scale.to_string());
     settings.insert("brokers".into(), args.brokers.clone());
     settings.insert("broker_count".into(), broker_count.to_string());

@@ -939,14 +939,7 @@ impl World {
             format!("{:?}", k.protocol).to_lowercase(),
         );
         settings.insert("static_membership".into(), k.static_membership.to_string());
-        settings.insert(
-            "checkpoint".into(),
-            match k.checkpoint {
-                sluice_core::spec::CheckpointMode::Periodic => "periodic",
-                sluice_core::spec::CheckpointMode::Aligned => "aligned",
-            }
-            .into(),
-        );
+        settings.insert("checkpoint".into(), k.checkpoint.name().into());
         settings.insert("consumers_enabled".into(), self.opts.consumers.to_string());
         Event::Meta {
             schema: history::SCHEMA_VERSION,
