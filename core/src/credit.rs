@@ -144,6 +144,8 @@ pub struct Credits {
     index: TpIndex,
     /// Scratch space for lending: (want, position, credits to lend); kept to avoid allocating.
     scratch: Vec<(u64, usize, u32)>,
+    /// The pool lends only when it holds at least this many credits (see `with_floating_grant_min`).
+    grant_min: u32,
 }
 
 /// Up to this many credits in the pool are lent one at a time (O(credits × channels), no sort).
@@ -165,7 +167,25 @@ impl Credits {
             outstanding: 0,
             index: TpIndex::default(),
             scratch: Vec::new(),
+            grant_min: 1,
         }
+    }
+
+    /// Lends floating credits in chunks: `grant_floating` lends nothing while the pool holds fewer
+    /// than `min(n, pool capacity)` credits (at least 1), so a channel is not woken for a handful
+    /// of records at a time (the receiver side of the silly-window syndrome). The pool capacity is
+    /// always reached once the lent credits come back, so no channel waits forever (C4 holds: only
+    /// the pool waits, never a channel's own credits).
+    pub fn with_floating_grant_min(mut self, n: u32) -> Self {
+        let capacity = self.cfg.floating_max.min(self.cfg.buffer_records_max);
+        self.grant_min = n.min(capacity).max(1);
+        self
+    }
+
+    /// Whether `grant_floating` would lend now (given a channel that wants credits).
+    #[inline]
+    pub fn may_lend(&self) -> bool {
+        self.pool >= self.grant_min
     }
 
     /// Switches planted bugs on. `Bug::IgnoreCredits`: `consume` never refuses; records beyond the
@@ -274,9 +294,10 @@ impl Credits {
     /// Lends floating credits to channels with a backlog; returns the grants made (one per channel
     /// that received credits, in `Tp` order). Water-filling: the largest wants are lowered first; a
     /// credit that cannot be split evenly goes to the lowest `Tp` among the largest wants. No
-    /// channel gets more than its want (backlog − credits it holds).
+    /// channel gets more than its want (backlog − credits it holds). Nothing is lent while the pool
+    /// holds fewer credits than the grant minimum (`with_floating_grant_min`; 1 by default).
     pub fn grant_floating(&mut self, out: &mut Vec<Grant>) {
-        if self.pool == 0 {
+        if self.pool == 0 || self.pool < self.grant_min {
             return;
         }
         let mut wants = std::mem::take(&mut self.scratch);
@@ -588,9 +609,14 @@ mod tests {
     }
 
     fn check(cfg: (u32, u32, u32), bugs: Bugs, script: &[Op]) {
+        check_lending_min(cfg, 1, bugs, script)
+    }
+
+    fn check_lending_min(cfg: (u32, u32, u32), grant_min: u32, bugs: Bugs, script: &[Op]) {
         let (exclusive_per_channel, floating_max, buffer_records_max) = cfg;
         let mut c = Credits::new(CreditConfig { exclusive_per_channel, floating_max, buffer_records_max })
-            .with_bugs(bugs);
+            .with_bugs(bugs)
+            .with_floating_grant_min(grant_min);
         for (i, op) in script.iter().enumerate() {
             let mut out = Vec::new();
             match op {
@@ -723,6 +749,28 @@ mod tests {
             Avail(1, 2),
             State(1, 3, 0),
         ]);
+    }
+
+    #[test]
+    fn the_pool_lends_only_in_chunks_of_the_grant_minimum() {
+        check_lending_min((1, 6, 8), 4, Bugs::NONE, &[
+            Add(0, Ok(1)),
+            Add(1, Ok(1)),
+            Backlog(0, 7),
+            Float(&[(0, 6)]),
+            Consume(0, 7, Ok(())), // 1 exclusive + 6 floating
+            Backlog(1, 9),
+            // 1 exclusive back to channel 0; 2 floating to the pool: below the minimum, kept.
+            Release(0, 3, &[(0, 1, 0)]),
+            State(4, 2, 2),
+            Float(&[]),
+            // 2 more: the pool holds 4, lent in one grant.
+            Release(0, 2, &[(1, 4, 4)]),
+            Avail(1, 5),
+            State(2, 6, 0),
+        ]);
+        // A minimum above the pool's capacity is clipped to it: a full pool always lends.
+        check_lending_min((1, 3, 8), 100, Bugs::NONE, &[Add(0, Ok(1)), Backlog(0, 9), Float(&[(0, 3)])]);
     }
 
     #[test]

@@ -85,6 +85,13 @@ const STAGE_WORKER: usize = 1;
 const STAGES: usize = 2;
 /// At most one checkpoint aligns at a time; a trigger while one aligns is skipped.
 const CHECKPOINTS_ALIGNING_MAX: usize = 1;
+
+/// Credit strategy: a partition with records still buffered fetches only when its credits cover at
+/// least 1/`FETCH_CREDIT_FRACTION_DEN` of what it could fetch (a poll, or the backlog if smaller).
+const FETCH_CREDIT_FRACTION_DEN: u64 = 2;
+/// Credit strategy: floating credits are lent in chunks of at least 1/`FLOATING_GRANT_FRACTION_DEN`
+/// of `max_poll_records` (or the whole pool, if smaller).
+const FLOATING_GRANT_FRACTION_DEN: u32 = 4;
 const _: () = assert!(CHECKPOINTS_ALIGNING_MAX == 1);
 
 /// The checkpoint being aligned: its channels (owned partitions at trigger, sorted) and, for
@@ -293,8 +300,9 @@ struct Part {
     /// A failed record waiting for its retry: `(offset, attempt, not_before_us)`.
     retry: Option<(Offset, u32, TimeUs)>,
     paused: bool,
-    /// Credit strategy: the last fetch decision found no credits; the partition leaves the fetch
-    /// ready-set until a grant for it arrives.
+    /// Credit strategy: the last fetch decision found too few credits (none, or fewer than half of
+    /// what it could fetch while its own records are still buffered); the partition leaves the
+    /// fetch ready-set until a grant for it arrives or its buffer empties.
     starved: bool,
     /// Barrier offset of the checkpoint being aligned: records from here on are held back.
     barrier: Option<Offset>,
@@ -657,7 +665,10 @@ impl Pipeline {
                 None => MultiTier::new(&cfg.tiers, now_us).with_bugs(cfg.bugs),
             })
         };
-        let credits = Credits::new(cfg.credit).with_bugs(cfg.bugs);
+        // Floating credits return to channels in chunks of a quarter poll (see `fetch`).
+        let credits = Credits::new(cfg.credit)
+            .with_bugs(cfg.bugs)
+            .with_floating_grant_min(cfg.max_poll_records.div_ceil(FLOATING_GRANT_FRACTION_DEN));
         let ledger = Ledger::new(LEDGER_PENDING_RANGES_MAX).with_bugs(cfg.bugs);
         Pipeline {
             generation: 0,
@@ -785,15 +796,26 @@ impl Pipeline {
         self.last_poll_us
     }
 
-    /// Whether a fetch reply for `tp` starting at `offset` would be taken: false for a partition
-    /// not owned or being revoked, and for the reply to a previous incarnation's fetch that lies
-    /// ahead of where this incarnation starts. A driver records (as a history `fetch`) only the
-    /// replies the pipeline takes; the others are discarded as a client discards a reply to a
-    /// fetch of an older assignment.
-    pub fn takes_fetch(&self, tp: Tp, offset: Offset) -> bool {
-        self.parts
-            .get(&tp)
-            .is_some_and(|p| !(p.revoking || p.stale_fetch && offset > p.fetch_pos))
+    /// The records of a fetch reply (`count` records of `tp` from `offset`) that the pipeline would
+    /// take into its buffer, as `(first offset, count)`; `None` when it takes none: a partition not
+    /// owned or being revoked, no fetch outstanding (a second reply to one request), the reply to a
+    /// previous incarnation's fetch that lies ahead of where this incarnation starts, or records it
+    /// already holds. A reply is clipped to what its fetch asked for. A driver records (as a
+    /// history `fetch`) only what the pipeline takes; the rest is discarded as a client discards a
+    /// reply to a fetch of an older assignment.
+    pub fn fetch_take(&self, tp: Tp, offset: Offset, count: u32) -> Option<(Offset, u32)> {
+        let p = self.parts.get(&tp)?;
+        if p.revoking || !p.fetch_outstanding || (p.stale_fetch && offset > p.fetch_pos) {
+            return None;
+        }
+        let mut count = count.min(p.fetch_requested);
+        let mut offset = offset;
+        if offset < p.fetch_pos {
+            let skip = (p.fetch_pos - offset).min(count as u64) as u32;
+            offset += skip as u64;
+            count -= skip;
+        }
+        (count > 0).then_some((offset, count))
     }
 
     pub fn stats(&self) -> Stats {
@@ -1281,6 +1303,11 @@ impl Pipeline {
         }
         p.buffered -= released;
         self.buffered_total -= released;
+        if p.buffered == 0 && p.starved {
+            // Starved for too few credits while its records were buffered: with none left, it
+            // fetches whatever it holds (no grant need wake it, see `fetch`).
+            p.starved = false;
+        }
         if credit && owned && released > 0 {
             self.credits.release(job.tp, released as u32, &mut self.grants);
             self.push_grants();
@@ -1454,8 +1481,8 @@ impl Pipeline {
                 self.next_commit_us += self.cfg.commit_interval_ms * 1_000;
             }
         }
-        // With the pool empty there is nothing to lend (`grant_floating` would return at once).
-        if self.credits_floating_enabled() && self.credits.pool() > 0 {
+        // Below the grant minimum there is nothing to lend (`grant_floating` would return at once).
+        if self.credits_floating_enabled() && self.credits.may_lend() {
             self.credits.grant_floating(&mut self.grants);
             if !self.grants.is_empty() {
                 self.push_grants();
@@ -1721,9 +1748,21 @@ impl Pipeline {
                     if ignore_credits {
                         max
                     } else {
-                        let n = max.min(self.credits.available(tp));
+                        let mut n = max.min(self.credits.available(tp));
+                        // No small fetches while the partition's own records are buffered or being
+                        // processed (their credits are sure to come back and wake it): a fetch
+                        // waits until it can take at least half of what it could use, the
+                        // smaller of a full poll and the backlog at the broker. A partition with
+                        // nothing buffered fetches whatever it holds, so none stalls (C4).
+                        if p.buffered > 0 {
+                            let could = (max as u64).min(p.hw.saturating_sub(p.fetch_pos));
+                            if (n as u64) * FETCH_CREDIT_FRACTION_DEN < could {
+                                n = 0;
+                            }
+                        }
                         if n == 0 {
-                            // Out of credits: wait for a grant (push_grants) before looking again.
+                            // Too few credits: wait for a grant (push_grants) or an empty buffer
+                            // (on_process_done) before looking again.
                             p.starved = true;
                             p.in_fetchable = false;
                             self.parts.fetchable.remove(i);

@@ -591,13 +591,16 @@ fn cached_high_watermark(env: &Env, c: &BaseConsumer<MemberCtx>, tp: Tp) -> Opti
     }
 }
 
-/// The high watermark the pipeline is told: what the broker last reported, but never below the end
-/// of the records already received (delivered in this answer, or staged behind it). A broker
-/// serves only records below its high watermark, so this is still a lower bound of the true one.
-/// It matters to the credit strategy, which lends floating credits only against an announced
-/// backlog (`hw − fetch position`): a broker that under-reports its watermark (the in-memory
-/// Tansu reports 1 or stale values) would otherwise starve every channel down to its exclusive
-/// credits, a few records per fetch.
+/// The high watermark a fetch records in the history: what the broker last reported, but never
+/// below the end of the records already received (delivered in this answer, or staged behind it).
+/// A broker serves only records below its high watermark, so this is still a lower bound of the
+/// true one (the in-memory Tansu reports 1 or stale values).
+///
+/// The pipeline itself is told the end of what the staging area holds instead: the staging area is
+/// the sender its fetches are answered from, so that is the backlog a channel can actually be sent
+/// now. The credit strategy lends floating credits against that backlog; told the broker's, it
+/// would lend them to partitions librdkafka has not delivered yet, where they sit unused while the
+/// partitions with staged records fetch with their exclusive credits alone, a few records at a time.
 fn high_watermark(broker: Option<u64>, staged_end: Option<u64>, delivered_end: u64) -> u64 {
     broker.unwrap_or(0).max(staged_end.unwrap_or(0)).max(delivered_end)
 }
@@ -676,12 +679,11 @@ fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
             st.fetches.remove(&tp);
             st.next_deliver.insert(tp, first + count as u64);
             env.rec.record(Event::Fetch { consumer: me, tp: env.tp_name(tp), runs, hw });
-            st.pipeline.handle(env.now(), Input::Fetched { tp, offset: first, count, hw });
+            let local_end = staged_end.unwrap_or(0).max(first + count as u64);
+            st.pipeline.handle(env.now(), Input::Fetched { tp, offset: first, count, hw: local_end });
         } else if now.saturating_sub(asked) >= wait_us {
             st.fetches.remove(&tp);
-            let hw = cached_high_watermark(env, c, tp);
-            let hw = if hw.is_some() || staged_end.is_some() { Some(high_watermark(hw, staged_end, 0)) } else { None };
-            st.pipeline.handle(env.now(), Input::FetchEmpty { tp, hw });
+            st.pipeline.handle(env.now(), Input::FetchEmpty { tp, hw: staged_end });
         }
         // The staging bound: librdkafka stops prefetching a partition whose stage is full.
         if qlen < STAGE_RECORDS_MAX / 4 && st.paused_stage.remove(&tp) && st.assigned.contains(&tp) && !st.paused_pipeline.contains(&tp) {

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_core::history::{Edge, Event, MemberEvent};
+use sluice_core::history::{Edge, Event, MemberEvent, Run};
 use sluice_core::pipeline::{
     Action as PAction, CheckpointEdge, CommitOutcome, Input, Pipeline, PipelineConfig,
 };
@@ -297,17 +297,18 @@ impl World {
                         FetchResult::Data { runs, hw } => {
                             let offset = runs[0].offset;
                             let count: u32 = runs.iter().map(|r| r.count).sum();
-                            // A reply the pipeline discards (a fetch of an older assignment) is
-                            // not a poll: it is not recorded.
+                            // What the pipeline discards (a reply to a fetch of an older
+                            // assignment, records it already holds) is not a poll: only the
+                            // records it takes are recorded.
                             let taken = self.consumers[c as usize]
                                 .pipe
                                 .as_ref()
-                                .is_some_and(|p| p.takes_fetch(tp, offset));
-                            if taken {
+                                .and_then(|p| p.fetch_take(tp, offset, count));
+                            if let Some((from, n)) = taken {
                                 self.record(Event::Fetch {
                                     consumer: c,
                                     tp: name,
-                                    runs,
+                                    runs: clip_runs(&runs, from, from + n as u64),
                                     hw,
                                 });
                             }
@@ -998,6 +999,39 @@ impl World {
             if !self.up[self.layout.broker(l as u32)] {
                 self.consumer_disconnect(c, l as u32);
             }
+        }
+    }
+}
+
+/// The part of `runs` (contiguous, in offset order) that lies in `[from, to)`; a run cut at its
+/// start keeps its producer sequence numbers aligned with its offsets.
+fn clip_runs(runs: &[Run], from: u64, to: u64) -> Vec<Run> {
+    runs.iter()
+        .filter_map(|r| {
+            let lo = r.offset.max(from);
+            let hi = (r.offset + r.count as u64).min(to);
+            (lo < hi).then(|| Run { offset: lo, producer: r.producer, seq: r.seq + (lo - r.offset), count: (hi - lo) as u32 })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clip_runs_keeps_the_range_and_aligns_sequence_numbers() {
+        let r = |offset, producer, seq, count| Run { offset, producer, seq, count };
+        let runs = [r(10, 0, 100, 3), r(13, 1, 7, 2)];
+        let cases: [(u64, u64, Vec<Run>); 5] = [
+            (10, 15, runs.to_vec()),
+            (11, 15, vec![r(11, 0, 101, 2), r(13, 1, 7, 2)]),
+            (12, 14, vec![r(12, 0, 102, 1), r(13, 1, 7, 1)]),
+            (13, 20, vec![r(13, 1, 7, 2)]),
+            (15, 20, vec![]),
+        ];
+        for (from, to, want) in cases {
+            assert_eq!(clip_runs(&runs, from, to), want, "[{from}, {to})");
         }
     }
 }
