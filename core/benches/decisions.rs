@@ -2,6 +2,9 @@
 //! pipeline step. Prints nanoseconds per operation (median of several rounds) so figures are read
 //! side by side from one run. Run: `cargo bench -p sluice-core --bench decisions`.
 //!
+//! `SLUICE_BENCH_FILTER=pipeline` runs only the rows whose name contains the filter (e.g. to count
+//! instructions of one row under callgrind).
+//!
 //! Wall-clock timing happens here only, outside any simulated path.
 
 use std::hint::black_box;
@@ -36,120 +39,132 @@ fn measure(ops: u64, mut f: impl FnMut()) -> f64 {
 fn main() {
     let n: u64 = 1_000_000;
     let mut rows: Vec<(&str, f64)> = Vec::new();
-    let pipeline_steps: u64;
+    let mut pipeline_steps: u64 = 0;
+    let filter = std::env::var("SLUICE_BENCH_FILTER").unwrap_or_default();
+    let wanted = |name: &str| name.contains(filter.as_str());
 
-    rows.push(("token bucket try_take(1)", {
-        let mut b = TokenBucket::new(BucketConfig { rate_per_s: 1e9, burst: 1e6 }, 0);
-        let mut now = 0u64;
-        measure(n, || {
-            for _ in 0..n {
-                now += 1;
-                black_box(b.try_take(1, black_box(now)));
+    if wanted("token bucket try_take(1)") {
+        rows.push(("token bucket try_take(1)", {
+            let mut b = TokenBucket::new(BucketConfig { rate_per_s: 1e9, burst: 1e6 }, 0);
+            let mut now = 0u64;
+            measure(n, || {
+                for _ in 0..n {
+                    now += 1;
+                    black_box(b.try_take(1, black_box(now)));
+                }
+            })
+        }));
+    }
+
+    if wanted("multi-tier admit (3 tiers)") {
+        rows.push(("multi-tier admit (3 tiers)", {
+            let tiers = [BucketConfig { rate_per_s: 1e9, burst: 1e6 }; 3];
+            let mut m = MultiTier::new(&tiers, 0);
+            let path = [0usize, 1, 2];
+            let mut now = 0u64;
+            measure(n, || {
+                for _ in 0..n {
+                    now += 1;
+                    black_box(m.admit(&path, 1, black_box(now)));
+                }
+            })
+        }));
+    }
+
+    if wanted("credit consume + release (12 channels)") {
+        rows.push(("credit consume + release (12 channels)", {
+            let mut c = Credits::new(CreditConfig { exclusive_per_channel: 4, floating_max: 52, buffer_records_max: 100 });
+            for p in 0..12 {
+                c.add_channel(Tp::new(0, p)).unwrap();
             }
-        })
-    }));
+            let mut grants = Vec::with_capacity(16);
+            measure(n, || {
+                for i in 0..n {
+                    let tp = Tp::new(0, (i % 12) as u32);
+                    c.consume(tp, 1).unwrap();
+                    grants.clear();
+                    c.release(tp, 1, &mut grants);
+                    black_box(&grants);
+                }
+            })
+        }));
+    }
 
-    rows.push(("multi-tier admit (3 tiers)", {
-        let tiers = [BucketConfig { rate_per_s: 1e9, burst: 1e6 }; 3];
-        let mut m = MultiTier::new(&tiers, 0);
-        let path = [0usize, 1, 2];
-        let mut now = 0u64;
-        measure(n, || {
-            for _ in 0..n {
-                now += 1;
-                black_box(m.admit(&path, 1, black_box(now)));
-            }
-        })
-    }));
+    if wanted("ledger done + committable") {
+        rows.push(("ledger done + committable", {
+            let mut l = Ledger::new(1024);
+            let tp = Tp::new(0, 0);
+            l.track(tp, 0);
+            let mut off = 0u64;
+            measure(n, || {
+                for _ in 0..n {
+                    l.done(tp, off, 1).unwrap();
+                    off += 1;
+                    black_box(l.committable(tp));
+                }
+            })
+        }));
+    }
 
-    rows.push(("credit consume + release (12 channels)", {
-        let mut c = Credits::new(CreditConfig { exclusive_per_channel: 4, floating_max: 52, buffer_records_max: 100 });
-        for p in 0..12 {
-            c.add_channel(Tp::new(0, p)).unwrap();
-        }
-        let mut grants = Vec::with_capacity(16);
-        measure(n, || {
-            for i in 0..n {
-                let tp = Tp::new(0, (i % 12) as u32);
-                c.consume(tp, 1).unwrap();
-                grants.clear();
-                c.release(tp, 1, &mut grants);
-                black_box(&grants);
-            }
-        })
-    }));
-
-    rows.push(("ledger done + committable", {
-        let mut l = Ledger::new(1024);
-        let tp = Tp::new(0, 0);
-        l.track(tp, 0);
-        let mut off = 0u64;
-        measure(n, || {
-            for _ in 0..n {
-                l.done(tp, off, 1).unwrap();
-                off += 1;
-                black_box(l.committable(tp));
-            }
-        })
-    }));
-
-    rows.push(("pipeline step (fetch reply or process done)", {
-        let cfg = PipelineConfig {
-            member: MemberId(0),
-            strategy: Strategy::Credit,
-            protocol: Protocol::Cooperative,
-            buffer_records_max: 2_000,
-            max_poll_records: 50,
-            process_batch_max: 50,
-            pause: PauseConfig { high_records: 1_600, low_records: 800 },
-            credit: CreditConfig { exclusive_per_channel: 50, floating_max: 1_400, buffer_records_max: 2_000 },
-            workers: 4,
-            retry: RetryConfig { max_attempts: 3, backoff_initial_ms: 10, backoff_max_ms: 100, jitter: 0.5 },
-            commit_interval_ms: 5_000,
-            checkpoint: CheckpointMode::Periodic,
-            tiers: vec![],
-            tier_names: vec![],
-            tier_paths: vec![vec![]],
-            limiter_restore: None,
-            sample_interval_ms: 1_000,
-            actions_max: 100_000,
-            rng_seed: 1,
-            bugs: Bugs::NONE,
-        };
-        let tps: Vec<(Tp, u64)> = (0..12).map(|p| (Tp::new(0, p), 0)).collect();
-        let mut pl = Pipeline::new(cfg, 0);
-        pl.handle(0, Input::Assigned { generation: 1, tps: &tps });
-        let mut now = 0u64;
-        let mut steps = 0u64;
-        let mut fetches: Vec<(Tp, u64, u32)> = Vec::new();
-        let mut done: Vec<(u32, u32)> = Vec::new();
-        let rounds = 100_000u64;
-        let mut total_steps = 0u64;
-        let ns = measure(1, || {
-            steps = 0;
-            for _ in 0..rounds {
-                now += 100;
-                while let Some(a) = pl.poll_action() {
-                    match a {
-                        Action::Fetch { tp, offset, max_records } => fetches.push((tp, offset, max_records)),
-                        Action::Process { worker, count, .. } => done.push((worker, count)),
-                        _ => {}
+    if wanted("pipeline step (fetch reply or process done)") {
+        rows.push(("pipeline step (fetch reply or process done)", {
+            let cfg = PipelineConfig {
+                member: MemberId(0),
+                strategy: Strategy::Credit,
+                protocol: Protocol::Cooperative,
+                buffer_records_max: 2_000,
+                max_poll_records: 50,
+                process_batch_max: 50,
+                pause: PauseConfig { high_records: 1_600, low_records: 800 },
+                credit: CreditConfig { exclusive_per_channel: 50, floating_max: 1_400, buffer_records_max: 2_000 },
+                workers: 4,
+                retry: RetryConfig { max_attempts: 3, backoff_initial_ms: 10, backoff_max_ms: 100, jitter: 0.5 },
+                commit_interval_ms: 5_000,
+                checkpoint: CheckpointMode::Periodic,
+                tiers: vec![],
+                tier_names: vec![],
+                tier_paths: vec![vec![]],
+                limiter_restore: None,
+                sample_interval_ms: 1_000,
+                actions_max: 100_000,
+                rng_seed: 1,
+                bugs: Bugs::NONE,
+            };
+            let tps: Vec<(Tp, u64)> = (0..12).map(|p| (Tp::new(0, p), 0)).collect();
+            let mut pl = Pipeline::new(cfg, 0);
+            pl.handle(0, Input::Assigned { generation: 1, tps: &tps });
+            let mut now = 0u64;
+            let mut steps = 0u64;
+            let mut fetches: Vec<(Tp, u64, u32)> = Vec::new();
+            let mut done: Vec<(u32, u32)> = Vec::new();
+            let rounds = 100_000u64;
+            let mut total_steps = 0u64;
+            let ns = measure(1, || {
+                steps = 0;
+                for _ in 0..rounds {
+                    now += 100;
+                    while let Some(a) = pl.poll_action() {
+                        match a {
+                            Action::Fetch { tp, offset, max_records } => fetches.push((tp, offset, max_records)),
+                            Action::Process { worker, count, .. } => done.push((worker, count)),
+                            _ => {}
+                        }
+                    }
+                    for (tp, offset, max) in fetches.drain(..) {
+                        pl.handle(now, Input::Fetched { tp, offset, count: max, hw: offset + 10_000 });
+                        steps += 1;
+                    }
+                    for (worker, count) in done.drain(..) {
+                        pl.handle(now, Input::ProcessDone { worker, ok: count });
+                        steps += 1;
                     }
                 }
-                for (tp, offset, max) in fetches.drain(..) {
-                    pl.handle(now, Input::Fetched { tp, offset, count: max, hw: offset + 10_000 });
-                    steps += 1;
-                }
-                for (worker, count) in done.drain(..) {
-                    pl.handle(now, Input::ProcessDone { worker, ok: count });
-                    steps += 1;
-                }
-            }
-            total_steps = steps;
-        });
-        pipeline_steps = total_steps;
-        ns / total_steps as f64
-    }));
+                total_steps = steps;
+            });
+            pipeline_steps = total_steps;
+            ns / total_steps as f64
+        }));
+    }
 
     println!("{:<48} {:>10}", "decision", "ns/op");
     for (name, ns) in &rows {

@@ -771,6 +771,7 @@ impl Pipeline {
         self.drive();
     }
 
+    #[inline]
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
@@ -1716,11 +1717,16 @@ impl Pipeline {
     }
 
     /// Issues fetches for partitions that may fetch, sized by the strategy's bound. One walk over
-    /// the fetch ready-set, in `Tp` order (the order of a full walk over the partitions).
+    /// the fetch ready-set, in `Tp` order (the order of a full walk over the partitions). The
+    /// common empty case is decided inline, without a call.
+    #[inline(always)]
     fn fetch(&mut self) {
-        if self.parts.fetchable.is_empty() {
-            return;
+        if !self.parts.fetchable.is_empty() {
+            self.fetch_walk();
         }
+    }
+
+    fn fetch_walk(&mut self) {
         let strategy = if self.cfg.bugs.has(Bug::UnboundedBuffer) { Strategy::None } else { self.cfg.strategy };
         let ignore_credits = self.cfg.bugs.has(Bug::IgnoreCredits);
         let max = self.cfg.max_poll_records;
