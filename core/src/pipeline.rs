@@ -1470,7 +1470,9 @@ impl Pipeline {
 
     /// Decides what to do next: revocations, dispatch to workers, fetches, commits.
     fn drive(&mut self) {
-        self.progress_revoke();
+        if self.pending_revoke.is_some() {
+            self.progress_revoke();
+        }
         self.dispatch();
         self.fetch();
         if self.now_us >= self.next_commit_us {

@@ -71,45 +71,57 @@ impl Rng for SplitMix64 {
 
 /// An O(1) index from `Tp` to a position in a `Tp`-sorted vector of entries, for the hot paths that
 /// look a partition up several times per step (a search of an ordered map costs more than the rest
-/// of the step). Partitions numbered below [`TpIndex::DENSE_PARTITIONS_MAX`] get a direct slot
-/// (4 bytes per partition and topic); higher ones fall back to binary search. Rebuilt when entries
-/// come or go, which is rare (ownership changes).
+/// of the step). One flat table holds a slot per (topic, partition) below the largest indexed
+/// partition number (the stride), 4 bytes each, when partitions are numbered below
+/// [`TpIndex::DENSE_PARTITIONS_MAX`] and the table stays within [`TpIndex::DENSE_SLOTS_MAX`];
+/// other partitions fall back to binary search. Rebuilt when entries come or go, which is rare
+/// (ownership changes).
 #[derive(Clone, Debug, Default)]
 pub struct TpIndex {
-    /// `dense[topic][partition]`: position, or `NO_SLOT`.
-    dense: Vec<Vec<u32>>,
+    /// Slots per topic in `slots`: every partition number in the table is below it (0: no table).
+    stride: u32,
+    /// `slots[topic * stride + partition]`: position, or `NO_SLOT`.
+    slots: Vec<u32>,
+    /// Some entries are not in the table (searched for instead).
+    sparse: bool,
 }
 
 impl TpIndex {
     pub const DENSE_PARTITIONS_MAX: u32 = 4_096;
+    /// Upper bound of the flat table, in slots (4 MiB); beyond it every entry is searched for.
+    pub const DENSE_SLOTS_MAX: usize = 1 << 20;
     const NO_SLOT: u32 = u32::MAX;
 
     /// Position of `tp` in `entries` (which must be sorted by `Tp` and indexed by the last
     /// [`TpIndex::rebuild`]).
     #[inline]
     pub fn find<V>(&self, entries: &[(Tp, V)], tp: Tp) -> Option<usize> {
-        if tp.partition < Self::DENSE_PARTITIONS_MAX {
-            let slot = *self.dense.get(tp.topic as usize)?.get(tp.partition as usize)?;
+        if tp.partition < self.stride {
+            let slot = *self.slots.get(tp.topic as usize * self.stride as usize + tp.partition as usize)?;
             return (slot != Self::NO_SLOT).then_some(slot as usize);
         }
-        entries.binary_search_by(|(t, _)| t.cmp(&tp)).ok()
+        if self.sparse {
+            return entries.binary_search_by(|(t, _)| t.cmp(&tp)).ok();
+        }
+        None
     }
 
     /// Re-indexes `entries` after an insertion or removal.
     pub fn rebuild<V>(&mut self, entries: &[(Tp, V)]) {
-        for v in &mut self.dense {
-            v.fill(Self::NO_SLOT);
+        let dense = |tp: &Tp| tp.partition < Self::DENSE_PARTITIONS_MAX;
+        let stride = entries.iter().filter(|(tp, _)| dense(tp)).map(|(tp, _)| tp.partition + 1).max().unwrap_or(0);
+        let topics = entries.iter().map(|(tp, _)| tp.topic as usize + 1).max().unwrap_or(0);
+        self.sparse = entries.iter().any(|(tp, _)| !dense(tp));
+        self.stride = stride;
+        if topics * stride as usize > Self::DENSE_SLOTS_MAX {
+            self.stride = 0;
+            self.sparse = true;
         }
+        self.slots.clear();
+        self.slots.resize(topics * self.stride as usize, Self::NO_SLOT);
         for (i, (tp, _)) in entries.iter().enumerate() {
-            if tp.partition < Self::DENSE_PARTITIONS_MAX {
-                let (t, p) = (tp.topic as usize, tp.partition as usize);
-                if self.dense.len() <= t {
-                    self.dense.resize_with(t + 1, Vec::new);
-                }
-                if self.dense[t].len() <= p {
-                    self.dense[t].resize(p + 1, Self::NO_SLOT);
-                }
-                self.dense[t][p] = i as u32;
+            if tp.partition < self.stride {
+                self.slots[tp.topic as usize * self.stride as usize + tp.partition as usize] = i as u32;
             }
         }
     }
@@ -133,5 +145,26 @@ mod tp_index_tests {
         ix.rebuild(&entries);
         assert_eq!(ix.find(&entries, Tp::new(0, 1)), None);
         assert_eq!(ix.find(&entries, Tp::new(2, 0)), Some(1));
+    }
+
+    #[test]
+    fn a_table_beyond_its_bound_falls_back_to_search() {
+        // 300 topics x partition 4000: 1.2 M slots, above DENSE_SLOTS_MAX.
+        let entries: Vec<(Tp, u32)> = (0..300u16).map(|t| (Tp::new(t, 4_000), t as u32)).collect();
+        let mut ix = TpIndex::default();
+        ix.rebuild(&entries);
+        for (i, (tp, _)) in entries.iter().enumerate() {
+            assert_eq!(ix.find(&entries, *tp), Some(i));
+        }
+        assert_eq!(ix.find(&entries, Tp::new(0, 3_999)), None);
+        assert_eq!(ix.find(&entries, Tp::new(300, 4_000)), None);
+        // Only dense entries: a partition past the stride is absent without a search.
+        let small = vec![(Tp::new(0, 0), 0u32), (Tp::new(1, 2), 1)];
+        ix.rebuild(&small);
+        assert_eq!(ix.find(&small, Tp::new(1, 2)), Some(1));
+        assert_eq!(ix.find(&small, Tp::new(1, 3)), None);
+        assert_eq!(ix.find(&small, Tp::new(0, 1)), None);
+        ix.rebuild::<u32>(&[]);
+        assert_eq!(ix.find::<u32>(&[], Tp::new(0, 0)), None);
     }
 }
