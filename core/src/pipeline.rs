@@ -86,6 +86,8 @@ const STAGES: usize = 2;
 /// At most one checkpoint aligns at a time; a trigger while one aligns is skipped.
 const CHECKPOINTS_ALIGNING_MAX: usize = 1;
 
+/// Commits sent for one partition's commit on revoke, the first included (see `PendingRevoke`).
+const REVOKE_COMMIT_ATTEMPTS_MAX: u32 = 3;
 /// Credit strategy: a partition with records still buffered fetches only when its credits cover at
 /// least 1/`FETCH_CREDIT_FRACTION_DEN` of what it could fetch (a poll, or the backlog if smaller).
 const FETCH_CREDIT_FRACTION_DEN: u64 = 2;
@@ -506,6 +508,11 @@ struct Job {
 struct PendingRevoke {
     generation: Generation,
     tps: Vec<Tp>,
+    /// Commits on revoke sent so far, per partition of `tps`. A failed one is sent again, at most
+    /// `REVOKE_COMMIT_ATTEMPTS_MAX` times in all: a commit refused for good (the group has moved
+    /// on: fenced, rebalancing) fails at once on every attempt, and without the bound a driver whose
+    /// commit call answers synchronously would loop without end.
+    committed: Vec<(Tp, u32)>,
 }
 
 /// Worker-time accounting for the Flink metrics, in worker-microseconds.
@@ -1031,14 +1038,14 @@ impl Pipeline {
                     }
                 }
             }
-            None => self.pending_revoke = Some(PendingRevoke { generation, tps }),
+            None => self.pending_revoke = Some(PendingRevoke { generation, tps, committed: Vec::new() }),
         }
     }
 
     /// Finishes a pending revocation once nothing of its partitions is in flight: commit (K1),
     /// wait for the outcome, then give them up.
     fn progress_revoke(&mut self) {
-        let Some(pr) = self.pending_revoke.take() else { return };
+        let Some(mut pr) = self.pending_revoke.take() else { return };
         let mut waiting = false;
         for tp in &pr.tps {
             if let Some(p) = self.parts.get(tp) {
@@ -1066,7 +1073,8 @@ impl Pipeline {
             // partition's next owner replays from the last complete checkpoint.
             if !self.cfg.bugs.has(Bug::NoCommitOnRevoke) && self.cfg.checkpoint == CheckpointMode::Periodic {
                 for tp in &pr.tps {
-                    if !self.parts.contains_key(tp) {
+                    let attempts = pr.committed.iter().find(|(t, _)| t == tp).map_or(0, |(_, n)| *n);
+                    if !self.parts.contains_key(tp) || attempts >= REVOKE_COMMIT_ATTEMPTS_MAX {
                         continue;
                     }
                     if let Some(off) = self.commit_offset(*tp) {
@@ -1089,6 +1097,10 @@ impl Pipeline {
                 }
             }
             for (tp, off) in to_commit {
+                match pr.committed.iter_mut().find(|(t, _)| *t == tp) {
+                    Some((_, n)) => *n += 1,
+                    None => pr.committed.push((tp, 1)),
+                }
                 self.ledger.commit_sent(tp, off);
                 if let Some(p) = self.parts.get_mut(&tp) {
                     p.revoke_commit_pending = true;

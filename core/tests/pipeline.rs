@@ -1058,3 +1058,54 @@ fn golden_behaviour_is_pinned() {
         assert!(covered.get(k).is_some_and(|n| *n > 0), "no golden row emits {k}: {covered:?}");
     }
 }
+
+/// A commit on revoke that fails at once on every attempt (a driver whose commit call returns the
+/// broker's refusal synchronously, as rdkafka's does when the group has moved on) is sent a bounded
+/// number of times per partition (3); the revocation then completes. Resending it on every
+/// failure looped without end.
+#[test]
+fn a_failed_commit_on_revoke_is_not_resent_and_the_revocation_completes() {
+    for strategy in [Strategy::Pause, Strategy::Credit, Strategy::None] {
+        let mut p = golden_params(1, strategy, CheckpointMode::Periodic, Bugs::NONE);
+        p.partitions = 2;
+        p.topics = 1;
+        p.protocol = Protocol::Eager;
+        let mut pl = Pipeline::new(config(&p), 0);
+        let tps: Vec<(Tp, Offset)> = (0..2).map(|i| (Tp::new(0, i), 0)).collect();
+        pl.handle(0, Input::Assigned { generation: 1, tps: &tps });
+        // Each partition holds 10 records: fetch and process them all, so each has something to
+        // commit (a fetch at the end is answered empty, once).
+        let now = 1_000;
+        let mut steps = 0;
+        while let Some(a) = pl.poll_action() {
+            steps += 1;
+            assert!(steps < 10_000, "{strategy:?}: the set-up never settles");
+            match a {
+                Action::Fetch { tp, offset, max_records } if offset < 10 => {
+                    let count = max_records.min((10 - offset) as u32);
+                    pl.handle(now, Input::Fetched { tp, offset, count, hw: 10 })
+                }
+                Action::Process { worker, count, .. } => pl.handle(now, Input::ProcessDone { worker, ok: count }),
+                _ => {}
+            }
+        }
+        pl.handle(now, Input::Revoke { generation: 2, tps: &[Tp::new(0, 0), Tp::new(0, 1)] });
+        let (mut commits, mut done) = (BTreeMap::<Tp, u32>::new(), false);
+        let mut guard = 0;
+        while let Some(a) = pl.poll_action() {
+            guard += 1;
+            assert!(guard < 10_000, "{strategy:?}: the revocation never completes");
+            match a {
+                Action::Commit { tp, offset, .. } => {
+                    *commits.entry(tp).or_default() += 1;
+                    pl.handle(now, Input::CommitDone { tp, offset, outcome: CommitOutcome::Failed });
+                }
+                Action::RevokeDone { .. } => done = true,
+                _ => {}
+            }
+        }
+        assert!(done, "{strategy:?}: RevokeDone");
+        assert_eq!(commits.len(), 2, "{strategy:?}: a commit on revoke per partition: {commits:?}");
+        assert!(commits.values().all(|n| *n == 3), "{strategy:?}: each sent 3 times: {commits:?}");
+    }
+}
