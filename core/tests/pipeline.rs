@@ -1198,6 +1198,38 @@ fn golden_params(seed: u64, strategy: Strategy, checkpoint: CheckpointMode, bugs
     }
 }
 
+/// Golden, non-blocking retries: the rows of [`golden_behaviour_is_pinned`]'s kind with records
+/// parked for their retry (a parked set of 1 to 4, records failing on their first attempt besides
+/// the poison ones), pinned the same way.
+#[test]
+fn golden_non_blocking_behaviour_is_pinned() {
+    use CheckpointMode::{Aligned, Periodic};
+    use Strategy::{Credit, Pause};
+    // (seed, strategy, checkpoint mode, planted bugs, pinned hash)
+    let rows = [
+        (31, Credit, Periodic, Bugs::NONE, 0x173330a24bfd3e51),
+        (32, Credit, Aligned, Bugs::NONE, 0x4106994507a1515e),
+        (33, Pause, Periodic, Bugs::NONE, 0xe27dcd53cb11c2b4),
+        (34, Pause, Aligned, Bugs::NONE, 0x75fd11e885cfe885),
+        (35, Credit, Periodic, Bugs::only(Bug::CommitBeyondProcessed), 0x66337e2cf2cd9934),
+    ];
+    let mut wrong = Vec::new();
+    for (seed, strategy, checkpoint, bugs, pinned) in rows {
+        let mut p = golden_params(seed, strategy, checkpoint, bugs);
+        p.retry_mode = RetryMode::NonBlocking;
+        p.parked_max = 1 + (seed % 4) as u32;
+        p.max_attempts = p.max_attempts.max(2);
+        p.flaky = (0..300).filter(|o| (o * seed) % 9 == 1).collect();
+        let tr = drive(&p);
+        assert!(tr.commits > 0, "seed {seed}: the run commits something");
+        assert!(tr.kinds.get("Process retry").is_some_and(|n| *n > 0), "seed {seed}: no retry: {:?}", tr.kinds);
+        if tr.hash != pinned {
+            wrong.push(format!("({seed}, {strategy:?}, {checkpoint:?}, {bugs:?}, {:#018x}),", tr.hash));
+        }
+    }
+    assert!(wrong.is_empty(), "golden hashes changed; the behaviour is not what it was:\n{}", wrong.join("\n"));
+}
+
 /// Golden: each row drives the pipeline through the harness from a seed and pins the hash of
 /// everything it did (every action, and the stats, timeout and owned partitions after every step).
 /// These hashes define the pipeline's behaviour: an internal change (speed, layout) must leave
