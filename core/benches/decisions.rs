@@ -14,7 +14,7 @@ use sluice_core::bugs::Bugs;
 use sluice_core::credit::{CreditConfig, Credits};
 use sluice_core::ledger::Ledger;
 use sluice_core::pause::PauseConfig;
-use sluice_core::pipeline::{Action, CheckpointMode, Input, Pipeline, PipelineConfig};
+use sluice_core::pipeline::{Action, CheckpointMode, Input, Pipeline, PipelineConfig, RetryMode};
 use sluice_core::rate::{BucketConfig, MultiTier, TokenBucket};
 use sluice_core::retry::RetryConfig;
 use sluice_core::spec::{Protocol, Strategy};
@@ -119,6 +119,8 @@ fn main() {
                 credit: CreditConfig { exclusive_per_channel: 50, floating_max: 1_400, buffer_records_max: 2_000 },
                 workers: 4,
                 retry: RetryConfig { max_attempts: 3, backoff_initial_ms: 10, backoff_max_ms: 100, jitter: 0.5 },
+                retry_mode: RetryMode::Blocking,
+                parked_records_max: 16,
                 commit_interval_ms: 5_000,
                 checkpoint: CheckpointMode::Periodic,
                 tiers: vec![],

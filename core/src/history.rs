@@ -131,7 +131,9 @@ pub enum Event {
         bounds: Bounds,
         /// Anomaly names the scenario expects to see (e.g. `lost-write`); empty for "all hold".
         expect: Vec<String>,
-        /// Free-form settings for reports (assignor, protocol, acks, …).
+        /// Free-form settings for reports (assignor, protocol, acks, …). Checkers read two kinds:
+        /// `checkpoint` (`periodic`/`aligned`) and, under non-blocking retries only,
+        /// `retry_mode = "non-blocking"` with `retry_max_attempts` (absent: blocking retries).
         #[serde(default)]
         settings: BTreeMap<String, String>,
     },

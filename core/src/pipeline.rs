@@ -15,9 +15,13 @@
 //!
 //! Records move as contiguous offset runs: one fetch returns `offset..offset+count` of a partition;
 //! a worker processes a run of one partition at a time; one run per partition is in flight at once
-//! (per-partition order). Every buffer is bounded: the fetched-record buffer by
-//! `buffer_records_max` (except under the `none` strategy, which exists to show what happens
-//! without one), the action queue by `actions_max`.
+//! (per-partition order). A record that fails waits for its retry backoff either at the front of
+//! its partition, blocking it (`RetryMode::Blocking`), or parked beside it while the records after
+//! it go on (`RetryMode::NonBlocking`, at most `parked_records_max` per partition; the commit
+//! stays at the contiguous processed prefix + 1, K1). Every buffer is bounded: the fetched-record
+//! buffer by `buffer_records_max` (except under the `none` strategy, which exists to show what
+//! happens without one; parked records count in it until done), the action queue by
+//! `actions_max`.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -28,8 +32,8 @@ use crate::ledger::{Ledger, LedgerError};
 use crate::pause::{PauseConfig, PauseControl, Toggle};
 use crate::rate::{Admit, BucketConfig, BucketSnapshot, MultiTier, TierIdx};
 use crate::retry::{RetryConfig, RetryPolicy, Verdict};
-pub use crate::spec::CheckpointMode;
-use crate::spec::{Protocol, Scenario, Strategy, TierKind};
+pub use crate::spec::{CheckpointMode, RetryMode};
+use crate::spec::{Protocol, Scenario, Strategy, TierKind, PARKED_RECORDS_MAX_LIMIT};
 use crate::types::{Generation, MemberId, Offset, SplitMix64, TimeUs, Tp, TpIndex};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -46,6 +50,12 @@ pub struct PipelineConfig {
     pub credit: CreditConfig,
     pub workers: u32,
     pub retry: RetryConfig,
+    /// Whether a failed record waits for its retry at the front of its partition (blocking) or
+    /// parked beside it while the records after it go on (non-blocking).
+    pub retry_mode: RetryMode,
+    /// Non-blocking mode: the most records parked per partition (at least 1); a full set blocks
+    /// the partition's dispatch of new records until one leaves it.
+    pub parked_records_max: u32,
     pub commit_interval_ms: u64,
     /// What commits commit: the processed prefix (periodic) or the barrier offsets of complete
     /// aligned checkpoints (K3), triggered every `commit_interval_ms`.
@@ -192,8 +202,11 @@ pub struct Stats {
 
 
 /// Bound on out-of-order completion ranges the ledger keeps per partition. With one run in flight
-/// per partition completions are in order except around dead-lettered records, so this is generous.
+/// per partition completions are in order except around dead-lettered records awaiting their
+/// acknowledgement and (non-blocking retries) parked records, at most `PARKED_RECORDS_MAX_LIMIT`
+/// of them, plus the one on a worker: half the bound leaves the other half to the dead letters.
 pub const LEDGER_PENDING_RANGES_MAX: usize = 1_024;
+const _: () = assert!((PARKED_RECORDS_MAX_LIMIT as usize + 1) * 2 <= LEDGER_PENDING_RANGES_MAX);
 
 /// Records a completion in the ledger. A stale completion (the partition was lost or reassigned
 /// since: `Unknown`, `AlreadyDone`) is counted in `Stats::stale_completions`; a refusal that breaks
@@ -272,6 +285,8 @@ impl PipelineConfig {
                 backoff_max_ms: k.retry.backoff_max_ms,
                 jitter: k.retry.jitter,
             },
+            retry_mode: k.retry.mode,
+            parked_records_max: k.retry.parked_records_max,
             commit_interval_ms: k.commit_interval_ms,
             checkpoint: k.checkpoint,
             tiers,
@@ -299,8 +314,14 @@ struct Part {
     buffer: VecDeque<(Offset, u32)>,
     buffered: u64,
     in_flight: bool,
-    /// A failed record waiting for its retry: `(offset, attempt, not_before_us)`.
+    /// Blocking retries: a failed record waiting for its retry at the buffer front:
+    /// `(offset, attempt, not_before_us)`.
     retry: Option<(Offset, u32, TimeUs)>,
+    /// Non-blocking retries: failed records parked for their retry, out of `buffer` but still
+    /// counted in `buffered` (they occupy buffer space and hold their credits until done), sorted
+    /// by `(not_before_us, offset)` so the first is the next due. At most `parked_records_max`
+    /// (with the one being retried on a worker, if any); empty in blocking mode.
+    parked: Vec<Parked>,
     paused: bool,
     /// Credit strategy: the last fetch decision found too few credits (none, or fewer than half of
     /// what it could fetch while its own records are still buffered); the partition leaves the
@@ -493,6 +514,15 @@ impl PartMap {
     }
 }
 
+/// A failed record parked for a non-blocking retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Parked {
+    not_before_us: TimeUs,
+    offset: Offset,
+    /// The attempt its retry will be.
+    attempt: u32,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Job {
     tp: Tp,
@@ -662,6 +692,10 @@ impl Pipeline {
         assert!(cfg.workers >= 1, "workers must be at least 1");
         assert!(cfg.max_poll_records >= 1 && cfg.process_batch_max >= 1);
         assert!(cfg.buffer_records_max >= 1);
+        assert!(
+            cfg.retry_mode == RetryMode::Blocking || (1..=PARKED_RECORDS_MAX_LIMIT).contains(&cfg.parked_records_max),
+            "non-blocking retries need parked_records_max within 1..={PARKED_RECORDS_MAX_LIMIT}"
+        );
         assert!(cfg.commit_interval_ms >= 1 && cfg.sample_interval_ms >= 1);
         assert_eq!(cfg.tiers.len(), cfg.tier_names.len());
         let limiter = if cfg.tiers.is_empty() {
@@ -793,6 +827,11 @@ impl Pipeline {
                 if let Some((_, _, at)) = p.retry {
                     if !p.in_flight {
                         t = t.min(at);
+                    }
+                }
+                if let Some(first) = p.parked.first() {
+                    if !p.in_flight {
+                        t = t.min(first.not_before_us);
                     }
                 }
             }
@@ -968,6 +1007,7 @@ impl Pipeline {
                     buffered: 0,
                     in_flight: false,
                     retry: None,
+                    parked: Vec::new(),
                     paused,
                     starved: false,
                     barrier: None,
@@ -1294,10 +1334,27 @@ impl Pipeline {
                 p.buffer.push_front((failed + 1, rest));
             }
             match self.retry.on_failure(job.attempt, self.now_us, &mut self.rng) {
-                Verdict::RetryAt { at_us, attempt } => {
-                    p.buffer.push_front((failed, 1));
-                    p.retry = Some((failed, attempt, at_us));
-                }
+                Verdict::RetryAt { at_us, attempt } => match self.cfg.retry_mode {
+                    RetryMode::Blocking => {
+                        p.buffer.push_front((failed, 1));
+                        p.retry = Some((failed, attempt, at_us));
+                    }
+                    RetryMode::NonBlocking => {
+                        // Parked: out of the buffer's order, still in its count (its space and
+                        // credit are held until it is done), and holding the commit back (the
+                        // ledger's prefix stops at it).
+                        let pk = Parked { not_before_us: at_us, offset: failed, attempt };
+                        let at = p.parked.partition_point(|q| *q < pk);
+                        p.parked.insert(at, pk);
+                        assert!(
+                            p.parked.len() <= self.cfg.parked_records_max as usize,
+                            "{} parked records on {} above parked_records_max {}",
+                            p.parked.len(),
+                            job.tp,
+                            self.cfg.parked_records_max
+                        );
+                    }
+                },
                 Verdict::DeadLetter { attempts } => {
                     p.retry = None;
                     released += 1;
@@ -1448,10 +1505,11 @@ impl Pipeline {
         let overtakes = self.cfg.bugs.has(Bug::BarrierOvertakes);
         let parts = &mut self.parts;
         let p = &mut parts.entries[i].1;
+        // A parked record (non-blocking retries) lies before any barrier: it is always eligible.
         let ready = !p.in_flight
             && !p.revoking
-            && !p.buffer.is_empty()
-            && (overtakes || p.barrier.is_none_or(|b| p.buffer.front().is_some_and(|f| f.0 < b)));
+            && ((!p.buffer.is_empty() && (overtakes || p.barrier.is_none_or(|b| p.buffer.front().is_some_and(|f| f.0 < b))))
+                || !p.parked.is_empty());
         let fetchable = !p.fetch_outstanding && !p.revoking && !p.starved;
         if ready != p.in_ready {
             p.in_ready = ready;
@@ -1515,7 +1573,9 @@ impl Pipeline {
         self.parts.ready.consistent(n)
             && self.parts.fetchable.consistent(n)
             && self.parts.entries.iter().enumerate().all(|(i, (_, p))| {
-                let ready = !p.in_flight && !p.revoking && p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b));
+                let ready = !p.in_flight
+                    && !p.revoking
+                    && (p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b)) || !p.parked.is_empty());
                 let fetchable = !p.fetch_outstanding && !p.revoking && !p.starved;
                 self.parts.ready.contains(i) == ready && p.in_ready == ready && self.parts.fetchable.contains(i) == fetchable && p.in_fetchable == fetchable
             })
@@ -1636,9 +1696,12 @@ impl Pipeline {
                 None => return Visit::Idle,
             },
         };
-        if p.in_flight || p.buffer.is_empty() || (p.revoking && !zombie) {
+        if p.in_flight || (p.buffer.is_empty() && p.parked.is_empty()) || (p.revoking && !zombie) {
             return Visit::Idle;
         }
+        // Non-blocking retries: a parked record whose backoff is over goes first; otherwise the
+        // buffer front, unless the parked set is full (backpressure) or the buffer is empty.
+        let mut from_parked = false;
         let (offset, avail, attempt) = match p.retry {
             Some((off, attempt, at)) => {
                 if now < at {
@@ -1647,14 +1710,25 @@ impl Pipeline {
                 }
                 (off, 1, attempt)
             }
-            None => {
-                let (o, c) = *p.buffer.front().expect("non-empty");
-                (o, c.min(self.cfg.process_batch_max), 1)
-            }
+            None => match p.parked.first() {
+                Some(first) if now >= first.not_before_us => {
+                    from_parked = true;
+                    (first.offset, 1, first.attempt)
+                }
+                Some(_) if p.buffer.is_empty() || p.parked.len() >= self.cfg.parked_records_max as usize => {
+                    self.blocked = true;
+                    return Visit::Buffered;
+                }
+                _ => {
+                    let (o, c) = *p.buffer.front().expect("non-empty");
+                    (o, c.min(self.cfg.process_batch_max), 1)
+                }
+            },
         };
         let mut n = avail;
         // Records behind the barrier of the checkpoint aligning wait for it to complete (K3).
         if let Some(b) = p.barrier {
+            debug_assert!(!from_parked || offset < b, "a parked record lies before the barrier");
             if !self.cfg.bugs.has(Bug::BarrierOvertakes) {
                 if offset >= b {
                     return Visit::Buffered;
@@ -1694,21 +1768,26 @@ impl Pipeline {
                 }
             }
         }
-        // Take the run off the buffer front.
+        // Take the run off the buffer front (or the parked record out of the parked set).
         let p = match pos {
             Some(i) => &mut self.parts.entries[i].1,
             None => self.zombie.get_mut(&tp).expect("present"),
         };
-        let front = p.buffer.front_mut().expect("non-empty");
-        debug_assert_eq!(front.0, offset);
-        if front.1 == n {
-            p.buffer.pop_front();
+        if from_parked {
+            let taken = p.parked.remove(0);
+            debug_assert_eq!((taken.offset, n), (offset, 1));
         } else {
-            front.0 += n as u64;
-            front.1 -= n;
-        }
-        if attempt > 1 {
-            p.retry = None;
+            let front = p.buffer.front_mut().expect("non-empty");
+            debug_assert_eq!(front.0, offset);
+            if front.1 == n {
+                p.buffer.pop_front();
+            } else {
+                front.0 += n as u64;
+                front.1 -= n;
+            }
+            if attempt > 1 {
+                p.retry = None;
+            }
         }
         p.in_flight = true;
         p.in_ready = false;
@@ -1727,7 +1806,7 @@ impl Pipeline {
     }
 
     fn has_work(&self) -> bool {
-        self.parts.values().any(|p| !p.buffer.is_empty() && !p.in_flight)
+        self.parts.values().any(|p| (!p.buffer.is_empty() || !p.parked.is_empty()) && !p.in_flight)
     }
 
     /// Issues fetches for partitions that may fetch, sized by the strategy's bound. One walk over

@@ -214,6 +214,36 @@ impl CheckpointMode {
     }
 }
 
+/// What a failed record does to its partition while it waits for its retry
+/// (`consumers.retry.mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RetryMode {
+    /// The failed record blocks its partition until its backoff is over (per-partition order).
+    #[default]
+    Blocking,
+    /// The failed record is parked in a bounded per-partition retry set and the records after it
+    /// keep being processed; it is re-dispatched when its backoff is due. A parked record holds the
+    /// commit back (K1: the committed offset stays at the contiguous processed prefix + 1). A
+    /// partition whose set is full (`parked_records_max`) blocks until one leaves it.
+    NonBlocking,
+}
+
+impl RetryMode {
+    /// The name in scenario files and in a history's `settings.retry_mode`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RetryMode::Blocking => "blocking",
+            RetryMode::NonBlocking => "non-blocking",
+        }
+    }
+}
+
+/// The largest `consumers.retry.parked_records_max` a scenario may ask for. Each parked record is a
+/// hole in its partition's done offsets, so the bound keeps the ledger's out-of-order ranges
+/// (`pipeline::LEDGER_PENDING_RANGES_MAX`) well within their own bound.
+pub const PARKED_RECORDS_MAX_LIMIT: u32 = 256;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
@@ -466,6 +496,14 @@ pub struct Retry {
     /// Probability that one processing attempt fails transiently.
     #[serde(default)]
     pub transient_failure_probability: f64,
+    /// `blocking` (a failed record holds its partition through its backoff) or `non-blocking`
+    /// (it is parked and the records after it go on).
+    #[serde(default)]
+    pub mode: RetryMode,
+    /// Non-blocking mode: the most failed records parked per partition, waiting for their retry.
+    /// Parked records still occupy buffer space until done; a full set blocks the partition.
+    #[serde(default = "d_parked")]
+    pub parked_records_max: u32,
 }
 
 fn d_attempts() -> u32 {
@@ -480,6 +518,25 @@ fn d_backoff_max() -> u64 {
 fn d_jitter() -> f64 {
     0.5
 }
+fn d_parked() -> u32 {
+    16
+}
+
+impl Retry {
+    /// What a history's `Meta::settings` says about retries, written the same by every backend:
+    /// under non-blocking retries `retry_mode = "non-blocking"` and `retry_max_attempts`, so that
+    /// the checkers can tell a parked record (failed, retried later, overtaken meanwhile) from a
+    /// dropped one. Nothing under blocking retries (the default; the key's absence says so).
+    pub fn history_settings(&self) -> Vec<(&'static str, String)> {
+        match self.mode {
+            RetryMode::Blocking => Vec::new(),
+            RetryMode::NonBlocking => vec![
+                ("retry_mode", self.mode.name().to_string()),
+                ("retry_max_attempts", self.max_attempts.to_string()),
+            ],
+        }
+    }
+}
 
 impl Default for Retry {
     fn default() -> Self {
@@ -490,6 +547,8 @@ impl Default for Retry {
             jitter: d_jitter(),
             poison_probability: 0.0,
             transient_failure_probability: 0.0,
+            mode: RetryMode::Blocking,
+            parked_records_max: d_parked(),
         }
     }
 }
@@ -847,6 +906,14 @@ impl Scenario {
         }
         if !(0.0..=1.0).contains(&r.jitter) {
             bad("consumers.retry.jitter", "must be within 0..=1".into());
+        }
+        if r.parked_records_max == 0 || r.parked_records_max > PARKED_RECORDS_MAX_LIMIT {
+            bad("consumers.retry.parked_records_max", format!("must be within 1..={PARKED_RECORDS_MAX_LIMIT}, got {}", r.parked_records_max));
+        } else if r.mode == RetryMode::NonBlocking && r.parked_records_max > k.buffer_records_max {
+            bad(
+                "consumers.retry.parked_records_max",
+                format!("{} parked records exceed buffer_records_max {} (a parked record occupies buffer space)", r.parked_records_max, k.buffer_records_max),
+            );
         }
         for (name, p) in [("poison_probability", r.poison_probability), ("transient_failure_probability", r.transient_failure_probability)] {
             if !(0.0..=1.0).contains(&p) {

@@ -11,7 +11,7 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use sluice_core::bugs::{Bug, Bugs};
 use sluice_core::credit::CreditConfig;
 use sluice_core::pause::PauseConfig;
-use sluice_core::pipeline::{Action, CheckpointEdge, CheckpointMode, CommitOutcome, Input, Pipeline, PipelineConfig};
+use sluice_core::pipeline::{Action, CheckpointEdge, CheckpointMode, CommitOutcome, Input, Pipeline, PipelineConfig, RetryMode};
 use sluice_core::rate::BucketConfig;
 use sluice_core::retry::RetryConfig;
 use sluice_core::spec::{Protocol, Strategy};
@@ -52,6 +52,11 @@ struct Params {
     fetch_jitter_us: u64,
     /// Revokes take only the even partitions (a cooperative move) instead of all (false).
     revoke_subset: bool,
+    /// Retry mode (blocking) and, non-blocking, the parked set's bound per partition.
+    retry_mode: RetryMode,
+    parked_max: u32,
+    /// Offsets (per partition, same set) that fail on their first attempt only (none).
+    flaky: BTreeSet<u64>,
 }
 
 /// The harness extensions at the values the properties use.
@@ -94,6 +99,9 @@ fn params(strategy: Strategy) -> impl Strategy2<Value = Params> {
             commit_failed_every: 0,
             fetch_jitter_us: 0,
             revoke_subset: false,
+            retry_mode: RetryMode::Blocking,
+            parked_max: 1,
+            flaky: BTreeSet::new(),
         })
 }
 
@@ -126,6 +134,8 @@ fn config(p: &Params) -> PipelineConfig {
         },
         workers: p.workers,
         retry: RetryConfig { max_attempts: p.max_attempts, backoff_initial_ms: 5, backoff_max_ms: 50, jitter: 0.5 },
+        retry_mode: p.retry_mode,
+        parked_records_max: p.parked_max,
         commit_interval_ms: 200,
         checkpoint: p.checkpoint,
         tiers,
@@ -146,6 +156,15 @@ struct Trace {
     /// Per partition: offsets processed OK (with multiplicity).
     processed: BTreeMap<Tp, BTreeMap<Offset, u32>>,
     dead_lettered: BTreeMap<Tp, BTreeSet<Offset>>,
+    /// Per partition: dead-letter writes per offset (with multiplicity).
+    dead_letter_writes: BTreeMap<Tp, BTreeMap<Offset, u32>>,
+    /// The most records of one partition that failed and wait for their retry at once (neither
+    /// handed out again nor dead-lettered nor given up with the partition), after any step.
+    awaiting_retry_peak: usize,
+    /// Steps after which the records the harness counts as held (taken into the buffer and not yet
+    /// processed OK, dead-lettered or given up with their partition) exceeded the buffer bound or
+    /// differed from the pipeline's own count.
+    held_mismatch: Vec<String>,
     fetched: BTreeMap<Tp, BTreeSet<Offset>>,
     /// Violations noticed while driving (K1, C1…), with the rule name first.
     violations: Vec<String>,
@@ -235,6 +254,13 @@ fn drive(p: &Params) -> Trace {
     // K3: the checkpoint aligning (id, barrier per channel) and the barriers of complete ones.
     let mut aligning: Option<(u64, BTreeMap<Tp, Offset>)> = None;
     let mut complete_barriers: BTreeSet<(Tp, Offset)> = BTreeSet::new();
+    // Retries and the buffer seen from outside: per partition, the records that failed and await
+    // their retry, the records held (taken in, not yet done or given up), where the incarnation's
+    // fetched records end; runs whose partition was lost while they ran (void).
+    let mut awaiting: BTreeMap<Tp, BTreeSet<Offset>> = BTreeMap::new();
+    let mut held: BTreeMap<Tp, BTreeSet<Offset>> = BTreeMap::new();
+    let mut fetch_end: BTreeMap<Tp, Offset> = tps.iter().map(|t| (*t, 0)).collect();
+    let mut void: BTreeSet<u32> = BTreeSet::new();
     let mut now = 0u64;
     let mut steps = 0u64;
     loop {
@@ -256,7 +282,10 @@ fn drive(p: &Params) -> Trace {
                     let jitter = if p.fetch_jitter_us > 0 { (offset * 7 + tp.partition as u64 * 13 + tp.topic as u64 * 31) % p.fetch_jitter_us } else { 0 };
                     at(&mut queue, now + 1_000 + jitter, Ev::FetchReply { tp, offset, max: max_records });
                 }
-                Action::Process { worker, tp, offset, count, attempt: _ } => {
+                Action::Process { worker, tp, offset, count, attempt } => {
+                    if attempt > 1 {
+                        awaiting.entry(tp).or_default().remove(&offset);
+                    }
                     if !owned.contains(&tp) && !p.bugs.has(Bug::ProcessRevoked) {
                         tr.violations.push(format!("G1: processing {tp} it does not own"));
                     }
@@ -270,7 +299,8 @@ fn drive(p: &Params) -> Trace {
                     // Records before a poison offset succeed; the poison one fails.
                     let mut ok = count;
                     for i in 0..count {
-                        if p.poison.contains(&(offset + i as u64)) {
+                        let o = offset + i as u64;
+                        if p.poison.contains(&o) || (attempt == 1 && p.flaky.contains(&o)) {
                             ok = i;
                             break;
                         }
@@ -300,11 +330,17 @@ fn drive(p: &Params) -> Trace {
                 }
                 Action::DeadLetter { tp, offset, .. } => {
                     tr.dead_lettered.entry(tp).or_default().insert(offset);
+                    *tr.dead_letter_writes.entry(tp).or_default().entry(offset).or_default() += 1;
+                    awaiting.entry(tp).or_default().remove(&offset);
+                    held.entry(tp).or_default().remove(&offset);
                     at(&mut queue, now + 3_000, Ev::DlqAck { tp, offset });
                 }
                 Action::RevokeDone { tps: gone, .. } => {
                     for tp in &gone {
                         owned.remove(tp);
+                        awaiting.remove(tp);
+                        held.remove(tp);
+                        fetch_end.insert(*tp, *tr.committed.get(tp).unwrap_or(&0));
                     }
                     // Reassign at once from the committed offsets (K2).
                     generation += 1;
@@ -346,6 +382,13 @@ fn drive(p: &Params) -> Trace {
         }
         let s = pl.stats();
         fnv.write(&format!("{now} {s:?} {:?} {:?}", pl.poll_timeout(), pl.owned()));
+        tr.awaiting_retry_peak = tr.awaiting_retry_peak.max(awaiting.values().map(|a| a.len()).max().unwrap_or(0));
+        let held_total: u64 = held.values().map(|h| h.len() as u64).sum();
+        let held_wrong = held_total != s.buffered_records || (p.strategy != Strategy::None && held_total > p.buffer_records_max as u64);
+        // The first few are enough to show (a bound on what a failing run keeps).
+        if held_wrong && tr.held_mismatch.len() < 8 {
+            tr.held_mismatch.push(format!("at {now} us: {held_total} records held, the pipeline counts {}, bound {}", s.buffered_records, p.buffer_records_max));
+        }
         tr.buffer_peak = tr.buffer_peak.max(s.buffered_records);
         // Next event: the queue or the pipeline's timer.
         let next_q = queue.keys().next().map(|k| k.0);
@@ -388,6 +431,12 @@ fn drive(p: &Params) -> Trace {
                     let before = pl.stats().buffered_records;
                     pl.handle(now, Input::Fetched { tp, offset, count: n, hw: end });
                     let accepted = pl.stats().buffered_records.saturating_sub(before) as i64;
+                    if accepted > 0 {
+                        // Taken contiguously from where this incarnation's fetched records end.
+                        let from = offset.max(fetch_end[&tp]);
+                        held.entry(tp).or_default().extend(from..from + accepted as u64);
+                        fetch_end.insert(tp, from + accepted as u64);
+                    }
                     if p.strategy == Strategy::Credit && accepted > 0 {
                         let c = credits.entry(tp).or_default();
                         *c -= accepted;
@@ -398,12 +447,21 @@ fn drive(p: &Params) -> Trace {
                 }
             }
             Ev::ProcessDone { worker, ok } => {
-                if let Some((tp, offset, _count)) = jobs.remove(&worker) {
+                if let Some((tp, offset, count)) = jobs.remove(&worker) {
                     for o in offset..offset + ok as u64 {
                         *tr.processed.entry(tp).or_default().entry(o).or_default() += 1;
                         done.entry(tp).or_default().insert(o);
                     }
                     advance_prefix(&mut processed_prefix, &done, tp);
+                    if !void.remove(&worker) {
+                        let h = held.entry(tp).or_default();
+                        for o in offset..offset + ok as u64 {
+                            h.remove(&o);
+                        }
+                        if ok < count {
+                            awaiting.entry(tp).or_default().insert(offset + ok as u64);
+                        }
+                    }
                 }
                 pl.handle(now, Input::ProcessDone { worker, ok });
             }
@@ -432,7 +490,10 @@ fn drive(p: &Params) -> Trace {
                 gone.retain(|tp| tp.partition % 2 == 1);
                 for tp in &gone {
                     owned.remove(tp);
+                    awaiting.remove(tp);
+                    held.remove(tp);
                 }
+                void.extend(jobs.iter().filter(|(_, j)| gone.contains(&j.0)).map(|(w, _)| *w));
                 pl.handle(now, Input::Lost { tps: &gone });
                 at(&mut queue, now + 5_000, Ev::Reassign { tps: gone });
             }
@@ -440,6 +501,7 @@ fn drive(p: &Params) -> Trace {
                 generation += 1;
                 let back: Vec<(Tp, Offset)> = back.iter().map(|tp| (*tp, *tr.committed.get(tp).unwrap_or(&0))).collect();
                 owned.extend(back.iter().map(|b| b.0));
+                fetch_end.extend(back.iter().copied());
                 pl.handle(now, Input::Assigned { generation, tps: &back });
             }
             Ev::Tick => pl.handle(now, Input::Tick),
@@ -565,6 +627,44 @@ fn prop_k3_commit(p: &Params) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// Every record below a partition's highest one done is processed OK exactly once or dead-lettered
+/// exactly once, never both, never neither (for runs with no revoke, loss or lost commit, where
+/// nothing needs re-processing). Non-blocking retries complete records out of offset order; this
+/// is what must not change.
+fn prop_each_record_done_once(p: &Params) -> Result<(), TestCaseError> {
+    let tr = drive(p);
+    let none = BTreeMap::new();
+    for tp in tr.log_end.keys() {
+        let processed = tr.processed.get(tp).unwrap_or(&none);
+        let dlq = tr.dead_letter_writes.get(tp).unwrap_or(&none);
+        let top = processed.keys().next_back().into_iter().chain(dlq.keys().next_back()).max().copied();
+        let Some(top) = top else { continue };
+        for o in 0..=top {
+            let (n, d) = (processed.get(&o).copied().unwrap_or(0), dlq.get(&o).copied().unwrap_or(0));
+            prop_assert!(n + d == 1, "{}@{}: processed OK {} time(s), dead-lettered {} time(s); {} was done", tp, o, n, d, top);
+        }
+    }
+    Ok(())
+}
+
+/// The records of one partition that failed and wait for their retry never outnumber the parked
+/// set's bound (blocking retries: the one at the partition's front).
+fn prop_parked_bounded(p: &Params) -> Result<(), TestCaseError> {
+    let tr = drive(p);
+    let bound = if p.retry_mode == RetryMode::NonBlocking { p.parked_max as usize } else { 1 };
+    prop_assert!(tr.awaiting_retry_peak <= bound, "{} records of one partition awaited their retry at once, bound {}", tr.awaiting_retry_peak, bound);
+    Ok(())
+}
+
+/// The buffer bound counted from outside: the records taken in and not yet processed OK,
+/// dead-lettered or given up with their partition (parked ones included) stay within
+/// `buffer_records_max`, and the pipeline's own count says the same after every step.
+fn prop_held_within_bound(p: &Params) -> Result<(), TestCaseError> {
+    let tr = drive(p);
+    prop_assert!(tr.held_mismatch.is_empty(), "{:?}", tr.held_mismatch);
+    Ok(())
+}
+
 /// Fixed seed: the cases a property runs are the same on every run (determinism is the product; a
 /// failure reproduces by rerunning the test).
 fn cfg(cases: u32) -> Config {
@@ -616,6 +716,35 @@ fn aligned_with_poison(p: &mut Params) {
 fn aligned_with_revokes(p: &mut Params) {
     with_revokes(p);
     p.checkpoint = CheckpointMode::Aligned;
+}
+/// Non-blocking retries with records that fail: some always (they end in the DLQ after their
+/// attempts), many on their first attempt only (they complete after the records behind them), and
+/// a small parked set (1 to 4) that fills up.
+fn non_blocking(p: &mut Params) {
+    p.retry_mode = RetryMode::NonBlocking;
+    p.parked_max = 1 + (p.process_us % 4) as u32;
+    p.max_attempts = p.max_attempts.max(2);
+    p.poison.extend([3, 4, 6]);
+    p.flaky.extend((0..400).filter(|o| o % 7 == 1 || o % 11 == 2));
+    p.arrival_per_10ms = p.arrival_per_10ms.max(1);
+}
+/// Non-blocking retries and nothing that makes re-processing legitimate (no revoke, no loss, no
+/// lost commit), with throughput to spare so the drain completes every parked record.
+fn non_blocking_quiet(p: &mut Params) {
+    non_blocking(p);
+    p.revokes_ms.clear();
+    p.commit_lost_every = 0;
+    p.rate_per_s = 0;
+    p.arrival_per_10ms = p.arrival_per_10ms.clamp(1, 5);
+    p.process_us = p.process_us.min(300);
+}
+fn non_blocking_busy(p: &mut Params) {
+    non_blocking(p);
+    slow_and_busy(p);
+}
+fn non_blocking_with_revokes(p: &mut Params) {
+    non_blocking(p);
+    with_revokes(p);
 }
 fn with_revokes(p: &mut Params) {
     p.commit_lost_every = 0;
@@ -746,6 +875,9 @@ fn metrics_sum_to_a_thousand() {
         commit_failed_every: 0,
         fetch_jitter_us: 0,
         revoke_subset: false,
+        retry_mode: RetryMode::Blocking,
+        parked_max: 1,
+        flaky: BTreeSet::new(),
     };
     let mut pl = Pipeline::new(config(&p), 0);
     pl.handle(0, Input::Assigned { generation: 1, tps: &[(Tp::new(0, 0), 0)] });
@@ -790,6 +922,77 @@ fn k3_aligned_mode_loses_nothing() {
     holds(Strategy::Credit, 16, prop_nothing_dropped, aligned_with_revokes);
 }
 
+#[test]
+fn non_blocking_k1_commit_stays_at_the_contiguous_prefix() {
+    holds(Strategy::Credit, 48, prop_k1, non_blocking);
+    holds(Strategy::Pause, 24, prop_k1, non_blocking_with_revokes);
+    holds(Strategy::Credit, 16, prop_k3_commit, |p| {
+        non_blocking(p);
+        aligned(p);
+    });
+}
+
+#[test]
+fn non_blocking_k1_catches_commit_beyond_processed() {
+    // A parked record leaves a hole below records done after it: the planted ledger commits past it.
+    caught(Strategy::Credit, Bug::CommitBeyondProcessed, prop_k1, non_blocking);
+}
+
+#[test]
+fn non_blocking_each_record_done_exactly_once() {
+    holds(Strategy::Credit, 48, prop_each_record_done_once, non_blocking_quiet);
+    holds(Strategy::Pause, 24, prop_each_record_done_once, non_blocking_quiet);
+    holds(Strategy::Credit, 16, prop_nothing_dropped, non_blocking_with_revokes);
+}
+
+#[test]
+fn non_blocking_each_record_done_exactly_once_catches_drop_after_retries() {
+    caught(Strategy::Credit, Bug::DropAfterRetries, prop_each_record_done_once, non_blocking_quiet);
+}
+
+#[test]
+fn parked_set_never_above_its_bound() {
+    holds(Strategy::Credit, 48, prop_parked_bounded, non_blocking);
+    holds(Strategy::Pause, 24, prop_parked_bounded, non_blocking_with_revokes);
+    holds(Strategy::Credit, 24, prop_parked_bounded, with_poison);
+}
+
+#[test]
+fn held_records_within_the_buffer_bound() {
+    holds(Strategy::Credit, 48, prop_held_within_bound, non_blocking_busy);
+    holds(Strategy::Pause, 32, prop_held_within_bound, non_blocking_busy);
+    holds(Strategy::Credit, 24, prop_held_within_bound, non_blocking_with_revokes);
+    holds(Strategy::Credit, 24, prop_held_within_bound, slow_and_busy);
+}
+
+#[test]
+fn held_records_within_the_buffer_bound_catches_unbounded_buffer() {
+    caught(Strategy::Pause, Bug::UnboundedBuffer, prop_held_within_bound, non_blocking_busy);
+}
+
+/// Non-blocking retries, one fixed run: records fail on their first attempt while the records
+/// after them go on, so completions arrive out of offset order; the commit waits for the parked
+/// record, and everything ends processed once.
+#[test]
+fn non_blocking_retries_let_later_records_pass_a_parked_one() {
+    let mut p = fixed(CheckpointMode::Periodic);
+    p.retry_mode = RetryMode::NonBlocking;
+    p.parked_max = 2;
+    p.flaky = [5, 6, 7, 20].into();
+    p.poison = [30].into();
+    let tr = drive(&p);
+    assert!(tr.violations.is_empty(), "{:?}", tr.violations);
+    assert!(tr.held_mismatch.is_empty(), "{:?}", tr.held_mismatch);
+    assert_eq!(tr.awaiting_retry_peak, 2, "the parked set fills up (offsets 5 and 6 wait while 7 blocks)");
+    for (tp, end) in &tr.log_end {
+        let m = &tr.processed[tp];
+        assert_eq!(m.len() as u64 + 1, *end, "{tp}: all but the poison record processed");
+        assert!(m.values().all(|n| *n == 1), "{tp}: processed once each");
+        assert_eq!(tr.dead_lettered[tp], [30].into(), "{tp}");
+    }
+    assert!(*tr.kinds.get("Process retry").unwrap_or(&0) >= 3 * 4, "{:?}", tr.kinds);
+}
+
 fn fixed(checkpoint: CheckpointMode) -> Params {
     Params {
         strategy: Strategy::Credit,
@@ -814,6 +1017,9 @@ fn fixed(checkpoint: CheckpointMode) -> Params {
         commit_failed_every: 0,
         fetch_jitter_us: 0,
         revoke_subset: false,
+        retry_mode: RetryMode::Blocking,
+        parked_max: 1,
+        flaky: BTreeSet::new(),
     }
 }
 
@@ -897,6 +1103,9 @@ fn run_in_flight_across_lost_and_reassign_is_void() {
         commit_failed_every: 0,
         fetch_jitter_us: 0,
         revoke_subset: false,
+        retry_mode: RetryMode::Blocking,
+        parked_max: 1,
+        flaky: BTreeSet::new(),
     };
     let tp = Tp::new(0, 0);
     let mut pl = Pipeline::new(config(&p), 0);
@@ -983,7 +1192,42 @@ fn golden_params(seed: u64, strategy: Strategy, checkpoint: CheckpointMode, bugs
         commit_failed_every,
         fetch_jitter_us,
         revoke_subset,
+        retry_mode: RetryMode::Blocking,
+        parked_max: 1,
+        flaky: BTreeSet::new(),
     }
+}
+
+/// Golden, non-blocking retries: the rows of [`golden_behaviour_is_pinned`]'s kind with records
+/// parked for their retry (a parked set of 1 to 4, records failing on their first attempt besides
+/// the poison ones), pinned the same way.
+#[test]
+fn golden_non_blocking_behaviour_is_pinned() {
+    use CheckpointMode::{Aligned, Periodic};
+    use Strategy::{Credit, Pause};
+    // (seed, strategy, checkpoint mode, planted bugs, pinned hash)
+    let rows = [
+        (31, Credit, Periodic, Bugs::NONE, 0x173330a24bfd3e51),
+        (32, Credit, Aligned, Bugs::NONE, 0x6099fb74a42c63c2),
+        (33, Pause, Periodic, Bugs::NONE, 0xe27dcd53cb11c2b4),
+        (34, Pause, Aligned, Bugs::NONE, 0x75fd11e885cfe885),
+        (35, Credit, Periodic, Bugs::only(Bug::CommitBeyondProcessed), 0xfa15ec206dc13334),
+    ];
+    let mut wrong = Vec::new();
+    for (seed, strategy, checkpoint, bugs, pinned) in rows {
+        let mut p = golden_params(seed, strategy, checkpoint, bugs);
+        p.retry_mode = RetryMode::NonBlocking;
+        p.parked_max = 1 + (seed % 4) as u32;
+        p.max_attempts = p.max_attempts.max(2);
+        p.flaky = (0..300).filter(|o| (o * seed) % 9 == 1).collect();
+        let tr = drive(&p);
+        assert!(tr.commits > 0, "seed {seed}: the run commits something");
+        assert!(tr.kinds.get("Process retry").is_some_and(|n| *n > 0), "seed {seed}: no retry: {:?}", tr.kinds);
+        if tr.hash != pinned {
+            wrong.push(format!("({seed}, {strategy:?}, {checkpoint:?}, {bugs:?}, {:#018x}),", tr.hash));
+        }
+    }
+    assert!(wrong.is_empty(), "golden hashes changed; the behaviour is not what it was:\n{}", wrong.join("\n"));
 }
 
 /// Golden: each row drives the pipeline through the harness from a seed and pins the hash of

@@ -433,6 +433,10 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
     settings.insert("protocol".into(), format!("{:?}", k.protocol).to_lowercase());
     // The checkers exempt aligned checkpoints from commit-on-revoke: both backends must say.
     settings.insert("checkpoint".into(), k.checkpoint.name().to_string());
+    // Non-blocking retries overtake parked records: the checkers must know (both backends say).
+    for (key, value) in k.retry.history_settings() {
+        settings.insert(key.into(), value);
+    }
     settings.insert("time_scale".into(), args.time_scale.to_string());
     settings.insert("brokers".into(), args.brokers.clone());
     settings.insert("broker_count".into(), broker_count.to_string());

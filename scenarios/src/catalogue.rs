@@ -23,6 +23,7 @@ catalogue![
     "network-partition-leader",
     "hot-partition",
     "poison-pill-dlq",
+    "poison-pill-nonblocking",
     "rate-limited-sink-restart",
     "coordinator-failover",
     "commit-unknown-outcome",

@@ -77,6 +77,9 @@ fn catalogue_scenarios_say_what_they_claim() {
                 && kinds(s) == ["consumer-crash"]
         }),
         ("poison-pill-dlq", "poison records", |s| s.consumers.retry.poison_probability > 0.0),
+        ("poison-pill-nonblocking", "poison records, non-blocking retries", |s| {
+            s.consumers.retry.poison_probability > 0.0 && s.consumers.retry.mode == sluice_core::spec::RetryMode::NonBlocking
+        }),
         ("commit-unknown-outcome", "commit replies lost", |s| kinds(s).contains(&"commit-reply-loss")),
         ("coordinator-failover", "coordinator failover", |s| kinds(s) == ["coordinator-failover"]),
         ("network-partition-leader", "a partition", |s| kinds(s) == ["partition"]),
@@ -179,6 +182,26 @@ fn malformed_scenarios_are_answered_precisely() {
             Want::Invalid("consumers.rate_limits[0].burst", Some(28), "at least 1"),
         ),
         ("fault on a missing broker", GOOD.replace("broker = 0", "broker = 9"), Want::Invalid("faults[0].broker", Some(22), "does not exist")),
+        (
+            "unknown retry mode",
+            format!("{GOOD}\n[consumers.retry]\nmode = \"sometimes\"\n"),
+            Want::Parse(26, None, "unknown variant `sometimes`"),
+        ),
+        (
+            "empty parked set",
+            format!("{GOOD}\n[consumers.retry]\nmode = \"non-blocking\"\nparked_records_max = 0\n"),
+            Want::Invalid("consumers.retry.parked_records_max", Some(27), "within 1..=256"),
+        ),
+        (
+            "parked set above its limit",
+            format!("{GOOD}\n[consumers.retry]\nparked_records_max = 257\n"),
+            Want::Invalid("consumers.retry.parked_records_max", Some(26), "within 1..=256"),
+        ),
+        (
+            "parked set above the buffer",
+            format!("{}\n[consumers.retry]\nmode = \"non-blocking\"\nparked_records_max = 8\n", GOOD.replace("count = 1", "count = 1\nbuffer_records_max = 4")),
+            Want::Invalid("consumers.retry.parked_records_max", Some(28), "exceed buffer_records_max 4"),
+        ),
         (
             "defaulted field located by its table",
             GOOD.replace("replication_factor = 3\n", "").replace("brokers = 3", "brokers = 2"),

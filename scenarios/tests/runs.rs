@@ -33,7 +33,13 @@ fn every_catalogue_scenario_meets_its_expectations_at_seed_1() {
 
 #[test]
 fn summaries_at_fixed_seeds() {
-    for (name, seed) in [("steady", 1), ("broker-crash-acks-all", 2), ("unclean-election", 3), ("prefetch-memory-growth", 4)] {
+    for (name, seed) in [
+        ("steady", 1),
+        ("broker-crash-acks-all", 2),
+        ("unclean-election", 3),
+        ("prefetch-memory-growth", 4),
+        ("poison-pill-nonblocking", 5),
+    ] {
         let s = load(name).unwrap();
         let r = runner::run_one(&s, seed, None, Bugs::NONE, None).unwrap();
         insta::assert_snapshot!(format!("{name}-{seed}"), r.table());
@@ -42,11 +48,13 @@ fn summaries_at_fixed_seeds() {
 
 #[test]
 fn a_seed_decides_the_run() {
-    let s = load("commit-unknown-outcome").unwrap();
-    let hash = |seed| runner::run_one(&s, seed, None, Bugs::NONE, None).unwrap().hash;
-    let (a, b, c) = (hash(5), hash(5), hash(6));
-    assert_eq!(a, b, "same seed, different histories");
-    assert_ne!(a, c, "different seeds, same history");
+    for name in ["commit-unknown-outcome", "poison-pill-nonblocking"] {
+        let s = load(name).unwrap();
+        let hash = |seed| runner::run_one(&s, seed, None, Bugs::NONE, None).unwrap().hash;
+        let (a, b, c) = (hash(5), hash(5), hash(6));
+        assert_eq!(a, b, "{name}: same seed, different histories");
+        assert_ne!(a, c, "{name}: different seeds, same history");
+    }
 }
 
 #[test]

@@ -940,6 +940,9 @@ impl World {
         );
         settings.insert("static_membership".into(), k.static_membership.to_string());
         settings.insert("checkpoint".into(), k.checkpoint.name().into());
+        for (key, value) in k.retry.history_settings() {
+            settings.insert(key.into(), value);
+        }
         settings.insert("consumers_enabled".into(), self.opts.consumers.to_string());
         Event::Meta {
             schema: history::SCHEMA_VERSION,

@@ -30,6 +30,9 @@ struct Slot {
     fetched: bool,
     /// Processed OK or dead-lettered.
     done: bool,
+    /// Non-blocking retries only: the attempt that last failed at this offset (0 = none), so a
+    /// record parked for its retry is told apart from a dropped one.
+    failed_attempt: u32,
 }
 
 impl Default for Slot {
@@ -41,6 +44,7 @@ impl Default for Slot {
             proc_epoch: 0,
             fetched: false,
             done: false,
+            failed_attempt: 0,
         }
     }
 }
@@ -120,6 +124,9 @@ struct Chan {
     processed_end: u64,
     /// Highest offset this consumer sent a commit for during its current ownership.
     commit_sent: Option<u64>,
+    /// Non-blocking retries only: runs started and not ended, first offset → attempt (at most
+    /// the runs in flight at once).
+    run_attempts: BTreeMap<u64, u32>,
 }
 
 #[derive(Default)]
@@ -158,6 +165,9 @@ pub(crate) struct Checker {
     /// `Meta::settings["checkpoint"] == "aligned"`: commits follow complete checkpoints only, so
     /// a revoke does not commit the processed prefix.
     aligned: bool,
+    /// `Meta::settings["retry_mode"] == "non-blocking"`: the `retry_max_attempts` it declares. A
+    /// failed record may then be overtaken by the records after it while it waits for its retry.
+    nonblocking_max_attempts: Option<u32>,
     /// K3, per consumer: the aligned checkpoint being aligned (id, start time) and, per partition,
     /// the end of the highest run started meanwhile.
     ckpt_open: BTreeMap<u32, (u64, BTreeMap<usize, u64>)>,
@@ -258,6 +268,7 @@ impl Checker {
             cons: BTreeMap::new(),
             lost: BTreeSet::new(),
             aligned: false,
+            nonblocking_max_attempts: None,
             ckpt_open: BTreeMap::new(),
             ckpt_done: None,
             tiers: Vec::new(),
@@ -405,6 +416,12 @@ impl Checker {
                 }
                 self.meta_seen = true;
                 self.aligned = settings.get("checkpoint").is_some_and(|m| m == "aligned");
+                if settings.get("retry_mode").is_some_and(|m| m == "non-blocking") {
+                    match settings.get("retry_max_attempts").map(|n| n.parse::<u32>()) {
+                        Some(Ok(n)) if n >= 1 => self.nonblocking_max_attempts = Some(n),
+                        other => self.input_error(format!("meta says retry_mode non-blocking with retry_max_attempts {other:?}: a whole number >= 1 is needed; every record is judged as under blocking retries")),
+                    }
+                }
                 self.bounds = bounds.clone();
                 self.expect = expect.clone();
                 for name in expect {
@@ -503,20 +520,20 @@ impl Checker {
                 tp,
                 offset,
                 count,
-                ..
+                attempt,
             } => {
                 let p = self.part(tp);
-                self.process_start(*consumer, p, *offset, *count);
+                self.process_start(*consumer, p, *offset, *count, *attempt);
             }
             Event::ProcessEnd {
                 consumer,
                 tp,
                 offset,
+                count,
                 ok,
-                ..
             } => {
                 let p = self.part(tp);
-                self.process_end(*consumer, p, *offset, *ok);
+                self.process_end(*consumer, p, *offset, *count, *ok);
             }
             Event::DeadLetter {
                 consumer,
@@ -822,9 +839,16 @@ impl Checker {
         // Aligned checkpoints (K3) commit only complete checkpoints: the next owner replays from
         // the last one by design.
         let committed = ch.commit_sent.unwrap_or(0).max(acked);
-        if clean && !aligned && ch.processed_end > committed {
-            let end = ch.processed_end;
-            self.parts[p].handoff_floor = Some((c, end));
+        let (last_seek, processed_end) = (ch.last_seek, ch.processed_end);
+        // What it could commit is the contiguous prefix done from where it started, not the
+        // highest offset it finished: a record still waiting for its retry (non-blocking
+        // retries) or for its dead-letter acknowledgement holds the commit back.
+        let processed_end = match last_seek {
+            Some(seek) => processed_end.min(self.parts[p].done.containing(seek).map_or(seek, |(_, e)| e)),
+            None => processed_end,
+        };
+        if clean && !aligned && processed_end > committed {
+            self.parts[p].handoff_floor = Some((c, processed_end));
         }
         let ch = self.chan(c, p);
         ch.pos = None;
@@ -987,7 +1011,10 @@ impl Checker {
         }
     }
 
-    fn process_start(&mut self, c: u32, p: usize, offset: u64, count: u32) {
+    fn process_start(&mut self, c: u32, p: usize, offset: u64, count: u32, attempt: u32) {
+        if self.nonblocking_max_attempts.is_some() {
+            self.chan(c, p).run_attempts.insert(offset, attempt);
+        }
         if let Some((_, runs)) = self.ckpt_open.get_mut(&c) {
             let end = runs.entry(p).or_insert(0);
             *end = (*end).max(offset + count as u64);
@@ -1022,7 +1049,15 @@ impl Checker {
         *self.parts[p].in_flight.entry(c).or_insert(0) += 1;
     }
 
-    fn process_end(&mut self, c: u32, p: usize, offset: u64, ok: u32) {
+    fn process_end(&mut self, c: u32, p: usize, offset: u64, count: u32, ok: u32) {
+        if self.nonblocking_max_attempts.is_some() {
+            let attempt = self.chan(c, p).run_attempts.remove(&offset);
+            if ok < count {
+                // The record at `offset + ok` failed on this attempt (unknown when its start was
+                // not seen: judged as under blocking retries).
+                self.parts[p].slots.get_mut(offset + ok as u64).failed_attempt = attempt.unwrap_or(0);
+            }
+        }
         let part = &mut self.parts[p];
         if let Some(n) = part.in_flight.get_mut(&c) {
             *n -= 1;
@@ -1531,11 +1566,15 @@ impl Checker {
         let mut dropped = Vec::new();
         let mut first_t = None;
         let mut pending = 0;
+        // Non-blocking retries: a record whose last attempt failed with attempts left is parked
+        // for its retry, overtaken by later offsets by design: pending, not dropped.
+        let max_attempts = self.nonblocking_max_attempts.unwrap_or(0);
         for (o, s) in part.slots.iter() {
             if !s.fetched || s.done {
                 continue;
             }
-            if max_done.is_some_and(|m| o < m) {
+            let parked = s.failed_attempt != 0 && s.failed_attempt < max_attempts;
+            if max_done.is_some_and(|m| o < m) && !parked {
                 dropped.push(o);
                 first_t = Some(first_t.map_or(s.fetch_t, |t: u64| t.min(s.fetch_t)));
             } else {

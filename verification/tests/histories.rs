@@ -44,6 +44,8 @@ const CASES: &[(&str, &[&str])] = &[
     ("barrier_overtaken.jsonl", &["barrier-overtaken"]),
     ("lag_sawtooth.jsonl", &[]),
     ("lag_commits_stopped.jsonl", &["lag-not-recovered"]),
+    ("nonblocking_clean.jsonl", &[]),
+    ("nonblocking_dropped.jsonl", &["dropped-record"]),
 ];
 
 /// The one place that checks a history file against its expectation.
