@@ -32,6 +32,7 @@ fn coordinator_config(assignor: AssignorKind, n: u32, epoch: u32) -> Coordinator
         partitions: partitions(n),
         members_max: 8,
         initial_rebalance_delay_ms: INITIAL_DELAY_MS,
+        delay_every_join_phase: false,
         group_max_session_timeout_ms: SESSION_MS,
         offsets_log_records_max: 2 * n as usize + 4,
         epoch,
@@ -685,6 +686,10 @@ fn join_req(member_id: Option<GroupMemberId>, instance: Option<u32>, protocol: P
 fn stable_coordinator(members_max: usize) -> (Coordinator, GroupMemberId, GroupMemberId) {
     let mut cfg = coordinator_config(AssignorKind::Range, 4, 0);
     cfg.members_max = members_max;
+    stable_coordinator_with(cfg)
+}
+
+fn stable_coordinator_with(cfg: CoordinatorConfig) -> (Coordinator, GroupMemberId, GroupMemberId) {
     let mut c = Coordinator::new(cfg).unwrap();
     for m in 0..2 {
         assert_eq!(check_coordinator(&mut c, 0, m, 1, join_req(None, Some(m), Protocol::Eager, SESSION_MS)), None);
@@ -766,6 +771,33 @@ fn coordinator_answers_and_fences() {
     }
     assert_eq!(c.generation(), 2, "the leave started a rebalance towards generation 3");
     assert_eq!(c.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn join_phases_are_held_as_the_broker_profile_says() {
+    // A Stable group of c0 and c1 (generation 1); at 10 s a new member c2 joins, c0 rejoins at
+    // 10.5 s and c1 at 11 s. Kafka holds only an empty group's first join phase, so generation 2
+    // forms at the last rejoin; Tansu (`delay_every_join_phase`) holds every join phase, each join
+    // extending the hold to 3 s after it: generation 2 forms at 14 s.
+    // (delay_every_join_phase, generation 2 formed at)
+    for (every, formed_us) in [(false, 11 * S), (true, 14 * S)] {
+        let cfg = CoordinatorConfig { delay_every_join_phase: every, ..coordinator_config(AssignorKind::Range, 4, 0) };
+        let (mut c, m0, m1) = stable_coordinator_with(cfg);
+        assert_eq!(check_coordinator(&mut c, 10 * S, 2, 1, join_req(None, None, Protocol::Eager, SESSION_MS)), None);
+        assert_eq!(check_coordinator(&mut c, 10 * S + S / 2, 0, 3, join_req(Some(m0), Some(0), Protocol::Eager, SESSION_MS)), None);
+        let last = check_coordinator(&mut c, 11 * S, 1, 3, join_req(Some(m1), Some(1), Protocol::Eager, SESSION_MS));
+        if every {
+            assert_eq!(last, None, "held");
+            assert_eq!(c.state(), GroupState::PreparingRebalance);
+            assert_eq!(c.poll_timeout(), Some(formed_us), "3 s after the last join");
+            c.handle_timeout(formed_us - 1);
+            assert_eq!(c.state(), GroupState::PreparingRebalance, "still held just before");
+            c.handle_timeout(formed_us);
+        } else {
+            assert!(matches!(last, Some(Response::JoinGroup(Ok(ref j))) if j.generation == 2), "every={every}: {last:?}");
+        }
+        assert_eq!((c.state(), c.generation()), (GroupState::CompletingRebalance, 2), "every={every}");
+    }
 }
 
 #[test]
