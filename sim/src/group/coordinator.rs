@@ -32,9 +32,9 @@ pub struct CoordinatorConfig {
     /// group waits this long after the last new join (up to the rebalance timeout) so that members
     /// starting together form one generation.
     pub initial_rebalance_delay_ms: u64,
-    /// The broker holds *every* join phase, not only an empty group's first, and every join of the
-    /// phase (a rejoin too) extends the hold to `initial_rebalance_delay_ms` after it (up to the
-    /// rebalance timeout). Off for Kafka; on for the in-memory Tansu broker real mode is measured
+    /// The broker holds *every* join phase, not only an empty group's first, and no phase completes
+    /// before `initial_rebalance_delay_ms` after its last join (a rejoin too; up to the rebalance
+    /// timeout from the phase's start). Off for Kafka; on for the in-memory Tansu broker real mode is measured
     /// against (`BrokerProfile::Tansu`, finding F1 of docs/fidelity.md).
     pub delay_every_join_phase: bool,
     /// `group.max.session.timeout.ms`: larger session timeouts are refused. It also bounds every
@@ -382,7 +382,7 @@ impl Coordinator {
             GroupState::PreparingRebalance => {
                 slot.pending_join = Some(corr);
                 if self.cfg.delay_every_join_phase {
-                    self.extend_delay(now_us);
+                    self.hold_after_join(now_us);
                 }
                 None
             }
@@ -420,10 +420,20 @@ impl Coordinator {
             },
         );
         match self.state {
+            GroupState::PreparingRebalance if self.cfg.delay_every_join_phase => self.hold_after_join(now_us),
             GroupState::PreparingRebalance => self.extend_delay(now_us),
             _ => self.start_rebalance(now_us),
         }
         None
+    }
+
+    /// `delay_every_join_phase`: the phase completes no earlier than the delay after this join,
+    /// even when an earlier hold has already run out (up to its cap).
+    fn hold_after_join(&mut self, now_us: u64) {
+        if self.cfg.initial_rebalance_delay_ms > 0 {
+            let until = (now_us + ms(self.cfg.initial_rebalance_delay_ms)).min(self.initial_cap_us);
+            self.initial_until_us = Some(self.initial_until_us.map_or(until, |t| t.max(until)));
+        }
     }
 
     /// Within the delay of a join phase, a join extends it to `initial_rebalance_delay_ms` from now,
@@ -460,7 +470,7 @@ impl Coordinator {
             GroupState::PreparingRebalance => {
                 self.members.get_mut(&id).expect("inserted").pending_join = Some(corr);
                 if self.cfg.delay_every_join_phase {
-                    self.extend_delay(now_us);
+                    self.hold_after_join(now_us);
                 }
                 None
             }
