@@ -211,12 +211,14 @@ fn join_phases(out: &sluice_sim::SimOutcome) -> Vec<(u64, u64)> {
     phases
 }
 
+/// (profile, initial_rebalance_delay_ms, first phase duration ms, second phase duration ms)
+type HoldCase = (&'static str, Option<u64>, std::ops::Range<u64>, std::ops::Range<u64>);
+
 #[test]
 fn the_broker_profile_decides_which_join_phases_are_held() {
     // Two members, 6 s session; c1 crashes for good at 10 s and is evicted at ~16 s, so the group
     // has two join phases: the first (from empty) and the one after the eviction.
-    // (profile, initial_rebalance_delay_ms, first phase duration ms, second phase duration ms)
-    let cases: [(&str, Option<u64>, std::ops::Range<u64>, std::ops::Range<u64>); 4] = [
+    let cases: [HoldCase; 4] = [
         ("kafka", None, 3_000..3_400, 0..1_500),
         ("tansu", None, 3_000..3_400, 3_000..4_500),
         ("kafka", Some(1_000), 1_000..1_400, 0..1_500),
