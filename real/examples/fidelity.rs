@@ -42,9 +42,14 @@ fn main() -> ExitCode {
     };
     let label = args.get(2).cloned().unwrap_or_default();
     let f = fidelity::compare(&sim, &real);
+    let calibration: Vec<String> = f.sim_calibration.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!(
-        "<!-- {label}: window {:.1} s, real time scale {}, rebalances sim {} / real {} -->",
-        f.window_s, f.real_time_scale, f.rebalances_sim, f.rebalances_real
+        "<!-- {label}: window {:.1} s, real time scale {}, rebalances sim {} / real {}, sim calibration: {} -->",
+        f.window_s,
+        f.real_time_scale,
+        f.rebalances_sim,
+        f.rebalances_real,
+        if calibration.is_empty() { "not recorded".to_string() } else { calibration.join(" ") }
     );
     for v in f.verdicts() {
         let verdict = match v.pass {

@@ -41,6 +41,9 @@ pub struct Fidelity {
     pub window_s: f64,
     /// The real run's time scale (wall seconds per scenario second) that was undone.
     pub real_time_scale: f64,
+    /// The simulator's calibration the figures were made with, from the simulated history's
+    /// `Meta.settings` (see [`CALIBRATION_SETTINGS`]); empty when it records none.
+    pub sim_calibration: BTreeMap<String, String>,
     pub throughput_sim_per_s: f64,
     pub throughput_real_per_s: f64,
     /// `|real − sim| / sim`; `None` when the simulator processed nothing.
@@ -61,11 +64,31 @@ pub struct Fidelity {
     pub recovery_ms_diff: Option<i64>,
 }
 
+/// The `Meta.settings` keys of a simulated history that describe its calibration: the broker
+/// profile, the join hold it used, and the consumers' client latency.
+pub const CALIBRATION_SETTINGS: [&str; 3] = ["broker_profile", "rebalance_delay_ms", "client_latency_ms"];
+
+/// The calibration settings a history's `Meta` records.
+pub fn calibration(h: &[Entry]) -> BTreeMap<String, String> {
+    h.iter()
+        .find_map(|e| match &e.ev {
+            Event::Meta { settings, .. } => Some(
+                CALIBRATION_SETTINGS
+                    .iter()
+                    .filter_map(|k| settings.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
 /// Compares a simulated and a real history of the same scenario (see the module docs for how
 /// they are brought to one time base and one window first).
 pub fn compare(sim: &[Entry], real: &[Entry]) -> Fidelity {
     let scale_sim = time_scale(sim);
     let scale_real = time_scale(real);
+    let sim_calibration = calibration(sim);
     let window = end_us(sim).div_f(scale_sim).min(end_us(real).div_f(scale_real));
     let sim = normalize(sim, scale_sim, window);
     let real = normalize(real, scale_real, window);
@@ -82,6 +105,7 @@ pub fn compare(sim: &[Entry], real: &[Entry]) -> Fidelity {
     Fidelity {
         window_s: window as f64 / 1e6,
         real_time_scale: scale_real,
+        sim_calibration,
         throughput_sim_per_s: ts,
         throughput_real_per_s: tr,
         throughput_rel_error: (ts > 0.0).then(|| (tr - ts).abs() / ts),
@@ -438,6 +462,22 @@ mod tests {
         let mut late = sim.clone();
         late[3] = e(2_900_000, commit("t/0", 60));
         assert!(compare(&sim, &late).lag_ks.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn the_simulators_calibration_is_carried_into_the_figures() {
+        let mut m = meta(0);
+        if let E::Meta { settings, .. } = &mut m {
+            for (k, v) in [("broker_profile", "tansu"), ("rebalance_delay_ms", "22500"), ("client_latency_ms", "50"), ("assignor", "range")] {
+                settings.insert(k.into(), v.into());
+            }
+        }
+        let sim = vec![e(0, m), e(1_000_000, E::Phase { phase: Phase::End })];
+        let real = vec![e(0, meta(0)), e(1_000_000, E::Phase { phase: Phase::End })];
+        let want: BTreeMap<String, String> =
+            [("broker_profile", "tansu"), ("client_latency_ms", "50"), ("rebalance_delay_ms", "22500")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+        assert_eq!(compare(&sim, &real).sim_calibration, want, "only the calibration keys, from the simulated side");
+        assert!(compare(&real, &sim).sim_calibration.is_empty(), "a history without them has none");
     }
 
     #[test]

@@ -182,6 +182,14 @@ fn malformed_scenarios_are_answered_precisely() {
             Want::Invalid("consumers.rate_limits[0].burst", Some(28), "at least 1"),
         ),
         ("fault on a missing broker", GOOD.replace("broker = 0", "broker = 9"), Want::Invalid("faults[0].broker", Some(22), "does not exist")),
+        ("client latency too long", GOOD.replace("count = 1", "count = 1\nclient_latency_ms = 10001"), Want::Invalid("consumers.client_latency_ms", Some(18), "exceeds the maximum 10000 ms")),
+        ("rebalance delay too long", GOOD.replace("brokers = 3", "brokers = 3\ninitial_rebalance_delay_ms = 300001"), Want::Invalid("cluster.initial_rebalance_delay_ms", Some(6), "exceeds the maximum 300000 ms")),
+        (
+            "tansu hold beyond the maximum",
+            GOOD.replace("brokers = 3", "brokers = 3\nbroker_profile = \"tansu\"").replace("count = 1", "count = 1\nsession_timeout_ms = 700000"),
+            Want::Invalid("cluster.broker_profile", Some(6), "holds joins 350000 ms"),
+        ),
+        ("unknown broker profile", GOOD.replace("brokers = 3", "brokers = 3\nbroker_profile = \"redpanda\""), Want::Parse(6, None, "unknown variant `redpanda`")),
         (
             "unknown retry mode",
             format!("{GOOD}\n[consumers.retry]\nmode = \"sometimes\"\n"),

@@ -1096,7 +1096,8 @@ impl World {
         CoordinatorConfig {
             assignor: k.assignor,
             members_max: (k.count as usize * 2).max(8),
-            initial_rebalance_delay_ms: 3_000,
+            initial_rebalance_delay_ms: self.spec.rebalance_delay_ms(),
+            delay_every_join_phase: self.spec.cluster.broker_profile.holds_every_join_phase(),
             group_max_session_timeout_ms: k.session_timeout_ms.max(k.heartbeat_interval_ms + 1),
             offsets_log_records_max: partitions.len() * 4 + 16,
             partitions,

@@ -4,8 +4,8 @@
 //!
 //! Codemap:
 //! - [`world`]: all state behind one lock, the message types, the history recorder.
-//! - [`net`], [`disk`]: the simulated network (latency, loss, cuts incl. one-way) and disks (append
-//!   latency, slow-disk factor, what a crash loses) as plain data.
+//! - [`net`], [`disk`]: the simulated network (latency, the consumers' client latency, loss, cuts
+//!   incl. one-way) and disks (append latency, slow-disk factor, what a crash loses) as plain data.
 //! - [`log`]: a replica's log as runs `(offset, producer, seq, count, epoch)`.
 //! - [`broker`]: replication, ISR, high watermark, acks, elections (clean and unclean), truncation,
 //!   the controller, the coordinator's host.

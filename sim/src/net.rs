@@ -1,5 +1,9 @@
 //! The simulated network: a plain module, so that faults are data and a message costs a map insert.
-//! Every link has the cluster's one-way latency; a node may carry extra latency and a loss
+//! Every link has the cluster's one-way latency; a link with a consumer at one end adds the
+//! consumers' client latency (`consumers.client_latency_ms`: the client-side path of a real
+//! consumer — fetch pipelining, synchronous commits — that a network hop does not have), so that
+//! broker-to-broker replication, the controller and the producers keep the cluster's latency. A
+//! node may carry extra latency and a loss
 //! probability (`latency` fault); a cut drops everything `from → to` (both ways unless one-way).
 //! Kafka speaks TCP: a lost segment is retransmitted, so loss on a degraded node shows as delay
 //! (one retransmission timeout per loss, 200 ms doubling); only after [`RETRANSMITS_MAX`]
@@ -88,6 +92,9 @@ pub struct Degraded {
 #[derive(Debug)]
 pub struct Net {
     pub latency_ms: u64,
+    /// Added to every message to or from a node in `clients` (see the module docs).
+    pub client_latency_ms: u64,
+    clients: std::ops::Range<NodeIdx>,
     cuts: Vec<Cut>,
     degraded: Vec<Degraded>,
     rng: Stream,
@@ -99,11 +106,20 @@ impl Net {
     pub fn new(latency_ms: u64, seed: u64) -> Self {
         Net {
             latency_ms,
+            client_latency_ms: 0,
+            clients: 0..0,
             cuts: Vec::new(),
             degraded: Vec::new(),
             rng: Stream::new(seed, "net"),
             dropped: 0,
         }
+    }
+
+    /// Every message to or from a node in `clients` takes `ms` longer than the cluster's latency.
+    pub fn with_client_latency(mut self, clients: std::ops::Range<NodeIdx>, ms: u64) -> Self {
+        self.clients = clients;
+        self.client_latency_ms = ms;
+        self
     }
 
     pub fn add_cut(&mut self, c: Cut) {
@@ -136,7 +152,13 @@ impl Net {
             self.dropped += 1;
             return None;
         }
-        let mut d = if from == to { 0 } else { self.latency_ms };
+        let mut d = if from == to {
+            0
+        } else if self.clients.contains(&from) || self.clients.contains(&to) {
+            self.latency_ms + self.client_latency_ms
+        } else {
+            self.latency_ms
+        };
         for g in &self.degraded {
             if g.node == from || g.node == to {
                 d += g.extra_ms;
@@ -193,6 +215,19 @@ mod tests {
             n.heal(1);
             assert_eq!(n.delay_ms(0, 1), Some(2));
         }
+    }
+
+    #[test]
+    fn client_links_add_the_client_latency() {
+        // Nodes 0..3 brokers, 3 a producer, 4..6 consumers: (from, to, one-way delay).
+        let mut n = Net::new(1, 3).with_client_latency(4..6, 40);
+        for (from, to, want) in [(0, 1, 1), (3, 0, 1), (0, 3, 1), (4, 0, 41), (1, 5, 41), (4, 5, 41), (4, 4, 0), (0, 0, 0)] {
+            assert_eq!(n.delay_ms(from, to), Some(want), "{from} -> {to}");
+        }
+        // A latency fault on a consumer adds to both.
+        n.add_degraded(Degraded { id: 1, node: 4, extra_ms: 10, loss: 0.0 });
+        assert_eq!(n.delay_ms(4, 0), Some(51));
+        assert_eq!(n.delay_ms(0, 1), Some(1));
     }
 
     #[test]

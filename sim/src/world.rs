@@ -816,7 +816,10 @@ impl World {
             layout,
             now_ms: 0,
             rec,
-            net: Net::new(spec.cluster.network_latency_ms, seed),
+            net: Net::new(spec.cluster.network_latency_ms, seed).with_client_latency(
+                layout.consumer(0)..layout.controller(),
+                spec.consumers.client_latency_ms,
+            ),
             meta: Vec::new(),
             meta_version: 0,
             brokers: Vec::new(),
@@ -915,6 +918,10 @@ impl World {
             c.unclean_leader_election.to_string(),
         );
         settings.insert("fsync_on_append".into(), c.fsync_on_append.to_string());
+        // The simulator's calibration, so that a fidelity figure names the model it came from.
+        settings.insert("broker_profile".into(), c.broker_profile.name().into());
+        settings.insert("rebalance_delay_ms".into(), s.rebalance_delay_ms().to_string());
+        settings.insert("client_latency_ms".into(), k.client_latency_ms.to_string());
         let acks: Vec<&str> = s
             .producers
             .iter()

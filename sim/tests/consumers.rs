@@ -192,3 +192,56 @@ fn eager_slow_handlers_storm_and_cooperative_or_static_damp_it() {
         "static membership damps the storm: {counts:?} {revokes:?}"
     );
 }
+
+/// Start and end (µs) of every join phase, in order (the coordinator's `Rebalance` edges).
+fn join_phases(out: &sluice_sim::SimOutcome) -> Vec<(u64, u64)> {
+    let mut open = None;
+    let mut phases = Vec::new();
+    for e in &out.history {
+        match e.ev {
+            Event::Rebalance { edge: Edge::Start, .. } => open = Some(e.t_us),
+            Event::Rebalance { edge: Edge::End, .. } => {
+                if let Some(s) = open.take() {
+                    phases.push((s, e.t_us));
+                }
+            }
+            _ => {}
+        }
+    }
+    phases
+}
+
+/// (profile, initial_rebalance_delay_ms, first phase duration ms, second phase duration ms)
+type HoldCase = (&'static str, Option<u64>, std::ops::Range<u64>, std::ops::Range<u64>);
+
+#[test]
+fn the_broker_profile_decides_which_join_phases_are_held() {
+    // Two members, 6 s session; c1 crashes for good at 10 s and is evicted at ~16 s, so the group
+    // has two join phases: the first (from empty) and the one after the eviction.
+    let cases: [HoldCase; 4] = [
+        ("kafka", None, 3_000..3_400, 0..1_500),
+        ("tansu", None, 3_000..3_400, 3_000..4_500),
+        ("kafka", Some(1_000), 1_000..1_400, 0..1_500),
+        ("tansu", Some(1_000), 1_000..1_400, 2_000..2_500),
+    ];
+    for (profile, delay, first, second) in cases {
+        let v = base(4, 200.0, 2);
+        let v = set(v, "duration_s", json!(30));
+        let v = set(v, "liveness_s", json!(5));
+        let v = set(v, "consumers.session_timeout_ms", json!(6_000));
+        let v = set(v, "consumers.heartbeat_interval_ms", json!(1_000));
+        let v = set(v, "cluster.broker_profile", json!(profile));
+        let v = match delay {
+            Some(d) => set(v, "cluster.initial_rebalance_delay_ms", json!(d)),
+            None => v,
+        };
+        let v = set(v, "faults", json!([{"at_s": 10.0, "for_s": 0.0, "kind": "consumer-crash", "consumer": 1}]));
+        let out = run_seed(&scenario(v), 2, true);
+        let phases = join_phases(&out);
+        let ms: Vec<u64> = phases.iter().map(|(s, e)| (e - s) / 1_000).collect();
+        eprintln!("{profile} {delay:?}: join phases {ms:?} ms");
+        assert_eq!(phases.len(), 2, "{profile} {delay:?}: {ms:?}");
+        assert!(first.contains(&ms[0]), "{profile} {delay:?}: first phase {} ms, want {first:?}", ms[0]);
+        assert!(second.contains(&ms[1]), "{profile} {delay:?}: second phase {} ms, want {second:?}", ms[1]);
+    }
+}

@@ -32,6 +32,11 @@ pub struct CoordinatorConfig {
     /// group waits this long after the last new join (up to the rebalance timeout) so that members
     /// starting together form one generation.
     pub initial_rebalance_delay_ms: u64,
+    /// The broker holds *every* join phase, not only an empty group's first, and no phase completes
+    /// before `initial_rebalance_delay_ms` after its last join (a rejoin too; up to the rebalance
+    /// timeout from the phase's start). Off for Kafka; on for the in-memory Tansu broker real mode is measured
+    /// against (`BrokerProfile::Tansu`, finding F1 of docs/fidelity.md).
+    pub delay_every_join_phase: bool,
     /// `group.max.session.timeout.ms`: larger session timeouts are refused. It also bounds every
     /// lease a member may hold, which a restored coordinator waits out (see [`Coordinator::restore`]).
     pub group_max_session_timeout_ms: u64,
@@ -136,9 +141,10 @@ pub struct Coordinator {
     next_seq: u32,
     /// PreparingRebalance: members that have not rejoined by then are removed.
     join_deadline_us: u64,
-    /// PreparingRebalance out of Empty: the initial delay, extended by each new member.
+    /// PreparingRebalance out of Empty (every PreparingRebalance with `delay_every_join_phase`):
+    /// the delay, extended by each new member (by each join with `delay_every_join_phase`).
     initial_until_us: Option<u64>,
-    /// Upper bound of the initial delay (its start + the rebalance timeout).
+    /// Upper bound of the delay (its start + the rebalance timeout).
     initial_cap_us: u64,
     /// CompletingRebalance: members that have not synced by then are removed.
     sync_deadline_us: u64,
@@ -375,6 +381,9 @@ impl Coordinator {
         match self.state {
             GroupState::PreparingRebalance => {
                 slot.pending_join = Some(corr);
+                if self.cfg.delay_every_join_phase {
+                    self.hold_after_join(now_us);
+                }
                 None
             }
             // A known member rejoining with what it had: it lost the answer; repeat it.
@@ -411,15 +420,28 @@ impl Coordinator {
             },
         );
         match self.state {
-            GroupState::PreparingRebalance => {
-                // Within the initial delay each new member extends it, up to its cap.
-                if let Some(t) = self.initial_until_us.as_mut() {
-                    *t = (now_us + ms(self.cfg.initial_rebalance_delay_ms)).min(self.initial_cap_us).max(*t);
-                }
-            }
+            GroupState::PreparingRebalance if self.cfg.delay_every_join_phase => self.hold_after_join(now_us),
+            GroupState::PreparingRebalance => self.extend_delay(now_us),
             _ => self.start_rebalance(now_us),
         }
         None
+    }
+
+    /// `delay_every_join_phase`: the phase completes no earlier than the delay after this join,
+    /// even when an earlier hold has already run out (up to its cap).
+    fn hold_after_join(&mut self, now_us: u64) {
+        if self.cfg.initial_rebalance_delay_ms > 0 {
+            let until = (now_us + ms(self.cfg.initial_rebalance_delay_ms)).min(self.initial_cap_us);
+            self.initial_until_us = Some(self.initial_until_us.map_or(until, |t| t.max(until)));
+        }
+    }
+
+    /// Within the delay of a join phase, a join extends it to `initial_rebalance_delay_ms` from now,
+    /// up to its cap.
+    fn extend_delay(&mut self, now_us: u64) {
+        if let Some(t) = self.initial_until_us.as_mut() {
+            *t = (now_us + ms(self.cfg.initial_rebalance_delay_ms)).min(self.initial_cap_us).max(*t);
+        }
     }
 
     /// KIP-345: a static member restarting (no member id, a known instance id) takes over its slot
@@ -447,6 +469,9 @@ impl Coordinator {
             GroupState::CompletingRebalance | GroupState::Stable if !changed => Some(Ok(self.join_ok(id))),
             GroupState::PreparingRebalance => {
                 self.members.get_mut(&id).expect("inserted").pending_join = Some(corr);
+                if self.cfg.delay_every_join_phase {
+                    self.hold_after_join(now_us);
+                }
                 None
             }
             _ => {
@@ -567,7 +592,7 @@ impl Coordinator {
         }
         let rebalance_us = self.members.values().map(|m| m.rebalance_timeout_us).max().unwrap_or(0);
         self.join_deadline_us = now_us + rebalance_us;
-        if from_empty && self.cfg.initial_rebalance_delay_ms > 0 {
+        if (from_empty || self.cfg.delay_every_join_phase) && self.cfg.initial_rebalance_delay_ms > 0 {
             self.initial_cap_us = now_us + rebalance_us;
             self.initial_until_us = Some((now_us + ms(self.cfg.initial_rebalance_delay_ms)).min(self.initial_cap_us));
         }

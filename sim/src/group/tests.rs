@@ -32,6 +32,7 @@ fn coordinator_config(assignor: AssignorKind, n: u32, epoch: u32) -> Coordinator
         partitions: partitions(n),
         members_max: 8,
         initial_rebalance_delay_ms: INITIAL_DELAY_MS,
+        delay_every_join_phase: false,
         group_max_session_timeout_ms: SESSION_MS,
         offsets_log_records_max: 2 * n as usize + 4,
         epoch,
@@ -685,12 +686,18 @@ fn join_req(member_id: Option<GroupMemberId>, instance: Option<u32>, protocol: P
 fn stable_coordinator(members_max: usize) -> (Coordinator, GroupMemberId, GroupMemberId) {
     let mut cfg = coordinator_config(AssignorKind::Range, 4, 0);
     cfg.members_max = members_max;
+    stable_coordinator_with(cfg)
+}
+
+fn stable_coordinator_with(cfg: CoordinatorConfig) -> (Coordinator, GroupMemberId, GroupMemberId) {
+    let delay_us = cfg.initial_rebalance_delay_ms * 1_000;
+    assert!(delay_us < 3_100_000, "the members sync at 3.1 s");
     let mut c = Coordinator::new(cfg).unwrap();
     for m in 0..2 {
         assert_eq!(check_coordinator(&mut c, 0, m, 1, join_req(None, Some(m), Protocol::Eager, SESSION_MS)), None);
     }
-    assert_eq!(c.poll_timeout(), Some(INITIAL_DELAY_MS * 1_000), "the initial delay is the next timer");
-    c.handle_timeout(INITIAL_DELAY_MS * 1_000);
+    assert_eq!(c.poll_timeout(), Some(delay_us), "the initial delay is the next timer");
+    c.handle_timeout(delay_us);
     let joined: Vec<Outgoing> = std::iter::from_fn(|| c.poll_transmit()).collect();
     let ids: Vec<GroupMemberId> = joined
         .iter()
@@ -766,6 +773,40 @@ fn coordinator_answers_and_fences() {
     }
     assert_eq!(c.generation(), 2, "the leave started a rebalance towards generation 3");
     assert_eq!(c.state(), GroupState::PreparingRebalance);
+}
+
+#[test]
+fn join_phases_are_held_as_the_broker_profile_says() {
+    // A Stable group of c0 and c1 (generation 1); at 10 s a new member c2 joins, c0 rejoins at
+    // 10.5 s and c1 at 11 s. Kafka holds only an empty group's first join phase, so generation 2
+    // forms at the last rejoin; Tansu (`delay_every_join_phase`) holds every join phase until the
+    // delay after its last join: at 14 s with a 3 s delay, at 11.4 s with a 0.4 s one (whose hold
+    // had run out at 10.4 s and again at 10.9 s before the last rejoin).
+    // (delay_every_join_phase, initial_rebalance_delay_ms, generation 2 formed at)
+    for (every, delay_ms, formed_us) in [(false, 3_000, 11 * S), (true, 3_000, 14 * S), (false, 400, 11 * S), (true, 400, 11 * S + 400_000)] {
+        let cfg = CoordinatorConfig {
+            delay_every_join_phase: every,
+            initial_rebalance_delay_ms: delay_ms,
+            ..coordinator_config(AssignorKind::Range, 4, 0)
+        };
+        let (mut c, m0, m1) = stable_coordinator_with(cfg);
+        assert_eq!(check_coordinator(&mut c, 10 * S, 2, 1, join_req(None, None, Protocol::Eager, SESSION_MS)), None);
+        c.handle_timeout(10 * S + 450_000);
+        assert_eq!(check_coordinator(&mut c, 10 * S + S / 2, 0, 3, join_req(Some(m0), Some(0), Protocol::Eager, SESSION_MS)), None);
+        c.handle_timeout(10 * S + 950_000);
+        let last = check_coordinator(&mut c, 11 * S, 1, 3, join_req(Some(m1), Some(1), Protocol::Eager, SESSION_MS));
+        if every {
+            assert_eq!(last, None, "held");
+            assert_eq!(c.state(), GroupState::PreparingRebalance);
+            assert_eq!(c.poll_timeout(), Some(formed_us), "the delay after the last join");
+            c.handle_timeout(formed_us - 1);
+            assert_eq!(c.state(), GroupState::PreparingRebalance, "still held just before");
+            c.handle_timeout(formed_us);
+        } else {
+            assert!(matches!(last, Some(Response::JoinGroup(Ok(ref j))) if j.generation == 2), "every={every} {delay_ms}: {last:?}");
+        }
+        assert_eq!((c.state(), c.generation()), (GroupState::CompletingRebalance, 2), "every={every} {delay_ms}");
+    }
 }
 
 #[test]
