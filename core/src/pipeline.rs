@@ -812,7 +812,9 @@ impl Pipeline {
         self.drive();
     }
 
-    #[inline]
+    // Not `#[inline]`: inlined into a driver's loop, the action is copied out of the queue with
+    // wider loads than it was stored with; the pipeline-step benchmark measured 63 ns against 50 ns
+    // (a store-forwarding stall), although callgrind counted 3 % fewer instructions.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
     }
