@@ -297,7 +297,7 @@ impl Credits {
     /// channel gets more than its want (backlog − credits it holds). Nothing is lent while the pool
     /// holds fewer credits than the grant minimum (`with_floating_grant_min`; 1 by default).
     pub fn grant_floating(&mut self, out: &mut Vec<Grant>) {
-        if self.pool == 0 || self.pool < self.grant_min {
+        if !self.may_lend() {
             return;
         }
         let mut wants = std::mem::take(&mut self.scratch);
