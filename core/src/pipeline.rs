@@ -514,6 +514,25 @@ impl PartMap {
     }
 }
 
+impl Part {
+    /// Belongs in the dispatch ready-set: a run could be handed out now, barring the rate limiter
+    /// and retry backoffs. A parked record (non-blocking retries) lies before any barrier, so it
+    /// is always eligible.
+    #[inline(always)]
+    fn ready(&self, barrier_overtakes: bool) -> bool {
+        !self.in_flight
+            && !self.revoking
+            && (self.buffer.front().is_some_and(|f| barrier_overtakes || self.barrier.is_none_or(|b| f.0 < b))
+                || !self.parked.is_empty())
+    }
+
+    /// Belongs in the fetch ready-set.
+    #[inline(always)]
+    fn fetchable(&self) -> bool {
+        !self.fetch_outstanding && !self.revoking && !self.starved
+    }
+}
+
 /// A failed record parked for a non-blocking retry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 struct Parked {
@@ -1507,12 +1526,7 @@ impl Pipeline {
         let overtakes = self.cfg.bugs.has(Bug::BarrierOvertakes);
         let parts = &mut self.parts;
         let p = &mut parts.entries[i].1;
-        // A parked record (non-blocking retries) lies before any barrier: it is always eligible.
-        let ready = !p.in_flight
-            && !p.revoking
-            && ((!p.buffer.is_empty() && (overtakes || p.barrier.is_none_or(|b| p.buffer.front().is_some_and(|f| f.0 < b))))
-                || !p.parked.is_empty());
-        let fetchable = !p.fetch_outstanding && !p.revoking && !p.starved;
+        let (ready, fetchable) = (p.ready(overtakes), p.fetchable());
         if ready != p.in_ready {
             p.in_ready = ready;
             if ready {
@@ -1575,10 +1589,7 @@ impl Pipeline {
         self.parts.ready.consistent(n)
             && self.parts.fetchable.consistent(n)
             && self.parts.entries.iter().enumerate().all(|(i, (_, p))| {
-                let ready = !p.in_flight
-                    && !p.revoking
-                    && (p.buffer.front().is_some_and(|f| overtakes || p.barrier.is_none_or(|b| f.0 < b)) || !p.parked.is_empty());
-                let fetchable = !p.fetch_outstanding && !p.revoking && !p.starved;
+                let (ready, fetchable) = (p.ready(overtakes), p.fetchable());
                 self.parts.ready.contains(i) == ready && p.in_ready == ready && self.parts.fetchable.contains(i) == fetchable && p.in_fetchable == fetchable
             })
     }
