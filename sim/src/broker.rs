@@ -796,41 +796,48 @@ impl World {
                 next = next.min(t.div_ceil(1_000));
             }
         }
-        // Follower fetches: one request per leader covering every partition followed from it.
-        let nb = self.spec.cluster.brokers as usize;
-        let mut per_leader: Vec<Vec<ReplicaFetchPart>> = vec![Vec::new(); nb];
-        for (g, m) in self.meta.iter().enumerate() {
-            let Some(l) = m.leader else { continue };
+        // Follower fetches: one request per leader covering every partition followed from it, sent
+        // to each leader with no request of ours in flight (built only then: most ticks have one
+        // in flight to every leader).
+        let nb = self.spec.cluster.brokers;
+        for l in 0..nb {
             if l == b {
                 continue;
             }
-            let Some(log) = self.brokers[b as usize].logs[g].as_ref() else {
-                continue;
-            };
-            per_leader[l as usize].push(ReplicaFetchPart {
-                tp: g as u32,
-                fetch_offset: log.leo,
-                last_epoch: log.last_epoch(),
-                leader_epoch: m.epoch,
-            });
-        }
-        for (l, parts) in per_leader.into_iter().enumerate() {
-            let st = self.brokers[b as usize].fetch_state[l];
+            let st = self.brokers[b as usize].fetch_state[l as usize];
             if let FollowerFetch::InFlight { sent_ms } = st {
                 if now >= sent_ms + REPLICA_FETCH_TIMEOUT_MS {
-                    self.brokers[b as usize].fetch_state[l] = FollowerFetch::Idle;
+                    self.brokers[b as usize].fetch_state[l as usize] = FollowerFetch::Idle;
                 } else {
                     next = next.min(sent_ms + REPLICA_FETCH_TIMEOUT_MS);
                 }
             }
-            if parts.is_empty() || self.brokers[b as usize].fetch_state[l] != FollowerFetch::Idle {
+            if self.brokers[b as usize].fetch_state[l as usize] != FollowerFetch::Idle {
                 continue;
             }
-            self.brokers[b as usize].fetch_state[l] = FollowerFetch::InFlight { sent_ms: now };
+            let logs = &self.brokers[b as usize].logs;
+            let parts: Vec<ReplicaFetchPart> = self
+                .meta
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| m.leader == Some(l))
+                .filter_map(|(g, m)| {
+                    logs[g].as_ref().map(|log| ReplicaFetchPart {
+                        tp: g as u32,
+                        fetch_offset: log.leo,
+                        last_epoch: log.last_epoch(),
+                        leader_epoch: m.epoch,
+                    })
+                })
+                .collect();
+            if parts.is_empty() {
+                continue;
+            }
+            self.brokers[b as usize].fetch_state[l as usize] = FollowerFetch::InFlight { sent_ms: now };
             next = next.min(now + REPLICA_FETCH_TIMEOUT_MS);
             self.send(
                 self.layout.broker(b),
-                self.layout.broker(l as u32),
+                self.layout.broker(l),
                 Msg::ReplicaFetch { follower: b, parts },
             );
         }
