@@ -816,20 +816,20 @@ impl World {
                 continue;
             }
             let logs = &self.brokers[b as usize].logs;
-            let parts: Vec<ReplicaFetchPart> = self
-                .meta
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| m.leader == Some(l))
-                .filter_map(|(g, m)| {
-                    logs[g].as_ref().map(|log| ReplicaFetchPart {
+            let mut parts = Vec::with_capacity(self.meta.len());
+            for (g, m) in self.meta.iter().enumerate() {
+                if m.leader != Some(l) {
+                    continue;
+                }
+                if let Some(log) = logs[g].as_ref() {
+                    parts.push(ReplicaFetchPart {
                         tp: g as u32,
                         fetch_offset: log.leo,
                         last_epoch: log.last_epoch(),
                         leader_epoch: m.epoch,
-                    })
-                })
-                .collect();
+                    });
+                }
+            }
             if parts.is_empty() {
                 continue;
             }
