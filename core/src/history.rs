@@ -47,6 +47,12 @@ pub enum Phase {
     Safety,
     /// Faults have healed; the system must recover within the declared deadline.
     Liveness,
+    /// The scenario's time is up and the driver winds down: it stops the load, lets the members
+    /// read what was acknowledged and leave the group cleanly (revoke, commit, leave). Everything
+    /// after this line is still checked for safety, but recovery is judged here at the latest: a
+    /// member leaving at the end of a run is not a partition left unowned. Written by drivers that
+    /// wind down (real mode); a simulated run ends with its members in place and has no such line.
+    Shutdown,
     /// The run is over; nothing after this line.
     End,
 }

@@ -573,7 +573,9 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
         rec.note("interrupted by Ctrl-C: stopping");
     }
 
-    // Wind down: load first (flush), then members (clean leave: commit on revoke), then lag.
+    // Wind down: load first (flush), then members (clean leave: commit on revoke), then lag. The
+    // checkers judge recovery at this line, not after the members have left.
+    rec.record(Event::Phase { phase: Phase::Shutdown });
     stop_load.store(true, Ordering::Relaxed);
     let load_summary = match real_tokio::task::spawn_blocking(move || load_handle.join()).await {
         Ok(Ok(Ok(s))) => s,

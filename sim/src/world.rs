@@ -225,6 +225,7 @@ pub mod line {
                 o.extend_from_slice(match phase {
                     Phase::Safety => b"safety".as_slice(),
                     Phase::Liveness => b"liveness",
+                    Phase::Shutdown => b"shutdown",
                     Phase::End => b"end",
                 });
                 o.push(b'"');
@@ -1215,6 +1216,7 @@ mod tests {
         let mut cases = vec![
             Event::Phase { phase: Phase::Safety },
             Event::Phase { phase: Phase::Liveness },
+            Event::Phase { phase: Phase::Shutdown },
             Event::Phase { phase: Phase::End },
             Event::Meta {
                 schema: 1,

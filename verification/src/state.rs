@@ -454,6 +454,15 @@ impl Checker {
                 if *phase == Phase::Liveness && self.liveness_start.is_none() {
                     self.liveness_start = Some(self.now);
                 }
+                // The driver winds down from here (members leave): recovery is judged now, before
+                // the leaves empty the group, if the deadline has not come yet.
+                if *phase == Phase::Shutdown
+                    && self.liveness_start.is_some()
+                    && !self.deadline_checked
+                    && self.bounds.recovery_deadline_ms > 0
+                {
+                    self.judge_recovery(self.now, Some("the scenario ended"));
+                }
             }
             Event::Fault { edge, .. } => {
                 if *edge == Edge::Start {
@@ -1352,24 +1361,28 @@ impl Checker {
         }
         if let Some(d) = self.deadline_us() {
             if self.now >= d {
-                self.judge_recovery(d, false);
+                self.judge_recovery(d, None);
             }
         }
     }
 
-    fn judge_recovery(&mut self, at: u64, ended_early: bool) {
+    /// Judges recovery at `at`: the deadline, or earlier when the run ended before it (`early`
+    /// says how, for the report).
+    fn judge_recovery(&mut self, at: u64, early: Option<&str>) {
         self.deadline_checked = true;
         let ms = self.bounds.recovery_deadline_ms;
         let ok = self.bounds.lag_ok_records;
+        let when = match early {
+            None => format!("{ms} ms into the liveness phase"),
+            Some(how) => {
+                let into = at.saturating_sub(self.liveness_start.unwrap_or(at)) / 1_000;
+                format!("{into} ms into the liveness phase, when {how} (before the {ms} ms deadline)")
+            }
+        };
         let recovered_in_time = self.recovered_at.is_some_and(|r| r <= at);
         if !recovered_in_time {
-            let why = if ended_early {
-                " (the history ended before the deadline)"
-            } else {
-                ""
-            };
             let lag = self.total_pos_lag;
-            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("total position lag (records not yet processed) {lag} still above lag_ok_records {ok} {ms} ms into the liveness phase{why}"));
+            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("total position lag (records not yet processed) {lag} still above lag_ok_records {ok} {when}"));
         }
         // Commits must move too: a partition whose committed offset has not advanced for the whole
         // deadline (or never) while it lags by more than `lag_ok_records` is Burrow's STOPPED.
@@ -1386,7 +1399,7 @@ impl Checker {
                 )
             })
             .collect();
-        self.partitions_not_recovered(at, "STOPPED (committed offset not advancing while lagging)", &stopped);
+        self.partitions_not_recovered(at, "STOPPED (committed offset not advancing while lagging)", &stopped, &when);
         if self.cons.is_empty() && self.chans.is_empty() {
             return; // no consumer ever appeared: ownership is not judged
         }
@@ -1396,15 +1409,14 @@ impl Checker {
             .filter(|p| p.subscribed && p.owners.is_empty())
             .map(|p| p.name.clone())
             .collect();
-        self.partitions_not_recovered(at, "subscribed and unassigned", &unowned);
+        self.partitions_not_recovered(at, "subscribed and unassigned", &unowned, &when);
     }
 
     /// One `lag-not-recovered` naming the partitions in `which` state at the deadline `at`.
-    fn partitions_not_recovered(&mut self, at: u64, state: &str, which: &[String]) {
+    fn partitions_not_recovered(&mut self, at: u64, state: &str, which: &[String], when: &str) {
         if which.is_empty() {
             return;
         }
-        let ms = self.bounds.recovery_deadline_ms;
         self.emit(
             a::LAG_NOT_RECOVERED,
             "liveness",
@@ -1412,7 +1424,7 @@ impl Checker {
             Some(at),
             None,
             None,
-            format!("{} partition(s) {state} {ms} ms into the liveness phase: {}", which.len(), which.join(", ")),
+            format!("{} partition(s) {state} {when}: {}", which.len(), which.join(", ")),
         );
     }
 
@@ -1437,7 +1449,7 @@ impl Checker {
             && !self.deadline_checked
             && self.bounds.recovery_deadline_ms > 0
         {
-            self.judge_recovery(end, true);
+            self.judge_recovery(end, Some("the history ended"));
         }
 
         let mut liveness = Liveness {

@@ -46,6 +46,8 @@ const CASES: &[(&str, &[&str])] = &[
     ("lag_commits_stopped.jsonl", &["lag-not-recovered"]),
     ("nonblocking_clean.jsonl", &[]),
     ("nonblocking_dropped.jsonl", &["dropped-record"]),
+    ("shutdown_clean.jsonl", &[]),
+    ("shutdown_unassigned.jsonl", &["lag-not-recovered"]),
 ];
 
 /// The one place that checks a history file against its expectation.
@@ -140,6 +142,26 @@ fn is_incremental(anomaly: &str) -> bool {
         anomaly,
         "lost-write" | "unseen" | "dropped-record" | "lag-not-recovered"
     )
+}
+
+/// Recovery is judged at `phase: shutdown`: the members' leaves in the wind-down after it are not
+/// partitions left unowned. Without that line, the same history fires at the deadline.
+#[test]
+fn recovery_is_judged_at_shutdown_not_after_the_members_leave() {
+    use sluice_core::history::{Event, Phase};
+    let h = load("shutdown_clean.jsonl");
+    assert!(check(&h).anomalies.is_empty());
+    let without: Vec<Entry> = h
+        .into_iter()
+        .filter(|e| !matches!(e.ev, Event::Phase { phase: Phase::Shutdown }))
+        .collect();
+    let report = check(&without);
+    assert_eq!(report.anomalies, ["lag-not-recovered"]);
+    assert!(
+        report.violations.iter().any(|v| v.detail.contains("subscribed and unassigned")),
+        "{:#?}",
+        report.violations
+    );
 }
 
 #[test]
