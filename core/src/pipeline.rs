@@ -101,6 +101,15 @@ const REVOKE_COMMIT_ATTEMPTS_MAX: u32 = 3;
 /// Credit strategy: a partition with records still buffered fetches only when its credits cover at
 /// least 1/`FETCH_CREDIT_FRACTION_DEN` of what it could fetch (a poll, or the backlog if smaller).
 const FETCH_CREDIT_FRACTION_DEN: u64 = 2;
+/// Pause strategy: a partition at its log end (its last reply reported no record beyond its fetch
+/// position) asks for at most 1/`LOG_END_FETCH_SHARE_DEN` of a fair share of the free buffer (the
+/// free records over the partitions that fetch), at least 1 record; a backlogged partition asks
+/// for its known backlog plus that much. A fetch holds the room it asks for until its reply, and a
+/// partition at its log end long-polls (up to `fetch.wait.max.ms`) for records that mostly have not
+/// arrived: asked for a full poll, it would hold the buffer a backlogged sibling could fill (the
+/// receiver-side silly window). Asking too little costs one round trip: the records it could not
+/// take stay at the broker, its reply reports them as backlog, and its next fetch is sized by it.
+const LOG_END_FETCH_SHARE_DEN: u64 = 4;
 /// Credit strategy: floating credits are lent in chunks of at least 1/`FLOATING_GRANT_FRACTION_DEN`
 /// of `max_poll_records` (or the whole pool, if smaller).
 const FLOATING_GRANT_FRACTION_DEN: u32 = 4;
@@ -306,7 +315,7 @@ impl PipelineConfig {
 struct Part {
     /// Next offset to fetch.
     fetch_pos: Offset,
-    /// Highest offset ever fetched + 1 (kept across revocation for the NoSeekOnAssign bug).
+    /// Records the outstanding fetch asked for: its reservation in the buffer until the reply.
     fetch_requested: u32,
     fetch_outstanding: bool,
     /// Buffered runs `(offset, count)` in offset order, not yet handed to a worker (the in-flight run
@@ -338,6 +347,8 @@ struct Part {
     revoking: bool,
     /// Commit on revoke sent, outcome pending.
     revoke_commit_pending: bool,
+    /// The high watermark the last fetch reply reported (real mode: the end of the records staged
+    /// locally): `hw - fetch_pos` is the backlog the partition knows of.
     hw: Offset,
 }
 
@@ -1832,6 +1843,16 @@ impl Pipeline {
         }
     }
 
+    /// Pause strategy: the records a partition at its log end may ask for when `room_records` of
+    /// the buffer are free: 1/`LOG_END_FETCH_SHARE_DEN` of the fair share among the partitions
+    /// that fetch (owned, unpaused, not being revoked: those with a fetch outstanding count too,
+    /// their replies will want room), at least 1, so that a partition at its log end fetches
+    /// whenever a record of room is free (none stalls, C4).
+    fn log_end_fetch_records(&self, room_records: u64) -> u64 {
+        let fetching = self.parts.values().filter(|p| !p.paused && !p.revoking).count() as u64;
+        (room_records / (fetching.max(1) * LOG_END_FETCH_SHARE_DEN)).max(1)
+    }
+
     fn fetch_walk(&mut self) {
         let strategy = if self.cfg.bugs.has(Bug::UnboundedBuffer) { Strategy::None } else { self.cfg.strategy };
         let ignore_credits = self.cfg.bugs.has(Bug::IgnoreCredits);
@@ -1839,6 +1860,10 @@ impl Pipeline {
         let cap = self.cfg.buffer_records_max as u64;
         let actions_max = self.cfg.actions_max;
         let mut room = cap.saturating_sub(self.buffered_total + self.reserved_total);
+        // Pause strategy: what a partition at its log end may ask for in this walk (see
+        // `LOG_END_FETCH_SHARE_DEN`), fixed at the walk's start so that the order of the walk does
+        // not change it.
+        let log_end_records = if strategy == Strategy::Pause { self.log_end_fetch_records(room) } else { 0 };
         let n_parts = self.parts.len();
         let mut at = 0;
         while let Some(i) = self.parts.fetchable.next_in(at, n_parts) {
@@ -1852,7 +1877,10 @@ impl Pipeline {
                     if p.paused {
                         continue;
                     }
-                    let n = (max as u64).min(room) as u32;
+                    // Sized by what the partition can use, not by what is free: its known backlog
+                    // plus the log-end share, within a poll and the free room.
+                    let could = p.hw.saturating_sub(p.fetch_pos).saturating_add(log_end_records);
+                    let n = (max as u64).min(room).min(could) as u32;
                     room -= n as u64;
                     n
                 }

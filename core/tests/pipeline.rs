@@ -153,6 +153,10 @@ fn config(p: &Params) -> PipelineConfig {
 #[derive(Default, Debug)]
 struct Trace {
     buffer_peak: u64,
+    /// The most buffer held after any step, counting what outstanding fetches reserve (records
+    /// buffered plus the records the outstanding fetches asked for); `None` for runs with revokes
+    /// or losses, whose abandoned fetches the harness cannot tell from live ones.
+    room_used_peak: Option<u64>,
     /// Per partition: offsets processed OK (with multiplicity).
     processed: BTreeMap<Tp, BTreeMap<Offset, u32>>,
     dead_lettered: BTreeMap<Tp, BTreeSet<Offset>>,
@@ -390,6 +394,10 @@ fn drive(p: &Params) -> Trace {
             tr.held_mismatch.push(format!("at {now} us: {held_total} records held, the pipeline counts {}, bound {}", s.buffered_records, p.buffer_records_max));
         }
         tr.buffer_peak = tr.buffer_peak.max(s.buffered_records);
+        if p.revokes_ms.is_empty() && p.lost_ms.is_empty() {
+            let reserved: u64 = fetch_outstanding.values().map(|n| *n as u64).sum();
+            tr.room_used_peak = Some(tr.room_used_peak.unwrap_or(0).max(s.buffered_records + reserved));
+        }
         // Next event: the queue or the pipeline's timer.
         let next_q = queue.keys().next().map(|k| k.0);
         let next_t = pl.poll_timeout();
@@ -530,6 +538,29 @@ fn prop_buffer_bounded(p: &Params) -> Result<(), TestCaseError> {
         tr.buffer_peak,
         p.buffer_records_max
     );
+    Ok(())
+}
+
+/// The buffer bound with the room outstanding fetches reserve: buffered records plus the records
+/// the outstanding fetches asked for never exceed `buffer_records_max` (so no reply can overflow it).
+fn prop_room_bounded(p: &Params) -> Result<(), TestCaseError> {
+    let tr = drive(p);
+    let peak = tr.room_used_peak.ok_or_else(|| TestCaseError::fail("a run with revokes or losses does not measure the room"))?;
+    prop_assert!(peak <= p.buffer_records_max as u64, "buffered + reserved reached {}, buffer_records_max {}", peak, p.buffer_records_max);
+    Ok(())
+}
+
+/// No partition starves (C4) and nothing is dropped: in a run without revokes, losses or a rate
+/// limit, every record that arrived at the broker is processed OK or dead-lettered by the end of
+/// the drain.
+fn prop_every_record_done(p: &Params) -> Result<(), TestCaseError> {
+    let tr = drive(p);
+    for (tp, end) in &tr.log_end {
+        let processed = tr.processed.get(tp);
+        let dlq = tr.dead_lettered.get(tp);
+        let undone = (0..*end).find(|o| !processed.is_some_and(|m| m.contains_key(o)) && !dlq.is_some_and(|s| s.contains(o)));
+        prop_assert!(undone.is_none(), "{}@{} arrived but was neither processed nor dead-lettered (log end {})", tp, undone.unwrap_or(0), end);
+    }
     Ok(())
 }
 
@@ -699,6 +730,24 @@ fn slow_and_busy(p: &mut Params) {
     p.arrival_per_10ms = p.arrival_per_10ms.max(20);
     p.process_us = p.process_us.max(1_000);
 }
+/// [`slow_and_busy`] without revokes or losses (the harness then measures the reserved room).
+fn slow_and_busy_steady(p: &mut Params) {
+    slow_and_busy(p);
+    p.revokes_ms.clear();
+    p.lost_ms.clear();
+}
+/// A poison record, no revokes, losses, lost commits or rate limit, and processing fast enough
+/// that the drain finishes everything that arrived: 1 worker at <= 300 us a record (>= 3 333
+/// records/s) against <= 4 partitions x 10 records per 10 ms for 5 s, drained over 10 s more.
+fn steady_drains(p: &mut Params) {
+    with_poison(p);
+    p.revokes_ms.clear();
+    p.lost_ms.clear();
+    p.commit_lost_every = 0;
+    p.rate_per_s = 0;
+    p.arrival_per_10ms = p.arrival_per_10ms.clamp(1, 10);
+    p.process_us = p.process_us.min(300);
+}
 fn with_poison(p: &mut Params) {
     p.poison.insert(3);
     p.arrival_per_10ms = p.arrival_per_10ms.max(1);
@@ -761,6 +810,26 @@ fn buffer_bound_holds_under_credit() {
 #[test]
 fn buffer_bound_holds_under_pause() {
     holds(Strategy::Pause, 64, prop_buffer_bounded, slow_and_busy);
+}
+
+#[test]
+fn buffer_bound_with_reservations_holds_under_pause() {
+    holds(Strategy::Pause, 64, prop_room_bounded, slow_and_busy_steady);
+}
+
+#[test]
+fn buffer_bound_with_reservations_catches_unbounded_buffer() {
+    caught(Strategy::Pause, Bug::UnboundedBuffer, prop_room_bounded, slow_and_busy_steady);
+}
+
+#[test]
+fn every_record_done_under_pause() {
+    holds(Strategy::Pause, 48, prop_every_record_done, steady_drains);
+}
+
+#[test]
+fn every_record_done_catches_drop_after_retries() {
+    caught(Strategy::Pause, Bug::DropAfterRetries, prop_every_record_done, steady_drains);
 }
 
 #[test]
@@ -1141,6 +1210,213 @@ fn run_in_flight_across_lost_and_reassign_is_void() {
     assert!(refetch, "the new incarnation fetches from its start offset");
 }
 
+// ----- pause strategy: fetches sized by what a partition can use -----------------------------------
+
+/// A pause-strategy consumer owning `partitions` partitions of one topic; those in `backlogged` have
+/// far more records at the broker than the buffer holds, the others sit at their log end (no record
+/// arrives; their long poll answers empty after `rtt_log_end_us`). Backlogged fetches are answered
+/// in full after `rtt_backlogged_us`; every run is processed at `process_us` per record.
+struct SizingCase {
+    name: &'static str,
+    buffer: u32,
+    max_poll: u32,
+    partitions: u32,
+    backlogged: &'static [u32],
+    rtt_log_end_us: u64,
+    rtt_backlogged_us: u64,
+    process_us: u64,
+    /// Expectations: the least share of the records all fetches asked for that went to backlogged
+    /// partitions, and the least mean records a backlogged partition's fetch asked for.
+    backlogged_share_min: f64,
+    backlogged_fetch_mean_min: u64,
+}
+
+/// What a sizing run saw over `SIZING_RUN_US`.
+#[derive(Debug, Default)]
+struct Sizing {
+    /// Records asked for (and fetches sent) by backlogged and by log-end partitions.
+    backlogged_asked: u64,
+    backlogged_fetches: u64,
+    log_end_asked: u64,
+    /// Fetches per log-end partition.
+    log_end_fetches: BTreeMap<Tp, u64>,
+    /// Records the backlogged partitions took into the buffer.
+    backlogged_taken: u64,
+    /// The most buffer the pipeline held (buffered records plus the records outstanding fetches
+    /// asked for) after any step.
+    room_used_peak: u64,
+}
+
+const SIZING_RUN_US: u64 = 2_000_000;
+/// The backlog a backlogged partition reports: more than any run takes.
+const SIZING_BACKLOG_RECORDS: u64 = 1_000_000_000;
+
+/// Runs one sizing case: the only place that drives the pipeline for these tests.
+fn run_sizing(c: &SizingCase) -> Sizing {
+    let mut p = fixed(CheckpointMode::Periodic);
+    (p.strategy, p.partitions, p.buffer_records_max, p.max_poll_records, p.workers) = (Strategy::Pause, c.partitions, c.buffer, c.max_poll, 1);
+    let mut pl = Pipeline::new(config(&p), 0);
+    let tps: Vec<Tp> = (0..c.partitions).map(|i| Tp::new(0, i)).collect();
+    let backlogged = |tp: Tp| c.backlogged.contains(&tp.partition);
+    let assign: Vec<(Tp, Offset)> = tps.iter().map(|tp| (*tp, 0)).collect();
+    enum SEv {
+        Reply { tp: Tp, offset: Offset, max: u32 },
+        Done { worker: u32, count: u32 },
+    }
+    let mut queue: BTreeMap<(TimeUs, u64), SEv> = BTreeMap::new();
+    let mut seq = 0u64;
+    let mut asked: BTreeMap<Tp, u64> = BTreeMap::new();
+    let mut s = Sizing::default();
+    pl.handle(0, Input::Assigned { generation: 1, tps: &assign });
+    let mut now = 0;
+    loop {
+        while let Some(a) = pl.poll_action() {
+            match a {
+                Action::Fetch { tp, offset, max_records } => {
+                    asked.insert(tp, max_records as u64);
+                    let rtt = if backlogged(tp) {
+                        s.backlogged_asked += max_records as u64;
+                        s.backlogged_fetches += 1;
+                        c.rtt_backlogged_us
+                    } else {
+                        s.log_end_asked += max_records as u64;
+                        *s.log_end_fetches.entry(tp).or_default() += 1;
+                        c.rtt_log_end_us
+                    };
+                    seq += 1;
+                    queue.insert((now + rtt, seq), SEv::Reply { tp, offset, max: max_records });
+                }
+                Action::Process { worker, count, .. } => {
+                    seq += 1;
+                    queue.insert((now + c.process_us * count as u64, seq), SEv::Done { worker, count });
+                }
+                _ => {}
+            }
+        }
+        let used = pl.stats().buffered_records + asked.values().sum::<u64>();
+        s.room_used_peak = s.room_used_peak.max(used);
+        let Some((&(t, k), _)) = queue.iter().next() else { break };
+        if t >= SIZING_RUN_US {
+            break;
+        }
+        let ev = queue.remove(&(t, k)).expect("present");
+        now = t;
+        match ev {
+            SEv::Reply { tp, offset, max } => {
+                asked.remove(&tp);
+                if backlogged(tp) {
+                    s.backlogged_taken += max as u64;
+                    pl.handle(now, Input::Fetched { tp, offset, count: max, hw: offset + SIZING_BACKLOG_RECORDS });
+                } else {
+                    pl.handle(now, Input::FetchEmpty { tp, hw: Some(offset) });
+                }
+            }
+            SEv::Done { worker, count } => pl.handle(now, Input::ProcessDone { worker, ok: count }),
+        }
+    }
+    s
+}
+
+/// The receiver-side silly window under the pause strategy: a partition at its log end long-polls
+/// for records that do not come; asking for a full poll, it would hold the buffer while a
+/// backlogged sibling gets what is left (with the buffer equal to a poll: nothing). Sized by what
+/// it can use, it holds a small share, the backlogged partitions take most of the room in large
+/// fetches, the log-end ones still fetch every round trip (C4), and the buffer bound holds counting
+/// what outstanding fetches reserve.
+#[test]
+fn pause_fetches_are_sized_by_what_a_partition_can_use() {
+    let cases = [
+        SizingCase {
+            name: "log end first, buffer = poll",
+            buffer: 500,
+            max_poll: 500,
+            partitions: 2,
+            backlogged: &[1],
+            rtt_log_end_us: 90_000,
+            rtt_backlogged_us: 90_000,
+            process_us: 20,
+            backlogged_share_min: 0.75,
+            backlogged_fetch_mean_min: 200,
+        },
+        SizingCase {
+            name: "backlogged first, buffer = poll",
+            buffer: 500,
+            max_poll: 500,
+            partitions: 2,
+            backlogged: &[0],
+            rtt_log_end_us: 90_000,
+            rtt_backlogged_us: 90_000,
+            process_us: 20,
+            backlogged_share_min: 0.75,
+            backlogged_fetch_mean_min: 200,
+        },
+        SizingCase {
+            name: "two at their log end around one backlogged, long polls of 500 ms",
+            buffer: 500,
+            max_poll: 500,
+            partitions: 3,
+            backlogged: &[1],
+            rtt_log_end_us: 500_000,
+            rtt_backlogged_us: 90_000,
+            process_us: 20,
+            backlogged_share_min: 0.75,
+            backlogged_fetch_mean_min: 200,
+        },
+        SizingCase {
+            name: "buffer = 2 polls",
+            buffer: 1_000,
+            max_poll: 500,
+            partitions: 2,
+            backlogged: &[1],
+            rtt_log_end_us: 90_000,
+            rtt_backlogged_us: 90_000,
+            process_us: 20,
+            backlogged_share_min: 0.75,
+            backlogged_fetch_mean_min: 300,
+        },
+        SizingCase {
+            name: "two backlogged, buffer = 4 polls: full polls",
+            buffer: 2_000,
+            max_poll: 500,
+            partitions: 2,
+            backlogged: &[0, 1],
+            rtt_log_end_us: 90_000,
+            rtt_backlogged_us: 90_000,
+            process_us: 20,
+            backlogged_share_min: 1.0,
+            backlogged_fetch_mean_min: 450,
+        },
+    ];
+    let mut wrong = Vec::new();
+    for c in &cases {
+        let s = run_sizing(c);
+        let total = (s.backlogged_asked + s.log_end_asked).max(1);
+        let share = s.backlogged_asked as f64 / total as f64;
+        let mean = s.backlogged_asked / s.backlogged_fetches.max(1);
+        if share < c.backlogged_share_min {
+            wrong.push(format!("{}: backlogged partitions asked for {share:.3} of the records fetched, want >= {}", c.name, c.backlogged_share_min));
+        }
+        if mean < c.backlogged_fetch_mean_min {
+            wrong.push(format!("{}: backlogged fetches asked for {mean} records on average, want >= {}", c.name, c.backlogged_fetch_mean_min));
+        }
+        // No starvation (C4): every log-end partition fetches again within a round trip of its reply.
+        let round_trips = SIZING_RUN_US / c.rtt_log_end_us;
+        for tp in (0..c.partitions).filter(|i| !c.backlogged.contains(i)).map(|i| Tp::new(0, i)) {
+            let n = s.log_end_fetches.get(&tp).copied().unwrap_or(0);
+            if n < round_trips {
+                wrong.push(format!("{}: {tp} at its log end fetched {n} times in {round_trips} round trips", c.name));
+            }
+        }
+        if s.room_used_peak > c.buffer as u64 {
+            wrong.push(format!("{}: buffered + reserved reached {}, bound {}", c.name, s.room_used_peak, c.buffer));
+        }
+        if s.backlogged_taken == 0 {
+            wrong.push(format!("{}: the backlogged partitions took nothing", c.name));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}
+
 // ----- golden: the pipeline's behaviour pinned bit for bit ---------------------------------------
 
 /// The parameters seed `seed` draws for one golden run: every harness dimension varies (topics,
@@ -1209,8 +1485,8 @@ fn golden_non_blocking_behaviour_is_pinned() {
     let rows = [
         (31, Credit, Periodic, Bugs::NONE, 0x173330a24bfd3e51),
         (32, Credit, Aligned, Bugs::NONE, 0x6099fb74a42c63c2),
-        (33, Pause, Periodic, Bugs::NONE, 0xe27dcd53cb11c2b4),
-        (34, Pause, Aligned, Bugs::NONE, 0x75fd11e885cfe885),
+        (33, Pause, Periodic, Bugs::NONE, 0x2836de29a596ca82),
+        (34, Pause, Aligned, Bugs::NONE, 0x20e4c0702c032b0b),
         (35, Credit, Periodic, Bugs::only(Bug::CommitBeyondProcessed), 0xfa15ec206dc13334),
     ];
     let mut wrong = Vec::new();
@@ -1247,8 +1523,8 @@ fn golden_behaviour_is_pinned() {
     let rows = [
         (1, NoStrategy, Periodic, Bugs::NONE, 0xfeabb0518af9a1e6),
         (1, NoStrategy, Aligned, Bugs::NONE, 0xc80ab961563b5dd1),
-        (1, Pause, Periodic, Bugs::NONE, 0x78799ccafd5a1768),
-        (1, Pause, Aligned, Bugs::NONE, 0xeee9d448eea36c6b),
+        (1, Pause, Periodic, Bugs::NONE, 0x76edc45d770f5cc0),
+        (1, Pause, Aligned, Bugs::NONE, 0x3cbee4416c0758e8),
         (1, Credit, Periodic, Bugs::NONE, 0xf5e10970d4c2c6dc),
         (1, Credit, Aligned, Bugs::NONE, 0xb13473365f033707),
         (2, NoStrategy, Periodic, Bugs::NONE, 0x755a79c3f86278e3),
@@ -1259,8 +1535,8 @@ fn golden_behaviour_is_pinned() {
         (2, Credit, Aligned, Bugs::NONE, 0x6802a8971e16af92),
         (3, NoStrategy, Periodic, Bugs::NONE, 0x39a2451039471072),
         (3, NoStrategy, Aligned, Bugs::NONE, 0xb116f286e39a262e),
-        (3, Pause, Periodic, Bugs::NONE, 0x8c3a1585a7f263da),
-        (3, Pause, Aligned, Bugs::NONE, 0x340ead377dd04fa7),
+        (3, Pause, Periodic, Bugs::NONE, 0x00d99a6ed4cc79c4),
+        (3, Pause, Aligned, Bugs::NONE, 0x191114e35ffabd83),
         (3, Credit, Periodic, Bugs::NONE, 0xe541a94f960db276),
         (3, Credit, Aligned, Bugs::NONE, 0xc9e95299e3f4d8d3),
         (10, Credit, Periodic, one(Bug::CommitBeforeProcess), 0x7bf54291aa4fa43f),
@@ -1268,14 +1544,14 @@ fn golden_behaviour_is_pinned() {
         (12, Credit, Periodic, one(Bug::NoCommitOnRevoke), 0xb14dfc47d04a632c),
         (13, Credit, Periodic, one(Bug::IgnoreCredits), 0x4536cf7310c83639),
         (14, Credit, Periodic, one(Bug::BucketOverfill), 0x5d6c753cd5bb3756),
-        (15, Pause, Periodic, one(Bug::TierLeak), 0x0daefda6f261da43),
+        (15, Pause, Periodic, one(Bug::TierLeak), 0xf48dbbed4f8be3a4),
         (16, Credit, Periodic, one(Bug::LimiterForgets), 0x4ff11c32d08dd166),
         (17, Credit, Periodic, one(Bug::ProcessRevoked), 0x9b1d637500bce674),
         (18, Pause, Periodic, one(Bug::UnboundedBuffer), 0x3712a0c4549b33c0),
         (19, Credit, Periodic, one(Bug::DropAfterRetries), 0x0eb121adf1ace798),
         (20, Credit, Aligned, one(Bug::NoSeekOnAssign), 0x30a417063502419c),
         (21, Credit, Aligned, one(Bug::BarrierOvertakes), 0x5269d9f53b0da3ed),
-        (22, Pause, Aligned, one(Bug::CommitBeforeProcess), 0x5ee73bfdb10e8f28),
+        (22, Pause, Aligned, one(Bug::CommitBeforeProcess), 0x94f38534feebe129),
     ];
     let mut wrong = Vec::new();
     let mut covered: BTreeMap<String, u64> = BTreeMap::new();
