@@ -370,17 +370,64 @@ impl std::fmt::Display for HistoryError {
 
 impl std::error::Error for HistoryError {}
 
-/// FNV-1a over the serialized lines: the history hash printed by runs and compared by determinism
-/// tests. Stable across processes, platforms and releases (no default hasher).
-pub fn hash_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for l in lines {
-        for b in l.as_bytes().iter().chain(std::iter::once(&b'\n')) {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+/// The trace hash: the history hash printed by runs and compared by determinism tests, over the
+/// history's JSON lines. Each line, followed by `\n`, is taken 8 bytes at a time as little-endian
+/// words (its last word holds the tail and the `\n`, zero-padded; no JSON line holds a raw `\n` or
+/// NUL, so the line boundaries are part of what is hashed), and each word is mixed in as
+/// `h = rotl((h ^ word) * K, 31)`, from FNV's offset basis. Stable across processes, platforms and
+/// releases (no default hasher). One multiply per 8 bytes: byte-wise FNV-1a, one per byte in a
+/// dependent chain, took a tenth of a simulated run's time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TraceHash(u64);
+
+impl TraceHash {
+    const BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+
+    pub const fn new() -> Self {
+        TraceHash(Self::BASIS)
     }
-    h
+
+    /// Mixes in one line (without its newline).
+    #[inline]
+    pub fn line(&mut self, line: &[u8]) {
+        let mut h = self.0;
+        let mut words = line.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            h = Self::mix(h, u64::from_le_bytes(b));
+        }
+        let tail = words.remainder();
+        let mut last = [0u8; 8];
+        last[..tail.len()].copy_from_slice(tail);
+        last[tail.len()] = b'\n';
+        self.0 = Self::mix(h, u64::from_le_bytes(last));
+    }
+
+    #[inline(always)]
+    fn mix(h: u64, w: u64) -> u64 {
+        (h ^ w).wrapping_mul(Self::K).rotate_left(31)
+    }
+
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for TraceHash {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The [`TraceHash`] of these lines (each without its newline).
+pub fn hash_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> u64 {
+    let mut h = TraceHash::new();
+    for l in lines {
+        h.line(l.as_bytes());
+    }
+    h.finish()
 }
 
 /// Hash of a history's entries, as [`hash_lines`] over their JSON lines.
@@ -424,11 +471,23 @@ mod tests {
         assert_eq!(parse_tp("nopartition"), None);
     }
 
+    /// [`TraceHash`] of `""` and of `{"t_us":0}`, computed independently of the code under test.
+    const PINNED_EMPTY: u64 = 0x6e36_d36d_9373_2a04;
+    const PINNED_SHORT: u64 = 0xd9c6_03ef_77dc_9b1a;
+
     #[test]
     fn hash_is_stable_and_order_sensitive() {
         assert_eq!(hash_lines(["a", "b"]), hash_lines(["a", "b"]));
         assert_ne!(hash_lines(["a", "b"]), hash_lines(["b", "a"]));
         // Pinned: a change here changes every recorded trace hash.
-        assert_eq!(hash_lines([""]), 0xaf63_c74c_8601_c8dd);
+        assert_eq!(hash_lines([""]), PINNED_EMPTY);
+        assert_eq!(hash_lines(["{\"t_us\":0}"]), PINNED_SHORT);
+        // Line boundaries are hashed: the same bytes split differently hash differently, as do
+        // lines differing in one byte of a full word or of the tail.
+        assert_ne!(hash_lines(["abcdefgh", "ij"]), hash_lines(["abcdefghij"]));
+        assert_ne!(hash_lines(["abcdefgh", "ij"]), hash_lines(["abcdefg", "hij"]));
+        assert_ne!(hash_lines(["", ""]), hash_lines([""]));
+        assert_ne!(hash_lines(["abcdefghX"]), hash_lines(["abcdefghY"]));
+        assert_ne!(hash_lines(["Xbcdefghi"]), hash_lines(["Ybcdefghi"]));
     }
 }

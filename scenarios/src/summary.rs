@@ -113,7 +113,7 @@ pub struct RunSummary {
     pub strategy: String,
     /// Planted bug names.
     pub bugs: Vec<String>,
-    /// The history hash (FNV-1a over its JSON lines), as 16 hex digits.
+    /// The history hash (`history::TraceHash` over its JSON lines), as 16 hex digits.
     pub hash: String,
     pub history_entries: usize,
     /// The first violation the online checker saw while the run went on, if any.

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use sluice_core::history::{self, Bounds, Entry, Event, Phase, TierBound, TopicMeta};
+use sluice_core::history::{self, Bounds, Entry, Event, Phase, TierBound, TopicMeta, TraceHash};
 use sluice_core::spec::{Acks, Scenario, Strategy, TierKind};
 use sluice_core::types::Tp;
 
@@ -109,12 +109,12 @@ pub enum FetchResult {
     NotLeader,
 }
 
-/// The history recorder: hashes every line as it is recorded (the same FNV-1a as
+/// The history recorder: hashes every line as it is recorded (the [`TraceHash`] of
 /// [`history::hash_entries`]), keeps the entries when asked to, and shows each to the observer.
 pub struct Recorder {
     keep: bool,
     pub entries: Vec<Entry>,
-    hash: u64,
+    hash: TraceHash,
     pub count: u64,
     observer: Option<ObserverPtr>,
     pub stopped: bool,
@@ -133,7 +133,7 @@ impl Recorder {
         Recorder {
             keep,
             entries: Vec::new(),
-            hash: 0xcbf2_9ce4_8422_2325,
+            hash: TraceHash::new(),
             count: 0,
             observer,
             stopped: false,
@@ -143,7 +143,7 @@ impl Recorder {
     }
 
     pub fn hash(&self) -> u64 {
-        self.hash
+        self.hash.finish()
     }
 
     pub fn record(&mut self, t_ms: u64, ev: Event) {
@@ -183,19 +183,13 @@ impl Recorder {
     fn push(&mut self, e: &Entry) {
         self.buf.clear();
         line::write_entry(&mut self.buf, e);
-        self.buf.push(b'\n');
-        let mut h = self.hash;
-        for &b in &self.buf {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.hash = h;
+        self.hash.line(&self.buf);
         self.count += 1;
     }
 }
 
 /// The history's JSON line, written by hand into a reused buffer: exactly the bytes
-/// `serde_json::to_writer` produces for an [`Entry`] (the trace hash is FNV-1a over them), without
+/// `serde_json::to_writer` produces for an [`Entry`] (the trace hash is taken over them), without
 /// serde's per-field machinery. Entries it does not write by hand (the one `meta` line, and any
 /// string that would need escaping) go through serde_json itself.
 pub mod line {
