@@ -56,6 +56,9 @@ pub struct Consumer {
     wants: BTreeMap<Tp, (Offset, u32)>,
     /// The fetch request in flight to each broker.
     fetching: Vec<Option<FetchReq>>,
+    /// Per broker: no fetch is sent to it before `.0` (ms), after its connection was refused or
+    /// reset; `.1` is the backoff that set it (0: connected), doubled on each failure in a row.
+    reconnect: Vec<(u64, u64)>,
     /// The broker the member's group requests (join, sync, heartbeat, commit, offset fetch) were
     /// last sent to: its connection reset fails them at once.
     group_broker: Option<u32>,
@@ -93,6 +96,7 @@ impl Consumer {
             workers: vec![None; k.workers as usize],
             wants: BTreeMap::new(),
             fetching: vec![None; w.spec.cluster.brokers as usize],
+            reconnect: vec![(0, 0); w.spec.cluster.brokers as usize],
             group_broker: None,
             next_fetch_req: 0,
             commits: BTreeMap::new(),
@@ -251,6 +255,15 @@ impl World {
             return;
         }
         let now_us = self.now_ms * 1_000;
+        self.consumer_disconnects += 1;
+        // Not before the reconnect backoff: a client does not hammer a broker that is down.
+        let r = &mut self.consumers[c as usize].reconnect[b as usize];
+        r.1 = if r.1 == 0 {
+            RECONNECT_BACKOFF_MS
+        } else {
+            (r.1 * 2).min(RECONNECT_BACKOFF_MAX_MS)
+        };
+        r.0 = self.now_ms + r.1;
         if let Some(f) = self.consumers[c as usize].fetching[b as usize].take() {
             for tp in f.tps {
                 if let Some(p) = self.consumers[c as usize].pipe.as_mut() {
@@ -290,6 +303,7 @@ impl World {
                     return;
                 };
                 co.fetching[slot] = None;
+                co.reconnect[slot] = (0, 0);
                 for (g, r) in parts {
                     let tp = self.tps[g as usize].tp;
                     let name = self.tps[g as usize].name.clone();
@@ -433,6 +447,13 @@ impl World {
         }
         if !co.wants.is_empty() || !co.offsets_backlog.is_empty() {
             next = next.min(now + RETRY_BACKOFF_MS);
+        }
+        if !co.wants.is_empty() {
+            for &(at, _) in &co.reconnect {
+                if at > now {
+                    next = next.min(at);
+                }
+            }
         }
         if let Some(t) = co.find_coordinator_at_ms {
             next = next.min(t);
@@ -961,7 +982,8 @@ impl World {
             let Some(l) = self.meta[g as usize].leader else {
                 continue;
             };
-            if self.consumers[c as usize].fetching[l as usize].is_some() {
+            let co = &self.consumers[c as usize];
+            if co.fetching[l as usize].is_some() || self.now_ms < co.reconnect[l as usize].0 {
                 continue;
             }
             per_broker[l as usize].push((g, offset, max));

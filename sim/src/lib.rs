@@ -79,6 +79,9 @@ pub struct SimStats {
     pub messages_dropped: u64,
     /// Node steps: a broker, producer or consumer handling what was due for it.
     pub steps: u64,
+    /// Consumer connections to a broker refused (it was down) or reset (it crashed); each starts
+    /// a reconnect backoff.
+    pub consumer_disconnects: u64,
     pub records_produced: u64,
     pub records_processed: u64,
     pub simulated_ms: u64,
@@ -182,6 +185,7 @@ pub fn run_with(
         messages: w.messages,
         messages_dropped: w.net.dropped,
         steps: w.steps,
+        consumer_disconnects: w.consumer_disconnects,
         records_produced: w.producers.iter().map(|p| p.generated).sum(),
         records_processed: w.consumers.iter().map(|c| c.processed).sum(),
         simulated_ms: w.now_ms,

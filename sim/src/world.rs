@@ -702,6 +702,11 @@ pub mod consts {
     pub const REQUEST_TIMEOUT_MS: u64 = 30_000;
     /// `retry.backoff.ms`.
     pub const RETRY_BACKOFF_MS: u64 = 100;
+    /// librdkafka's `reconnect.backoff.ms`: a client waits this long before connecting again to a
+    /// broker whose connection was refused or reset, doubling after each failure in a row...
+    pub const RECONNECT_BACKOFF_MS: u64 = 100;
+    /// ... up to `reconnect.backoff.max.ms`.
+    pub const RECONNECT_BACKOFF_MAX_MS: u64 = 10_000;
     /// `replica.fetch.wait.max.ms`.
     pub const REPLICA_FETCH_WAIT_MS: u64 = 500;
     /// The most records one replica fetch returns per partition (`replica.fetch.max.bytes` in
@@ -769,6 +774,8 @@ pub struct World {
     pub messages: u64,
     /// Node steps run (see [`World::step`]).
     pub steps: u64,
+    /// Consumer connections to a broker refused (it was down) or reset (it crashed).
+    pub consumer_disconnects: u64,
     /// The node whose step is running, and whether it asked to run again (a self-poke).
     stepping: Option<NodeIdx>,
     again: bool,
@@ -833,6 +840,7 @@ impl World {
             rng: Stream::new(seed, "world"),
             messages: 0,
             steps: 0,
+            consumer_disconnects: 0,
             stepping: None,
             again: false,
             tps,

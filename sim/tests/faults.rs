@@ -141,3 +141,26 @@ fn bad_fault_targets_are_refused_with_a_clear_error() {
         assert!(err.to_string().contains(words), "{err}");
     }
 }
+
+/// A consumer whose broker is down backs off before connecting again (librdkafka's
+/// `reconnect.backoff.ms`, doubling to `reconnect.backoff.max.ms`) instead of sending a fetch every
+/// millisecond until the controller moves the leaderships away. Each broker crashed in turn for
+/// 15 s: every member sees refusals, a handful each, never one per millisecond.
+#[test]
+fn consumers_back_off_from_a_broker_that_is_down() {
+    let consumers = 3;
+    for broker in 0..3u32 {
+        let v = base(6, 300.0, consumers);
+        let v = set(
+            v,
+            "faults",
+            json!([{"at_s": 3.0, "for_s": 15.0, "kind": "broker-crash", "broker": broker}]),
+        );
+        let out = run_seed(&scenario(v), 1, true);
+        let n = out.stats.consumer_disconnects;
+        // 100 ms doubling to 10 s: ~8 attempts in the 15 s; leaderships move after 9 s.
+        let bound = consumers as u64 * 12;
+        assert!(n >= 1, "broker {broker}: the crash refused no consumer connection");
+        assert!(n <= bound, "broker {broker}: {n} consumer disconnects (bound {bound})");
+    }
+}
