@@ -106,8 +106,9 @@ fn check(name: &str, faults: serde_json::Value, failover_at_s: u64) {
             unowned.is_empty(),
             "{name} seed {seed}: partitions without exactly one owner at the end: {unowned:?}"
         );
-        // The restored coordinator holds its first generation for group.max.session.timeout.ms
-        // (10 s); the group forms soon after, not after the 300 s JoinGroup wait.
+        // The restored coordinator resumes the stored generation, the crashed consumer's old slot
+        // included, with sessions renewed (10 s); the rejoins form the next generation once that
+        // slot expires, not after the 300 s JoinGroup wait.
         let reassigned = first_assign_after(&out, failover_at_s * 1_000_000)
             .expect("an assignment after the failover");
         assert!(
@@ -151,4 +152,31 @@ fn the_group_reforms_after_a_coordinator_failover_during_a_rebalance() {
         ]),
         9,
     );
+}
+
+/// A coordinator failover in a settled group, with no other fault: the successor loads the group
+/// metadata with the offsets (as Kafka's `GroupMetadataManager` does), so the members only
+/// rediscover it. No rebalance, no revoke, no fenced member, and every partition keeps committing.
+#[test]
+fn a_failover_in_a_stable_group_moves_nothing() {
+    let s = failover(json!([{"at_s": 15.0, "for_s": 10.0, "kind": "coordinator-failover"}]));
+    for seed in 0..seeds(2, 8) {
+        let out = run_seed(&s, seed, true);
+        let after = |e: &&sluice_core::history::Entry| e.t_us >= 15_000_000;
+        let moved: Vec<String> = out
+            .history
+            .iter()
+            .filter(after)
+            .filter_map(|e| match &e.ev {
+                Event::Rebalance { .. } | Event::Assign { .. } | Event::Revoke { .. } => Some(format!("{} {:?}", e.t_us, e.ev)),
+                Event::Member { event: MemberEvent::Fenced | MemberEvent::Evicted, .. } => Some(format!("{} {:?}", e.t_us, e.ev)),
+                _ => None,
+            })
+            .collect();
+        assert!(moved.is_empty(), "seed {seed}: the group changed after the failover: {moved:?}");
+        let faults = out.history.iter().filter(|e| matches!(e.ev, Event::Fault { .. })).count();
+        assert_eq!(faults, 2, "seed {seed}: the failover happened (start and end)");
+        let recent = committed_since(&out, 20_000_000);
+        assert_eq!(recent.len(), 6, "seed {seed}: partitions committing after the failover: {recent:?}");
+    }
 }

@@ -37,8 +37,7 @@ pub struct CoordinatorConfig {
     /// timeout from the phase's start). Off for Kafka; on for the in-memory Tansu broker real mode is measured
     /// against (`BrokerProfile::Tansu`, finding F1 of docs/fidelity.md).
     pub delay_every_join_phase: bool,
-    /// `group.max.session.timeout.ms`: larger session timeouts are refused. It also bounds every
-    /// lease a member may hold, which a restored coordinator waits out (see [`Coordinator::restore`]).
+    /// `group.max.session.timeout.ms`: larger session timeouts are refused.
     pub group_max_session_timeout_ms: u64,
     /// The offsets log is compacted (latest record per partition) when it grows beyond this.
     /// Must exceed `partitions.len() + 1`.
@@ -70,12 +69,39 @@ pub enum GroupState {
 }
 
 /// One record of the offsets log (the model of `__consumer_offsets`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LogRecord {
     /// A committed offset, with the generation of the commit.
     Offset { tp: Tp, offset: Offset, generation: Generation },
-    /// A generation was formed (group metadata): a restored coordinator continues above it.
-    Generation { generation: Generation },
+    /// Group metadata (Kafka's `GroupMetadataValue`): the generation, its protocol and members with
+    /// their assignments. Written when a generation is formed (Kafka writes it with the leader's
+    /// SyncGroup, before any member learns its assignment) and when a static member takes its slot
+    /// over without a rebalance. A restored coordinator resumes the latest one.
+    Group(GroupRecord),
+}
+
+/// The group as one metadata record stores it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub generation: Generation,
+    pub protocol: Option<Protocol>,
+    pub members: Vec<StoredMember>,
+}
+
+/// One member of a [`GroupRecord`] (Kafka's `MemberMetadata`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredMember {
+    pub id: GroupMemberId,
+    pub consumer: MemberId,
+    pub instance: Option<u32>,
+    pub topics: Vec<u16>,
+    /// What the member reported owning when the generation formed (cooperative withholding).
+    pub owned: Vec<Tp>,
+    pub assigned: Vec<Tp>,
+    pub rebalance_timeout_us: u64,
+    pub session_timeout_us: u64,
+    /// The JoinGroup that put the member in this generation: older ones stay stale after a restore.
+    pub last_join_corr: u64,
 }
 
 /// A response addressed to the consumer that sent the request.
@@ -148,8 +174,8 @@ pub struct Coordinator {
     initial_cap_us: u64,
     /// CompletingRebalance: members that have not synced by then are removed.
     sync_deadline_us: u64,
-    /// A restored coordinator completes no join phase before this.
-    fence_until_us: Option<u64>,
+    /// The latest group metadata written to the log (kept across compaction).
+    stored: GroupRecord,
     committed: BTreeMap<Tp, (Offset, Generation)>,
     partitions: BTreeSet<Tp>,
     log: Vec<LogRecord>,
@@ -183,7 +209,7 @@ impl Coordinator {
             initial_until_us: None,
             initial_cap_us: 0,
             sync_deadline_us: 0,
-            fence_until_us: None,
+            stored: GroupRecord::default(),
             committed: BTreeMap::new(),
             partitions,
             log: Vec::new(),
@@ -192,25 +218,63 @@ impl Coordinator {
         })
     }
 
-    /// A coordinator taking over after failover, rebuilt from the replicated offsets log. It knows
-    /// the committed offsets and the last generation (new generations continue above it) but no
-    /// members: every member must rejoin (its old member id is unknown here, so its heartbeats get
-    /// UNKNOWN_MEMBER_ID). Members of the old coordinator may still hold partitions under their
-    /// lease (at most `group_max_session_timeout_ms` after their last acknowledged request, which
-    /// precedes `now_us`), so no join phase completes before `now_us + group_max_session_timeout_ms`.
+    /// A coordinator taking over after failover, rebuilt from the replicated offsets log as Kafka's
+    /// `GroupMetadataManager` loads a group: the committed offsets, and the latest group metadata
+    /// record, resumed as a Stable group of that generation with the same member ids and
+    /// assignments (or Empty). Every member's session is renewed from `now_us`, so its heartbeats
+    /// carry on and nothing moves; a member that died meanwhile is removed when that session
+    /// expires. A rebalance the predecessor had begun but not formed is lost: its members' rejoins
+    /// open it again.
+    ///
+    /// G1 across the failover: a member holds its partitions at most until its lease (the last
+    /// acknowledged request + `min(session, rebalance timeout)`) runs out, and every acknowledged
+    /// request came before `now_us`; the restored coordinator removes no stored member before
+    /// `now_us + session timeout`, and members absent from the record own nothing (partitions are
+    /// only ever given by a formed generation, which is recorded before anyone learns of it).
     pub fn restore(cfg: CoordinatorConfig, log: &[LogRecord], now_us: u64) -> Result<Self, ConfigError> {
         let mut c = Coordinator::new(cfg)?;
+        let mut stored: Option<&GroupRecord> = None;
         for rec in log {
-            match *rec {
+            match rec {
                 LogRecord::Offset { tp, offset, generation } => {
-                    c.committed.insert(tp, (offset, generation));
-                    c.generation = c.generation.max(generation);
+                    c.committed.insert(*tp, (*offset, *generation));
+                    c.generation = c.generation.max(*generation);
                 }
-                LogRecord::Generation { generation } => c.generation = c.generation.max(generation),
+                LogRecord::Group(g) => stored = Some(g),
             }
         }
+        if let Some(g) = stored {
+            c.generation = c.generation.max(g.generation);
+            c.protocol = g.protocol;
+            for m in &g.members {
+                if let Some(inst) = m.instance {
+                    c.instances.insert(inst, m.id);
+                }
+                c.members.insert(
+                    m.id,
+                    MemberSlot {
+                        consumer: m.consumer,
+                        instance: m.instance,
+                        topics: m.topics.clone(),
+                        owned: m.owned.clone(),
+                        rebalance_timeout_us: m.rebalance_timeout_us,
+                        session_timeout_us: m.session_timeout_us,
+                        session_deadline_us: now_us + m.session_timeout_us,
+                        pending_join: None,
+                        last_join_corr: m.last_join_corr,
+                        synced: true,
+                        assigned: m.assigned.clone(),
+                    },
+                );
+            }
+            c.state = if c.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+            if c.members.is_empty() {
+                c.protocol = None;
+            }
+            c.stored = g.clone();
+        }
         c.compact();
-        c.fence_until_us = Some(now_us + ms(c.cfg.group_max_session_timeout_ms));
+        c.check_invariants();
         Ok(c)
     }
 
@@ -238,11 +302,8 @@ impl Coordinator {
     }
 
     /// Fires the timers that are due at `now_us`: session timeouts, the end of the initial delay,
-    /// the end of the join phase, the end of the sync phase, the end of a restored coordinator's fence.
+    /// the end of the join phase, the end of the sync phase.
     pub fn handle_timeout(&mut self, now_us: u64) {
-        if self.fence_until_us.is_some_and(|t| t <= now_us) {
-            self.fence_until_us = None;
-        }
         if self.initial_until_us.is_some_and(|t| t <= now_us) {
             self.initial_until_us = None;
         }
@@ -289,8 +350,8 @@ impl Coordinator {
             GroupState::CompletingRebalance => Some(self.sync_deadline_us),
             _ => None,
         };
-        let delays = [self.initial_until_us, self.fence_until_us].into_iter().flatten().filter(|_| preparing);
-        sessions.chain(phase).chain(delays).min()
+        let delay = self.initial_until_us.filter(|_| preparing);
+        sessions.chain(phase).chain(delay).min()
     }
 
     pub fn poll_transmit(&mut self) -> Option<Outgoing> {
@@ -453,7 +514,11 @@ impl Coordinator {
         let id = GroupMemberId { epoch: self.cfg.epoch, seq: self.next_seq };
         self.next_seq += 1;
         self.instances.insert(inst, id);
-        let changed = slot.topics != j.topics;
+        // Partitions the old incarnation reported owning but was not given (withheld for its revoke)
+        // would stay with nobody: the new incarnation owns nothing and has nothing to revoke, so it
+        // would never ask for the follow-up rebalance that gives them out. Rebalance now instead.
+        let orphans = slot.owned.iter().any(|tp| !slot.assigned.contains(tp));
+        let changed = slot.topics != j.topics || orphans;
         slot.consumer = from;
         slot.topics = j.topics;
         slot.owned = j.owned;
@@ -466,7 +531,11 @@ impl Coordinator {
         let state = self.state;
         self.members.insert(id, slot);
         match state {
-            GroupState::CompletingRebalance | GroupState::Stable if !changed => Some(Ok(self.join_ok(id))),
+            GroupState::CompletingRebalance | GroupState::Stable if !changed => {
+                // Kafka persists the new member id at once: a restored coordinator must know it.
+                self.store();
+                Some(Ok(self.join_ok(id)))
+            }
             GroupState::PreparingRebalance => {
                 self.members.get_mut(&id).expect("inserted").pending_join = Some(corr);
                 if self.cfg.delay_every_join_phase {
@@ -600,11 +669,10 @@ impl Coordinator {
     }
 
     /// Ends the join phase once every member has rejoined (or the deadline removed the others),
-    /// the initial delay is over and no fence holds.
+    /// and the initial delay is over.
     fn try_complete_join(&mut self, now_us: u64) {
         if self.state != GroupState::PreparingRebalance
             || self.initial_until_us.is_some_and(|t| t > now_us)
-            || self.fence_until_us.is_some_and(|t| t > now_us)
             || !self.members.values().all(|m| m.pending_join.is_some())
         {
             return;
@@ -617,10 +685,10 @@ impl Coordinator {
     /// the assignment, answers every pending JoinGroup, and moves to CompletingRebalance (or Empty).
     fn form_generation(&mut self, now_us: u64) {
         self.generation += 1;
-        self.append(LogRecord::Generation { generation: self.generation });
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol = None;
+            self.store();
             self.events.push_back(CoordinatorEvent::RebalanceEnd { generation: self.generation, assignment: BTreeMap::new() });
             return;
         }
@@ -656,6 +724,9 @@ impl Coordinator {
             slot.synced = false;
             slot.session_deadline_us = now_us + slot.session_timeout_us;
         }
+        // Durable before any member hears of the generation (Kafka answers SyncGroup only once the
+        // leader's assignment is written).
+        self.store();
         let mut replies = Vec::with_capacity(ids.len());
         for id in &ids {
             let slot = self.members.get_mut(id).expect("member");
@@ -680,10 +751,34 @@ impl Coordinator {
         }
     }
 
-    /// Log compaction: the latest offset per partition and the latest generation.
+    /// Writes the group metadata record for the current generation and members.
+    fn store(&mut self) {
+        self.stored = GroupRecord {
+            generation: self.generation,
+            protocol: self.protocol,
+            members: self
+                .members
+                .iter()
+                .map(|(&id, m)| StoredMember {
+                    id,
+                    consumer: m.consumer,
+                    instance: m.instance,
+                    topics: m.topics.clone(),
+                    owned: m.owned.clone(),
+                    assigned: m.assigned.clone(),
+                    rebalance_timeout_us: m.rebalance_timeout_us,
+                    session_timeout_us: m.session_timeout_us,
+                    last_join_corr: m.last_join_corr,
+                })
+                .collect(),
+        };
+        self.append(LogRecord::Group(self.stored.clone()));
+    }
+
+    /// Log compaction: the latest offset per partition and the latest group metadata.
     fn compact(&mut self) {
         self.log.clear();
-        self.log.push(LogRecord::Generation { generation: self.generation });
+        self.log.push(LogRecord::Group(self.stored.clone()));
         for (&tp, &(offset, generation)) in &self.committed {
             self.log.push(LogRecord::Offset { tp, offset, generation });
         }

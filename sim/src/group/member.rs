@@ -154,6 +154,9 @@ pub struct Member {
     generation: Option<Generation>,
     /// Partitions owned now, sorted (assigned and neither revoked nor lost).
     owned: Vec<Tp>,
+    /// What the latest JoinGroup reported owning (cooperative): the coordinator withholds these
+    /// from everybody else until this member revokes them and rejoins.
+    reported: Vec<Tp>,
     /// Partitions of the `Revoke` the driver is working on (a subset of `owned`).
     revoking: Vec<Tp>,
     after_revoke: AfterRevoke,
@@ -184,6 +187,7 @@ impl Member {
             member_id: None,
             generation: None,
             owned: Vec::new(),
+            reported: Vec::new(),
             revoking: Vec::new(),
             after_revoke: AfterRevoke::Rejoin,
             lease_until_us: 0,
@@ -521,6 +525,7 @@ impl Member {
         }
         let (body, wait_us) = match self.phase {
             MemberState::Joining => {
+                self.reported.clone_from(&self.owned);
                 let j = JoinGroup {
                     member_id: self.member_id,
                     group_instance_id: self.cfg.group_instance_id,
@@ -575,6 +580,11 @@ impl Member {
         let target: BTreeSet<Tp> = tps.into_iter().collect();
         let fresh: Vec<Tp> = target.iter().filter(|tp| !self.owned.contains(tp)).copied().collect();
         let gone: Vec<Tp> = self.owned.iter().filter(|tp| !target.contains(tp)).copied().collect();
+        // A partition reported in the join but lost since (the lease ran out while the join phase
+        // was open) was withheld from everybody in this generation, waiting for a revoke that
+        // cannot come: rejoin so that the next generation gives it out.
+        let withheld = self.reported.iter().any(|tp| !target.contains(tp) && !self.owned.contains(tp));
+        self.reported.clear();
         self.phase = MemberState::Stable;
         self.hb_failures = 0;
         self.next_hb_us = now_us + ms(self.cfg.heartbeat_interval_ms);
@@ -585,6 +595,8 @@ impl Member {
         }
         if !gone.is_empty() {
             self.revoke(gone, AfterRevoke::Rejoin);
+        } else if withheld {
+            self.begin_join(now_us);
         }
     }
 

@@ -15,9 +15,10 @@
 //! Simplifications against real Kafka (each documented where it is made):
 //! - The coordinator computes the assignment itself with [`sluice_core::assign::assign`] instead of
 //!   the elected leader member; the JoinGroup response still names a leader, for the history.
-//! - A new coordinator after failover is rebuilt from the offsets log alone: it knows the committed
-//!   offsets and the last generation but no members, so every member must rejoin. To keep G1 it holds
-//!   its first rebalance until every lease granted by its predecessor has expired (see
+//! - The offsets log replicates synchronously: a new coordinator after failover loads the committed
+//!   offsets and the latest group metadata record (generation, members, assignments) at once, as
+//!   Kafka's `GroupMetadataManager` does once the offsets partition has a new leader, and resumes
+//!   the group Stable: members keep their partitions and only rediscover the coordinator (see
 //!   [`coordinator::Coordinator::restore`]).
 //! - Member ids are `(coordinator epoch, sequence)` pairs, not strings, so ids issued by different
 //!   coordinator incarnations never collide.
@@ -25,8 +26,9 @@
 //! # How G1 is kept
 //!
 //! A partition is owned by at most one member at every instant, even with delayed, lost or
-//! duplicated messages, because of three rules (each one is necessary: the random-schedule test in
-//! `tests.rs` breaks G1 within 64 seeds when any of them is switched off):
+//! duplicated messages and coordinator failovers, because of three rules (each one is necessary:
+//! the random-schedule test in `tests.rs` breaks G1 when any of them is switched off; without the
+//! renewal of rule 3, at seed 27):
 //! 1. *Withholding* (KIP-429, and harmless under eager, where members report nothing owned): the
 //!    coordinator never gives a member a partition that another member reported owning in its
 //!    latest JoinGroup; stale or duplicated JoinGroups (older correlation id) are dropped.
@@ -34,9 +36,15 @@
 //!    coordinator cannot remove the member before `t + min(session, rebalance timeout)`; without a
 //!    renewal by then the member declares its partitions `Lost`. Conservative: a cooperative member
 //!    waiting in a join phase longer than that drops its partitions and gets them back afterwards.
-//! 3. *Restore fence*: a coordinator rebuilt after failover completes no join phase before
-//!    `group_max_session_timeout_ms` has passed, by which time every lease granted by its
-//!    predecessor has run out.
+//! 3. *Durable generations*: a generation's assignment is written to the offsets log before any
+//!    member hears of it, and a restored coordinator renews every stored member's session from the
+//!    restore, so it removes no member (and gives away none of its partitions) while a lease
+//!    granted by its predecessor may still run.
+//!
+//! And two rules keep the group live under cooperative withholding (a partition withheld for its
+//! owner's revoke must not wait for a revoke that cannot come): a member whose assignment lacks a
+//! partition it reported owning but lost meanwhile rejoins at once, and a static member taking its
+//! slot over while its old incarnation's partitions are withheld triggers a rebalance.
 //! Zombies remain possible where Kafka has them too: a static member whose old incarnation is still
 //! alive after a new one took over its slot.
 
