@@ -187,6 +187,8 @@ pub(crate) struct Checker {
     first_of_step: Option<Violation>,
     now: u64,
     liveness_start: Option<u64>,
+    /// `total_pos_lag` when the liveness phase began: the report says whether lag was draining.
+    liveness_start_lag: u64,
     recovered_at: Option<u64>,
     deadline_checked: bool,
     /// Sum over partitions of the latest committed lag (hw − committed).
@@ -282,6 +284,7 @@ impl Checker {
             first_of_step: None,
             now: 0,
             liveness_start: None,
+            liveness_start_lag: 0,
             recovered_at: None,
             deadline_checked: false,
             total_lag: 0,
@@ -453,6 +456,7 @@ impl Checker {
             Event::Phase { phase } => {
                 if *phase == Phase::Liveness && self.liveness_start.is_none() {
                     self.liveness_start = Some(self.now);
+                    self.liveness_start_lag = self.total_pos_lag;
                 }
                 // The driver winds down from here (members leave): recovery is judged now, before
                 // the leaves empty the group, if the deadline has not come yet.
@@ -1382,7 +1386,8 @@ impl Checker {
         let recovered_in_time = self.recovered_at.is_some_and(|r| r <= at);
         if !recovered_in_time {
             let lag = self.total_pos_lag;
-            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("total position lag (records not yet processed) {lag} still above lag_ok_records {ok} {when}"));
+            let trend = self.drain_trend(at);
+            self.emit(a::LAG_NOT_RECOVERED, "liveness", Severity::Liveness, Some(at), None, None, format!("total position lag (records not yet processed) {lag} still above lag_ok_records {ok} {when}; {trend}"));
         }
         // Commits must move too: a partition whose committed offset has not advanced for the whole
         // deadline (or never) while it lags by more than `lag_ok_records` is Burrow's STOPPED.
@@ -1410,6 +1415,22 @@ impl Checker {
             .map(|p| p.name.clone())
             .collect();
         self.partitions_not_recovered(at, "subscribed and unassigned", &unowned, &when);
+    }
+
+    /// How the total lag moved over the liveness phase up to `at`, so that a report tells a group
+    /// that is stuck from one that drains too slowly for the deadline (capacity, not a fault).
+    fn drain_trend(&self, at: u64) -> String {
+        let (l0, l1, ok) = (self.liveness_start_lag, self.total_pos_lag, self.bounds.lag_ok_records);
+        let secs = at.saturating_sub(self.liveness_start.unwrap_or(at)) as f64 / 1e6;
+        if l1 >= l0 || secs <= 0.0 {
+            return format!("not draining: it was {l0} when the liveness phase began");
+        }
+        let rate = (l0 - l1) as f64 / secs;
+        let more_s = (l1 - ok) as f64 / rate;
+        let more = if more_s < 10.0 { format!("{more_s:.1}") } else { format!("{more_s:.0}") };
+        format!(
+            "draining too slowly: down from {l0} when the liveness phase began, {rate:.0} records/s on average, so about {more} s more to reach {ok}"
+        )
     }
 
     /// One `lag-not-recovered` naming the partitions in `which` state at the deadline `at`.

@@ -40,6 +40,7 @@ const CASES: &[(&str, &[&str])] = &[
     ),
     ("lag_not_recovered.jsonl", &["lag-not-recovered"]),
     ("lag_unassigned.jsonl", &["lag-not-recovered"]),
+    ("lag_draining_slowly.jsonl", &["lag-not-recovered"]),
     ("revoke_without_commit.jsonl", &["duplicate-beyond-window"]),
     ("barrier_overtaken.jsonl", &["barrier-overtaken"]),
     ("lag_sawtooth.jsonl", &[]),
