@@ -795,7 +795,8 @@ impl Checker {
         }
         match ev {
             MemberEvent::Start | MemberEvent::Crash | MemberEvent::Leave => {
-                // A fresh or dead process owns nothing, buffers nothing, holds no credits.
+                // A fresh, dead or departed process owns nothing, buffers nothing, holds no credits (a
+                // handler still running after a leave is a zombie, as after an eviction below).
                 for part in &mut self.parts {
                     part.owners.remove(&c);
                     part.in_flight.remove(&c);
@@ -809,9 +810,14 @@ impl Checker {
                 }
             }
             MemberEvent::Evicted => {
-                // The coordinator took its partitions; the process may live on as a zombie.
+                // The coordinator took its partitions; the process may live on as a zombie. A
+                // handler still running on a record then (a process stalled past its session) ends
+                // when it returns, as after a leave: G1 judges what members start, and the next
+                // owner starting that record is Kafka's protocol, not a second owner. Anything the
+                // zombie starts from now on is judged (it owns nothing).
                 for part in &mut self.parts {
                     part.owners.remove(&c);
+                    part.in_flight.remove(&c);
                 }
             }
             MemberEvent::Fenced => {}

@@ -28,6 +28,7 @@ const CASES: &[(&str, &[&str])] = &[
     ("rate_bound.jsonl", &["rate-bound"]),
     ("rate_bound_r2.jsonl", &["rate-bound"]),
     ("partition_owned_twice.jsonl", &["partition-owned-twice"]),
+    ("zombie_handler.jsonl", &[]),
     (
         "commit_beyond_processed.jsonl",
         &["commit-beyond-processed"],
