@@ -545,6 +545,29 @@ impl ExploreSummary {
 
 /// Whether a finished run counts as a failure in exploration: an anomaly the scenario does not
 /// expect (expected anomalies may be absent on some seeds), or a run that could not finish.
+/// Anomalies Kafka documents as possible under the scenario's settings whatever the faults: with
+/// `enable.idempotence=false` a retried batch may be written twice (`duplicate`) and, with more
+/// than one request in flight, out of order (`nonmonotonic-send`).
+pub fn licensed_anomalies(sc: &Scenario) -> Vec<&'static str> {
+    if sc.producers.iter().any(|p| !p.idempotent) {
+        vec!["duplicate", "nonmonotonic-send"]
+    } else {
+        Vec::new()
+    }
+}
+
+/// Swarm faults replace the schedule the scenario's expectations were written for: what it expects
+/// may not happen (so it may be absent), and what its settings license may happen under other
+/// faults. Written into the swarm scenario file, so a replay judges exactly as the exploration did.
+fn swarm_expectations(sc: &mut Scenario) {
+    sc.expect.anomalies_may_be_absent = true;
+    for a in licensed_anomalies(sc) {
+        if !sc.expect.anomalies.iter().any(|e| e == a) {
+            sc.expect.anomalies.push(a.to_string());
+        }
+    }
+}
+
 fn unexpected_names(sim: &Simulated) -> Vec<String> {
     sim.judgement.unexpected_anomalies.clone()
 }
@@ -566,6 +589,7 @@ pub fn explore(
     if opts.swarm {
         sc.faults = Faults::Swarm(SwarmWord::Swarm);
         sc.name = format!("{}-swarm", scenario.name);
+        swarm_expectations(&mut sc);
     }
     sc.validate().map_err(|problems| RunError::Invalid { scenario: sc.name.clone(), problems })?;
     create_dir(&opts.out_dir)?;
@@ -634,7 +658,9 @@ pub fn explore(
                     }
                     buffer_peak.push(sm.buffer_peak_records.values().copied().max().unwrap_or(0) as f64);
                 }
-                if sim.judgement.missing.is_empty() && !sc.expect.anomalies.is_empty() {
+                // The scenario's own expectations (not the ones the settings license in a swarm).
+                let own = &scenario.expect.anomalies;
+                if !own.is_empty() && own.iter().all(|a| !sim.judgement.missing.contains(a)) {
                     expected_seen += 1;
                 }
                 let names = unexpected_names(&sim);
@@ -823,6 +849,22 @@ mod tests {
         ];
         for (st, bugs, want) in cases {
             assert_eq!(replay_command("s0", 7, st, bugs), want);
+        }
+    }
+
+    #[test]
+    fn swarm_expectations_license_what_the_settings_allow() {
+        // (scenario, expected anomalies of its swarm variant)
+        let cases: [(&str, &[&str]); 3] = [
+            ("steady", &[]),
+            ("broker-crash-acks-all", &[]),
+            ("unclean-election", &["lost-write", "inconsistent-offsets", "nonmonotonic-send", "duplicate"]),
+        ];
+        for (name, want) in cases {
+            let mut sc = crate::load(name).unwrap();
+            swarm_expectations(&mut sc);
+            assert!(sc.expect.anomalies_may_be_absent, "{name}");
+            assert_eq!(sc.expect.anomalies, want, "{name}");
         }
     }
 
