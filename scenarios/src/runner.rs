@@ -543,12 +543,10 @@ impl ExploreSummary {
     }
 }
 
-/// Whether a finished run counts as a failure in exploration: an anomaly the scenario does not
-/// expect (expected anomalies may be absent on some seeds), or a run that could not finish.
 /// Anomalies Kafka documents as possible under the scenario's settings whatever the faults: with
 /// `enable.idempotence=false` a retried batch may be written twice (`duplicate`) and, with more
 /// than one request in flight, out of order (`nonmonotonic-send`).
-pub fn licensed_anomalies(sc: &Scenario) -> Vec<&'static str> {
+fn licensed_anomalies(sc: &Scenario) -> Vec<&'static str> {
     if sc.producers.iter().any(|p| !p.idempotent) {
         vec!["duplicate", "nonmonotonic-send"]
     } else {
@@ -568,6 +566,8 @@ fn swarm_expectations(sc: &mut Scenario) {
     }
 }
 
+/// Whether a finished run counts as a failure in exploration: an anomaly the scenario does not
+/// expect (expected anomalies may be absent on some seeds), or a run that could not finish.
 fn unexpected_names(sim: &Simulated) -> Vec<String> {
     sim.judgement.unexpected_anomalies.clone()
 }

@@ -267,10 +267,8 @@ impl Coordinator {
                     },
                 );
             }
+            // An empty group's record carries no protocol (it is cleared before the record is written).
             c.state = if c.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
-            if c.members.is_empty() {
-                c.protocol = None;
-            }
             c.stored = g.clone();
         }
         c.compact();
