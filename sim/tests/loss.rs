@@ -16,6 +16,11 @@ enum Prelude {
     /// The leader of orders/0 (b0) is cut off from its followers for 3 s before the crash: the ISR
     /// shrinks to the leader alone.
     IsolatedLeader,
+    /// The crash takes every broker at once (a correlated outage: every ISR member dies), with
+    /// writes only in the page cache (`fsync_on_append = false`, Kafka's default).
+    WholeCluster,
+    /// The same outage with `fsync_on_append = true`: every acknowledged write is on disk.
+    WholeClusterFsync,
 }
 
 /// One cluster-only run (no consumers: loss is a property of the cluster) with a crash the seed
@@ -50,8 +55,13 @@ fn crash_run(
                 json!({"at_s": at_s - 3.0, "for_s": 3.0, "kind": "partition", "from": ["b0"], "to": ["b1", "b2"]}),
             ]
         }
+        Prelude::WholeCluster | Prelude::WholeClusterFsync => (0..3)
+            .map(|b| json!({"at_s": at_s, "for_s": for_s, "kind": "broker-crash", "broker": b}))
+            .collect(),
     };
-    faults.push(crash);
+    if !matches!(prelude, Prelude::WholeCluster | Prelude::WholeClusterFsync) {
+        faults.push(crash);
+    }
     let v = base(4, 2_000.0, 1);
     let v = set(v, "duration_s", json!(12));
     let v = set(v, "liveness_s", json!(3));
@@ -61,6 +71,11 @@ fn crash_run(
     let v = set(v, "cluster.unclean_leader_election", json!(unclean));
     let v = set(v, "cluster.replica_lag_time_max_ms", json!(1_000));
     let v = set(v, "faults", Value::Array(faults));
+    let v = set(
+        v,
+        "cluster.fsync_on_append",
+        json!(matches!(prelude, Prelude::WholeClusterFsync)),
+    );
     let s = scenario(v.clone());
     let out = run_seed(&s, seed, false);
     let (acked, lost) = lost_acked(&out);
@@ -125,6 +140,10 @@ fn loss_only_in_kafkas_cases() {
         // tail when it comes back.
         ("1", 1, true, Prelude::IsolatedLeader, true),
         ("all", 1, false, Prelude::IsolatedLeader, true),
+        // Every ISR member dies at once: acks=all + min.insync=2 acknowledged writes that were only
+        // in the page cache of every replica are gone; with an fsync on every append, none are.
+        ("all", 2, false, Prelude::WholeCluster, true),
+        ("all", 2, false, Prelude::WholeClusterFsync, false),
     ];
     for (acks, min_isr, unclean, prelude, expect_loss) in table {
         let losing = (0..n)
