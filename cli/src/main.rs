@@ -461,7 +461,7 @@ fn real(
     let pb = progress(json, None, format!("playing {} against the cluster", sc.name));
     let outcome = sluice_real::run_cli(args);
     pb.finish_and_clear();
-    let outcome = outcome.map_err(|e: RealError| Failure { code: e.exit_code().into(), error: e.into() })?;
+    let outcome = outcome.map_err(|e: RealError| Failure { code: e.exit_code(), error: e.into() })?;
     let check = runner::check_file(&outcome.history_path)?;
     // The simulated side models the broker profile asked for; its history's `Meta.settings` (and
     // so the fidelity figures' `sim_calibration`) say which.

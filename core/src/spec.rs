@@ -719,6 +719,16 @@ pub struct Expect {
     pub recovery_deadline_ms: u64,
 }
 
+/// A finite number above zero (NaN and infinity are not).
+fn positive(x: f64) -> bool {
+    x > 0.0 && x.is_finite()
+}
+
+/// A finite number at or above zero (NaN and infinity are not).
+fn non_negative(x: f64) -> bool {
+    x >= 0.0 && x.is_finite()
+}
+
 fn d_lag_ok() -> u64 {
     1_000
 }
@@ -907,7 +917,7 @@ impl Scenario {
             match &p.shape {
                 LoadShape::Steady => {}
                 LoadShape::Bursts { factor, on_s, off_s } => {
-                    if !(*factor > 0.0) {
+                    if !positive(*factor) {
                         bad(&path("shape.factor"), "must be > 0".into());
                     }
                     if on_s + off_s == 0 {
@@ -915,7 +925,7 @@ impl Scenario {
                     }
                 }
                 LoadShape::Spike { factor, .. } | LoadShape::Ramp { factor } => {
-                    if !(*factor > 0.0) {
+                    if !positive(*factor) {
                         bad(&path("shape.factor"), "must be > 0".into());
                     }
                 }
@@ -924,7 +934,7 @@ impl Scenario {
                 KeyDist::Uniform { count } | KeyDist::Zipf { count, .. } if *count == 0 => {
                     bad(&path("keys.count"), "must be at least 1".into());
                 }
-                KeyDist::Zipf { exponent, .. } if !(*exponent > 0.0) => {
+                KeyDist::Zipf { exponent, .. } if !positive(*exponent) => {
                     bad(&path("keys.exponent"), "must be > 0".into());
                 }
                 _ => {}
@@ -1040,25 +1050,25 @@ impl Scenario {
             }
         }
         match &k.processing {
-            ProcessingTime::Constant { ms } if !(*ms >= 0.0 && ms.is_finite()) => {
+            ProcessingTime::Constant { ms } if !non_negative(*ms) => {
                 bad("consumers.processing.ms", "must be >= 0".into())
             }
             ProcessingTime::Exponential { mean_ms } | ProcessingTime::LogNormal { mean_ms, .. }
-                if !(*mean_ms > 0.0 && mean_ms.is_finite()) =>
+                if !positive(*mean_ms) =>
             {
                 bad("consumers.processing.mean_ms", "must be > 0".into())
             }
-            ProcessingTime::LogNormal { cv, .. } if !(*cv > 0.0) => bad("consumers.processing.cv", "must be > 0".into()),
+            ProcessingTime::LogNormal { cv, .. } if !positive(*cv) => bad("consumers.processing.cv", "must be > 0".into()),
             _ => {}
         }
         if let Faults::Schedule(fs) = &self.faults {
             for (i, f) in fs.iter().enumerate() {
                 let path = |s: &str| format!("faults[{i}].{s}");
-                if !(f.at_s >= 0.0) || f.at_s > self.duration_s as f64 {
+                if !non_negative(f.at_s) || f.at_s > self.duration_s as f64 {
                     bad(&path("at_s"), format!("must be within the safety phase 0..={}", self.duration_s));
                 }
-                if !(f.for_s >= 0.0) {
-                    bad(&path("for_s"), "must be >= 0".into());
+                if !non_negative(f.for_s) {
+                    bad(&path("for_s"), "must be a finite number >= 0".into());
                 }
                 match &f.kind {
                     FaultKind::BrokerCrash { broker } | FaultKind::SlowDisk { broker, .. } if *broker >= c.brokers => {

@@ -850,6 +850,10 @@ pub fn plot(path: &Path) -> Result<(PathBuf, Option<String>), RunError> {
     Ok((dir.join("index.html"), draw_run(&h, &dir, &title, &text)))
 }
 
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -907,8 +911,4 @@ mod tests {
             }
         }
     }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }

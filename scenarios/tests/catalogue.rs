@@ -182,6 +182,8 @@ fn malformed_scenarios_are_answered_precisely() {
             Want::Invalid("consumers.rate_limits[0].burst", Some(28), "at least 1"),
         ),
         ("fault on a missing broker", GOOD.replace("broker = 0", "broker = 9"), Want::Invalid("faults[0].broker", Some(22), "does not exist")),
+        ("fault lasting forever", GOOD.replace("at_s = 1.0", "at_s = 1.0\nfor_s = inf"), Want::Invalid("faults[0].for_s", Some(24), "a finite number >= 0")),
+        ("fault at no time", GOOD.replace("at_s = 1.0", "at_s = nan"), Want::Invalid("faults[0].at_s", Some(23), "within the safety phase")),
         ("client latency too long", GOOD.replace("count = 1", "count = 1\nclient_latency_ms = 10001"), Want::Invalid("consumers.client_latency_ms", Some(18), "exceeds the maximum 10000 ms")),
         ("rebalance delay too long", GOOD.replace("brokers = 3", "brokers = 3\ninitial_rebalance_delay_ms = 300001"), Want::Invalid("cluster.initial_rebalance_delay_ms", Some(6), "exceeds the maximum 300000 ms")),
         (

@@ -277,8 +277,7 @@ impl Harness {
 
     /// Plays the consumer driver for member `c`'s actions and checks G1 after each.
     fn drain_member(&mut self, c: u32) {
-        loop {
-            let Some(action) = self.members.get_mut(&c).and_then(|m| m.poll_action()) else { break };
+        while let Some(action) = self.members.get_mut(&c).and_then(|m| m.poll_action()) {
             self.seen.push(Seen { at_us: self.now_us, consumer: c, action: action.clone() });
             match action {
                 Action::Send(req) => self.net(Msg::ToCoordinator(req)),
@@ -528,7 +527,7 @@ fn static_member_restart_within_the_session_timeout_causes_no_rebalance() {
         } else {
             assert_eq!(h.rebalance_ends(), vec![1], "{case}: no rebalance");
             assert_eq!(h.owned(), before, "{case}: every member keeps its assignment");
-            assert!(h.members[&1].member_id() != None, "{case}");
+            assert!(h.members[&1].member_id().is_some(), "{case}");
         }
     }
 }
@@ -586,7 +585,7 @@ fn random_run(seed: u64) -> Harness {
     let protocol = protocol_of(assignor);
     let n_partitions = 1 + (r.next_u64() % 8) as u32;
     let n = 2 + (r.next_u64() % 3) as u32;
-    let static_members = r.next_u64() % 2 == 0;
+    let static_members = r.next_u64().is_multiple_of(2);
     let mut h = Harness::new(assignor, n_partitions, seed ^ 0xA5A5);
     h.delay_us = (1_000, 1_000 + r.next_u64() % 400_000);
     h.loss_per_mille = r.next_u64() % 30;
@@ -736,7 +735,8 @@ fn coordinator_answers_and_fences() {
     use ErrorCode::*;
     use Response as R;
     // (what, from, request, the immediate answer, t0's committed offset afterwards)
-    let cases: Vec<(&str, u32, Request, Option<Response>, Option<u64>)> = vec![
+    type Case = (&'static str, u32, Request, Option<Response>, Option<u64>);
+    let cases: Vec<Case> = vec![
         ("commit in the generation", 0, commit(1, m0, 5), Some(R::OffsetCommit(Ok(()))), Some(5)),
         ("stale-generation commit", 0, commit(0, m0, 9), Some(R::OffsetCommit(Err(IllegalGeneration))), Some(5)),
         ("future-generation commit", 0, commit(2, m0, 9), Some(R::OffsetCommit(Err(IllegalGeneration))), Some(5)),
