@@ -924,9 +924,9 @@ impl World {
         br.led.iter_mut().for_each(|l| *l = (None, 0));
         br.seen_meta = None;
         br.dirty = false;
-        if b == self.coordinator_broker && self.coordinator.is_some() {
-            self.move_coordinator();
-        }
+        // A group coordinator here stays unreachable until the controller fences this broker (its
+        // session times out, or it registers anew on restart): only then does the offsets
+        // partition get a new leader, which loads the group (`fence`).
         // A dead process resets its connections: peers see their requests fail at once.
         for p in 0..self.layout.producers {
             self.producer_disconnect(p, b);
@@ -1029,6 +1029,9 @@ impl World {
 
     fn fence(&mut self, b: u32) {
         self.ctrl.fenced[b as usize] = true;
+        if b == self.coordinator_broker {
+            self.move_coordinator();
+        }
         for g in 0..self.meta.len() {
             let m = &mut self.meta[g];
             if !m.replicas.contains(&b) {
@@ -1122,8 +1125,10 @@ impl World {
         self.coordinator = Coordinator::new(self.coordinator_config(0)).ok();
     }
 
-    /// The coordinator's broker failed: the next live broker takes the group over, rebuilt from the
-    /// replicated offsets log.
+    /// The controller fenced the coordinator's broker: the next live, unfenced broker (the offsets
+    /// partition's new leader) takes the group over, rebuilt from the replicated offsets log. Until
+    /// then (a crash is noticed after `BROKER_SESSION_TIMEOUT_MS`, as for any partition leader) the
+    /// group has no coordinator that answers.
     pub(crate) fn move_coordinator(&mut self) {
         let Some(old) = self.coordinator.take() else {
             return;
@@ -1133,7 +1138,7 @@ impl World {
         let mut next = self.coordinator_broker;
         for i in 1..=n {
             let cand = (self.coordinator_broker + i) % n;
-            if self.up[self.layout.broker(cand)] {
+            if self.up[self.layout.broker(cand)] && !self.ctrl.fenced[cand as usize] {
                 next = cand;
                 break;
             }

@@ -84,10 +84,12 @@ fn first_assign_after(out: &sluice_sim::SimOutcome, t_us: u64) -> Option<u64> {
         .map(|e| e.t_us)
 }
 
-/// (name, faults, the failover's start in s). In each case a consumer restart opens a join phase
-/// that the crashed consumer's old slot holds open until its session expires; the coordinator
-/// fails inside that window, with every live member's JoinGroup in flight to it.
-fn check(name: &str, faults: serde_json::Value, failover_at_s: u64) {
+/// (name, faults, the failover's start in s, when the successor takes over in s). In each case a
+/// consumer restart opens a join phase that the crashed consumer's old slot holds open until its
+/// session expires; the coordinator fails inside that window, with every live member's JoinGroup
+/// in flight to it. The successor takes over when the controller fences the crashed broker: its
+/// broker session (9 s) runs out, or it restarts and registers anew, whichever comes first.
+fn check(name: &str, faults: serde_json::Value, failover_at_s: u64, takeover_at_s: u64) {
     let s = failover(faults);
     for seed in 0..seeds(2, 8) {
         let out = run_seed(&s, seed, true);
@@ -107,13 +109,20 @@ fn check(name: &str, faults: serde_json::Value, failover_at_s: u64) {
             "{name} seed {seed}: partitions without exactly one owner at the end: {unowned:?}"
         );
         // The restored coordinator resumes the stored generation, the crashed consumer's old slot
-        // included, with sessions renewed (10 s); the rejoins form the next generation once that
-        // slot expires, not after the 300 s JoinGroup wait.
+        // included, with sessions renewed (10 s) from the takeover; the rejoins form the next
+        // generation once that slot expires, not after the 300 s JoinGroup wait.
         let reassigned = first_assign_after(&out, failover_at_s * 1_000_000)
             .expect("an assignment after the failover");
         assert!(
-            reassigned <= (failover_at_s + 10 + 5) * 1_000_000,
+            reassigned <= (takeover_at_s + 10 + 5) * 1_000_000,
             "{name} seed {seed}: first assignment after the failover at {reassigned} µs"
+        );
+        // …and not before: nobody answers for the group until the controller has fenced the
+        // crashed coordinator, and the old slot's renewed session then runs its full 10 s.
+        assert!(
+            // (less the controller's 250 ms tick: it may see the crash at the tick before)
+            reassigned >= (takeover_at_s + 10) * 1_000_000 - 500_000,
+            "{name} seed {seed}: an assignment at {reassigned} µs, before the takeover at {takeover_at_s} s plus the 10 s session"
         );
         // Consumption resumed everywhere: every partition commits in the last 10 s, and the lag
         // (hw − committed) is what the periodic commit leaves: at most one commit interval of
@@ -143,6 +152,7 @@ fn the_group_reforms_after_a_coordinator_failover_during_a_rebalance() {
             {"at_s": 10.0, "for_s": 8.0, "kind": "coordinator-failover"},
         ]),
         10,
+        18,
     );
     check(
         "failover, coordinator back quickly",
@@ -151,6 +161,16 @@ fn the_group_reforms_after_a_coordinator_failover_during_a_rebalance() {
             {"at_s": 9.0, "for_s": 1.0, "kind": "coordinator-failover"},
         ]),
         9,
+        10,
+    );
+    check(
+        "failover, coordinator down past its broker session",
+        json!([
+            {"at_s": 5.0, "for_s": 3.0, "kind": "consumer-crash", "consumer": 2},
+            {"at_s": 10.0, "for_s": 20.0, "kind": "coordinator-failover"},
+        ]),
+        10,
+        19,
     );
 }
 
