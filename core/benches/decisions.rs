@@ -113,6 +113,9 @@ fn main() {
                 strategy: Strategy::Credit,
                 protocol: Protocol::Cooperative,
                 buffer_records_max: 2_000,
+                buffer_bytes_max: 64 << 20,
+                max_partition_fetch_bytes: 1 << 20,
+                record_bytes_max: 1_024,
                 max_poll_records: 50,
                 process_batch_max: 50,
                 pause: PauseConfig { high_records: 1_600, low_records: 800 },
@@ -147,13 +150,13 @@ fn main() {
                     now += 100;
                     while let Some(a) = pl.poll_action() {
                         match a {
-                            Action::Fetch { tp, offset, max_records } => fetches.push((tp, offset, max_records)),
+                            Action::Fetch { tp, offset, max_records, .. } => fetches.push((tp, offset, max_records)),
                             Action::Process { worker, count, .. } => done.push((worker, count)),
                             _ => {}
                         }
                     }
                     for (tp, offset, max) in fetches.drain(..) {
-                        pl.handle(now, Input::Fetched { tp, offset, count: max, hw: offset + 10_000 });
+                        pl.handle(now, Input::Fetched { tp, offset, count: max, bytes: max as u64 * 1_024, hw: offset + 10_000 });
                         steps += 1;
                     }
                     for (worker, count) in done.drain(..) {

@@ -12,6 +12,10 @@
 //!
 //! Partitions are written `"topic/partition"` (see [`tp_name`]); members are `c0`, `c1`, … by index.
 //!
+//! Sizes: `fetch` and `buffer` lines carry the bytes of their records, and `Meta` the byte bound
+//! `buffer_bytes_max`. These fields were added within schema 1; a history without them reads them
+//! as 0 (no bytes known, no byte bound declared).
+//!
 //! Schema version: [`SCHEMA_VERSION`]. A change that alters the meaning of a field bumps it.
 
 use serde::{Deserialize, Serialize};
@@ -93,6 +97,9 @@ pub struct TierBound {
 pub struct Bounds {
     /// Records buffered in one consumer (fetched, not yet processed or dead-lettered).
     pub buffer_records_max: u64,
+    /// Bytes of those records (0: no byte bound declared, as in histories written before it).
+    #[serde(default)]
+    pub buffer_bytes_max: u64,
     /// Credits one consumer may have granted in all (exclusive + floating); 0 when the strategy is not
     /// credit-based.
     pub credits_max: u64,
@@ -217,6 +224,9 @@ pub enum Event {
         consumer: u32,
         tp: String,
         runs: Vec<Run>,
+        /// Bytes of the records returned (0 in histories written before record sizes).
+        #[serde(default)]
+        bytes: u64,
         hw: u64,
     },
     /// The member began processing offsets `offset..offset+count` of `tp` (attempt 1 = first try).
@@ -297,6 +307,9 @@ pub enum Event {
     Buffer {
         consumer: u32,
         records: u64,
+        /// Bytes of those records (0 in histories written before record sizes).
+        #[serde(default)]
+        bytes: u64,
         credits_outstanding: u64,
     },
     /// Per-partition lag sample: high watermark minus committed offset.
@@ -448,15 +461,19 @@ mod tests {
                 consumer: 2,
                 tp: tp_name("orders", 3),
                 runs: vec![Run { offset: 10, producer: 0, seq: 7, count: 4 }],
+                bytes: 4_096,
                 hw: 20,
             },
         };
         let line = to_line(&e);
         assert_eq!(
             line,
-            r#"{"t_us":1500,"kind":"fetch","consumer":2,"tp":"orders/3","runs":[{"offset":10,"producer":0,"seq":7,"count":4}],"hw":20}"#
+            r#"{"t_us":1500,"kind":"fetch","consumer":2,"tp":"orders/3","runs":[{"offset":10,"producer":0,"seq":7,"count":4}],"bytes":4096,"hw":20}"#
         );
         assert_eq!(parse_jsonl(&line).unwrap(), vec![e]);
+        // A line written before record sizes (no `bytes`) still reads, as 0 bytes.
+        let old = r#"{"t_us":1500,"kind":"fetch","consumer":2,"tp":"orders/3","runs":[],"hw":20}"#;
+        assert!(matches!(parse_jsonl(old).unwrap()[0].ev, Event::Fetch { bytes: 0, .. }));
     }
 
     #[test]

@@ -42,6 +42,15 @@ pub struct PipelineConfig {
     pub strategy: Strategy,
     pub protocol: Protocol,
     pub buffer_records_max: u32,
+    /// Bytes of buffered records, at most (`consumers.buffer_bytes_max`): the pause and credit
+    /// strategies size fetches so the buffer never holds more.
+    pub buffer_bytes_max: u64,
+    /// The most bytes one fetch asks for one partition (`max.partition.fetch.bytes`).
+    pub max_partition_fetch_bytes: u64,
+    /// The largest record the member can meet, bytes. A fetch reply holds at most the bytes it
+    /// asked for, or one record whatever its size (KIP-74: a consumer always makes progress), so a
+    /// bounded strategy fetches only while the free byte room holds one such record.
+    pub record_bytes_max: u64,
     /// The most records one fetch may return for one partition.
     pub max_poll_records: u32,
     /// The most records one `Process` action hands a worker.
@@ -145,8 +154,9 @@ pub enum Input<'a> {
     Revoke { generation: Generation, tps: &'a [Tp] },
     /// The partitions were lost (session expired, fenced): no commit is possible; drop them.
     Lost { tps: &'a [Tp] },
-    /// A fetch returned offsets `offset..offset+count` of `tp`; `hw` is the high watermark.
-    Fetched { tp: Tp, offset: Offset, count: u32, hw: Offset },
+    /// A fetch returned offsets `offset..offset+count` of `tp`, `bytes` in all: at most the
+    /// fetch's `max_bytes`, or a single record; `hw` is the high watermark.
+    Fetched { tp: Tp, offset: Offset, count: u32, bytes: u64, hw: Offset },
     /// A fetch returned nothing or failed (not leader, timeout); it may be retried.
     FetchEmpty { tp: Tp, hw: Option<Offset> },
     /// The run handed to `worker` finished: its first `ok` records succeeded; when `ok < count` the
@@ -161,9 +171,10 @@ pub enum Input<'a> {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
-    /// Fetch up to `max_records` of `tp` from `offset`. One fetch per partition is outstanding at a
-    /// time; answer with `Fetched` or `FetchEmpty`.
-    Fetch { tp: Tp, offset: Offset, max_records: u32 },
+    /// Fetch up to `max_records` of `tp` from `offset`, at most `max_bytes` of them (or one record
+    /// whatever its size, when it is the first of the request's replies with data). One fetch per
+    /// partition is outstanding at a time; answer with `Fetched` or `FetchEmpty`.
+    Fetch { tp: Tp, offset: Offset, max_records: u32, max_bytes: u64 },
     Pause { tp: Tp },
     Resume { tp: Tp },
     /// The fetch position of `tp` is now `offset` (assignment).
@@ -178,7 +189,7 @@ pub enum Action {
     CreditGrant { tp: Tp, n: u32, floating: u32 },
     CreditReturn { tp: Tp, n: u32 },
     Token { tier: TierIdx, n: u32, admitted: bool },
-    Buffer { records: u64, credits_outstanding: u64 },
+    Buffer { records: u64, bytes: u64, credits_outstanding: u64 },
     Metrics { back_pressured_ms_per_s: u32, busy_ms_per_s: u32, idle_ms_per_s: u32 },
     /// Snapshot of the limiter state to persist (R3).
     LimiterSnapshot { snaps: Vec<BucketSnapshot> },
@@ -194,6 +205,8 @@ pub enum Action {
 pub struct Stats {
     pub buffered_records: u64,
     pub buffered_records_peak: u64,
+    pub buffered_bytes: u64,
+    pub buffered_bytes_peak: u64,
     pub credits_outstanding: u64,
     pub processed_records: u64,
     pub dead_lettered_records: u64,
@@ -216,6 +229,18 @@ pub struct Stats {
 /// of them, plus the one on a worker: half the bound leaves the other half to the dead letters.
 pub const LEDGER_PENDING_RANGES_MAX: usize = 1_024;
 const _: () = assert!((PARKED_RECORDS_MAX_LIMIT as usize + 1) * 2 <= LEDGER_PENDING_RANGES_MAX);
+
+/// The bytes of `to` of `from` records that hold `bytes` in all, in proportion (exact when the
+/// records are of one size); all of them when `to >= from`.
+#[inline]
+fn share_bytes(bytes: u64, from: impl Into<u64>, to: impl Into<u64>) -> u64 {
+    let (from, to) = (from.into(), to.into());
+    if to >= from {
+        bytes
+    } else {
+        (bytes as u128 * to as u128 / from as u128) as u64
+    }
+}
 
 /// Records a completion in the ledger. A stale completion (the partition was lost or reassigned
 /// since: `Unknown`, `AlreadyDone`) is counted in `Stats::stale_completions`; a refusal that breaks
@@ -279,6 +304,9 @@ impl PipelineConfig {
             strategy: k.strategy,
             protocol: k.protocol,
             buffer_records_max: k.buffer_records_max,
+            buffer_bytes_max: k.buffer_bytes_max,
+            max_partition_fetch_bytes: k.max_partition_fetch_bytes,
+            record_bytes_max: spec.record_bytes_max(),
             max_poll_records: k.max_poll_records,
             process_batch_max: k.max_poll_records,
             pause: PauseConfig { high_records: high, low_records: low },
@@ -317,11 +345,16 @@ struct Part {
     fetch_pos: Offset,
     /// Records the outstanding fetch asked for: its reservation in the buffer until the reply.
     fetch_requested: u32,
+    /// Bytes it reserved (its `max_bytes`, or one largest record if more).
+    fetch_requested_bytes: u64,
     fetch_outstanding: bool,
     /// Buffered runs `(offset, count)` in offset order, not yet handed to a worker (the in-flight run
     /// is taken off the front).
     buffer: VecDeque<(Offset, u32)>,
     buffered: u64,
+    /// Bytes of the `buffered` records. Records leave in proportion (exact when a partition's
+    /// records are of one size) and the last one leaving takes what is left.
+    buffered_bytes: u64,
     in_flight: bool,
     /// Blocking retries: a failed record waiting for its retry at the buffer front:
     /// `(offset, attempt, not_before_us)`.
@@ -605,6 +638,8 @@ pub struct Pipeline {
     pending_revoke: Option<PendingRevoke>,
     buffered_total: u64,
     reserved_total: u64,
+    buffered_bytes_total: u64,
+    reserved_bytes_total: u64,
     stats: Stats,
     now_us: TimeUs,
     last_poll_us: TimeUs,
@@ -722,6 +757,8 @@ impl Pipeline {
         assert!(cfg.workers >= 1, "workers must be at least 1");
         assert!(cfg.max_poll_records >= 1 && cfg.process_batch_max >= 1);
         assert!(cfg.buffer_records_max >= 1);
+        assert!(cfg.record_bytes_max >= 1 && cfg.max_partition_fetch_bytes >= 1);
+        assert!(cfg.buffer_bytes_max >= cfg.record_bytes_max, "the byte bound holds one record");
         assert!(
             cfg.retry_mode == RetryMode::Blocking || (1..=PARKED_RECORDS_MAX_LIMIT).contains(&cfg.parked_records_max),
             "non-blocking retries need parked_records_max within 1..={PARKED_RECORDS_MAX_LIMIT}"
@@ -760,6 +797,8 @@ impl Pipeline {
             pending_revoke: None,
             buffered_total: 0,
             reserved_total: 0,
+            buffered_bytes_total: 0,
+            reserved_bytes_total: 0,
             stats: Stats::default(),
             now_us,
             last_poll_us: now_us,
@@ -801,7 +840,7 @@ impl Pipeline {
                     p.tps.retain(|tp| !tps.contains(tp));
                 }
             }
-            Input::Fetched { tp, offset, count, hw } => self.on_fetched(tp, offset, count, hw),
+            Input::Fetched { tp, offset, count, bytes, hw } => self.on_fetched(tp, offset, count, bytes, hw),
             Input::FetchEmpty { tp, hw } => {
                 let strategy_credit = self.cfg.strategy == Strategy::Credit;
                 if !self.parts.contains_key(&tp) {
@@ -811,6 +850,8 @@ impl Pipeline {
                     p.fetch_outstanding = false;
                     self.reserved_total -= p.fetch_requested as u64;
                     p.fetch_requested = 0;
+                    self.reserved_bytes_total -= p.fetch_requested_bytes;
+                    p.fetch_requested_bytes = 0;
                     if let Some(hw) = hw {
                         p.hw = p.hw.max(hw);
                     }
@@ -900,6 +941,7 @@ impl Pipeline {
     pub fn stats(&self) -> Stats {
         let mut s = self.stats.clone();
         s.buffered_records = self.buffered_total;
+        s.buffered_bytes = self.buffered_bytes_total;
         s.credits_outstanding = self.credits.outstanding();
         s.busy_workers = self.cfg.workers - self.free_workers;
         s.owned_partitions = self.parts.len() as u32;
@@ -996,8 +1038,9 @@ impl Pipeline {
         }
         self.acc = TimeAcc::default();
         let records = self.buffered_total;
+        let bytes = self.buffered_bytes_total;
         let credits_outstanding = self.credits.outstanding();
-        self.push(Action::Buffer { records, credits_outstanding });
+        self.push(Action::Buffer { records, bytes, credits_outstanding });
     }
 
     fn on_assigned(&mut self, generation: Generation, tps: &[(Tp, Offset)]) {
@@ -1015,6 +1058,7 @@ impl Pipeline {
                     }
                 }
                 self.buffered_total -= z.buffered;
+                self.buffered_bytes_total -= z.buffered_bytes;
             }
             let start = if self.cfg.bugs.has(Bug::NoSeekOnAssign) {
                 self.old_positions.get(&tp).copied().unwrap_or(committed).max(committed)
@@ -1034,9 +1078,11 @@ impl Pipeline {
                 Part {
                     fetch_pos: start,
                     fetch_requested: 0,
+                    fetch_requested_bytes: 0,
                     fetch_outstanding: false,
                     buffer: VecDeque::new(),
                     buffered: 0,
+                    buffered_bytes: 0,
                     in_flight: false,
                     retry: None,
                     parked: Vec::new(),
@@ -1216,6 +1262,8 @@ impl Pipeline {
         self.old_positions.insert(tp, p.fetch_pos);
         self.buffered_total -= p.buffered;
         self.reserved_total -= p.fetch_requested as u64;
+        self.buffered_bytes_total -= p.buffered_bytes;
+        self.reserved_bytes_total -= p.fetch_requested_bytes;
         self.ledger.untrack(tp);
         if self.cfg.strategy == Strategy::Credit {
             let n = self.credits.remove_channel(tp);
@@ -1230,17 +1278,17 @@ impl Pipeline {
         self.level_changed();
     }
 
-    fn on_fetched(&mut self, tp: Tp, offset: Offset, count: u32, hw: Offset) {
+    fn on_fetched(&mut self, tp: Tp, offset: Offset, count: u32, bytes: u64, hw: Offset) {
         let Some(i) = self.parts.pos(&tp) else {
             self.stale_fetches.remove(&tp); // the reply of a fetch of a partition given up
             return;
         };
-        self.take_fetched(i, tp, offset, count, hw);
+        self.take_fetched(i, tp, offset, count, bytes, hw);
         self.sync_sets_at(i);
     }
 
     /// Takes a fetch reply for the partition at position `i` of the table into its buffer.
-    fn take_fetched(&mut self, i: usize, tp: Tp, offset: Offset, count: u32, hw: Offset) {
+    fn take_fetched(&mut self, i: usize, tp: Tp, offset: Offset, count: u32, bytes: u64, hw: Offset) {
         let credit = self.cfg.strategy == Strategy::Credit;
         let fetch_checks_credits = self.fetch_checks_credits();
         let p = &mut self.parts.entries[i].1;
@@ -1251,20 +1299,26 @@ impl Pipeline {
             return;
         }
         let requested = p.fetch_requested;
+        let requested_bytes = p.fetch_requested_bytes;
         p.fetch_outstanding = false;
         self.reserved_total -= requested as u64;
         p.fetch_requested = 0;
+        self.reserved_bytes_total -= requested_bytes;
+        p.fetch_requested_bytes = 0;
         p.hw = p.hw.max(hw);
         if p.revoking || count == 0 {
             return;
         }
+        debug_assert!(count == 1 || bytes <= requested_bytes.max(self.cfg.max_partition_fetch_bytes), "a reply holds at most max_bytes, or one record");
         // Never accept more than was asked for (the bound the fetch was sized by).
+        let mut bytes = share_bytes(bytes, count, count.min(requested));
         let mut count = count.min(requested);
         let mut offset = offset;
         if offset < p.fetch_pos {
             // Overlap with what we already hold: keep only the new tail.
             let skip = (p.fetch_pos - offset).min(count as u64) as u32;
             offset += skip as u64;
+            bytes = share_bytes(bytes, count, count - skip);
             count -= skip;
             if count == 0 {
                 return;
@@ -1280,6 +1334,7 @@ impl Pipeline {
                 Err(_e) => {
                     // Only the credits we hold may be used (C1): keep what they cover.
                     let avail = self.credits.available(tp);
+                    bytes = share_bytes(bytes, count, count.min(avail));
                     count = count.min(avail);
                     if count == 0 {
                         return;
@@ -1301,8 +1356,13 @@ impl Pipeline {
         }
         p.buffered += count as u64;
         self.buffered_total += count as u64;
+        p.buffered_bytes += bytes;
+        self.buffered_bytes_total += bytes;
         if self.buffered_total > self.stats.buffered_records_peak {
             self.stats.buffered_records_peak = self.buffered_total;
+        }
+        if self.buffered_bytes_total > self.stats.buffered_bytes_peak {
+            self.stats.buffered_bytes_peak = self.buffered_bytes_total;
         }
         self.level_changed();
     }
@@ -1403,6 +1463,9 @@ impl Pipeline {
         } else {
             p.retry = None;
         }
+        let released_bytes = if released == p.buffered { p.buffered_bytes } else { share_bytes(p.buffered_bytes, p.buffered, released) };
+        p.buffered_bytes -= released_bytes;
+        self.buffered_bytes_total -= released_bytes;
         p.buffered -= released;
         self.buffered_total -= released;
         if p.buffered == 0 && p.starved {
@@ -1860,6 +1923,13 @@ impl Pipeline {
         let cap = self.cfg.buffer_records_max as u64;
         let actions_max = self.cfg.actions_max;
         let mut room = cap.saturating_sub(self.buffered_total + self.reserved_total);
+        // The byte bound (every strategy but none): a fetch asks for at most the free byte room,
+        // and only while that room holds one record of the largest size (a reply may always hold
+        // one record, whatever `max_bytes` says).
+        let bytes_bounded = strategy != Strategy::None;
+        let record_bytes_max = self.cfg.record_bytes_max;
+        let partition_bytes_max = self.cfg.max_partition_fetch_bytes;
+        let mut byte_room = self.cfg.buffer_bytes_max.saturating_sub(self.buffered_bytes_total + self.reserved_bytes_total);
         // Pause strategy: what a partition at its log end may ask for in this walk (see
         // `LOG_END_FETCH_SHARE_DEN`), fixed at the walk's start so that the order of the walk does
         // not change it.
@@ -1867,6 +1937,10 @@ impl Pipeline {
         let n_parts = self.parts.len();
         let mut at = 0;
         while let Some(i) = self.parts.fetchable.next_in(at, n_parts) {
+            if bytes_bounded && byte_room < record_bytes_max {
+                // No partition can fetch until records leave the buffer (they wake the walk).
+                break;
+            }
             at = i + 1;
             let (tp, p) = &mut self.parts.entries[i];
             let tp = *tp;
@@ -1915,15 +1989,28 @@ impl Pipeline {
                 continue;
             }
             let offset = p.fetch_pos;
+            // n records never exceed n largest records, so asking for more bytes than that would
+            // only hold room a sibling could use.
+            let wanted_bytes = (n as u64).saturating_mul(record_bytes_max).min(partition_bytes_max);
+            let (max_bytes, reserve_bytes) = if bytes_bounded {
+                let max_bytes = wanted_bytes.min(byte_room);
+                let reserve = max_bytes.max(record_bytes_max);
+                byte_room -= reserve;
+                (max_bytes, reserve)
+            } else {
+                (wanted_bytes, wanted_bytes.max(record_bytes_max))
+            };
             p.fetch_outstanding = true;
             p.fetch_requested = n;
+            p.fetch_requested_bytes = reserve_bytes;
             p.in_fetchable = false;
             self.parts.fetchable.remove(i);
             self.reserved_total += n as u64;
+            self.reserved_bytes_total += reserve_bytes;
             if self.actions.len() >= actions_max {
                 actions_overflow(actions_max);
             }
-            self.actions.push_with(|| Action::Fetch { tp, offset, max_records: n });
+            self.actions.push_with(|| Action::Fetch { tp, offset, max_records: n, max_bytes });
         }
     }
 }

@@ -188,9 +188,14 @@ pub struct Producer {
     /// `linger.ms`: how long a producer waits to fill a batch.
     #[serde(default = "d_linger")]
     pub linger_ms: u64,
-    /// `batch.size` in records (the model counts records, not bytes).
+    /// `batch.size` in records (a batch closes on records; record sizes are `record_bytes`).
     #[serde(default = "d_batch")]
     pub batch_records_max: u32,
+    /// Size of each record this producer writes, bytes (key, value and per-record overhead), at
+    /// most [`RECORD_BYTES_LIMIT`]. Fetch sizes (`max_partition_fetch_bytes`, `fetch_max_bytes`)
+    /// and the consumer's byte bound (`buffer_bytes_max`) are counted in these.
+    #[serde(default = "d_record_bytes")]
+    pub record_bytes: u32,
     /// `delivery.timeout.ms`: after this the send fails with an unknown outcome.
     #[serde(default = "d_delivery")]
     pub delivery_timeout_ms: u64,
@@ -210,6 +215,14 @@ fn d_linger() -> u64 {
 }
 fn d_batch() -> u32 {
     500
+}
+/// The default `record_bytes`: a 1 KiB record.
+pub const DEFAULT_RECORD_BYTES: u32 = 1_024;
+/// The largest `record_bytes`: half a MiB, so that a record with its batch overhead stays well
+/// inside Kafka's default `message.max.bytes` (1 048 588) and librdkafka's (1 000 000).
+pub const RECORD_BYTES_LIMIT: u32 = 1 << 19;
+fn d_record_bytes() -> u32 {
+    DEFAULT_RECORD_BYTES
 }
 fn d_delivery() -> u64 {
     120_000
@@ -444,6 +457,15 @@ pub struct Consumers {
     /// `fetch.wait.max.ms`: long-poll wait when nothing is available.
     #[serde(default = "d_fetch_wait")]
     pub fetch_wait_max_ms: u64,
+    /// `max.partition.fetch.bytes` (1 MiB): the most bytes one fetch returns for one partition,
+    /// except that the first record of the first partition with data is returned whatever its
+    /// size, so that a consumer always makes progress (KIP-74).
+    #[serde(default = "d_max_partition_fetch_bytes")]
+    pub max_partition_fetch_bytes: u64,
+    /// `fetch.max.bytes` (50 MiB): the most bytes one fetch request returns over all its
+    /// partitions, with the same first-record exception.
+    #[serde(default = "d_fetch_max_bytes")]
+    pub fetch_max_bytes: u64,
     /// Extra one-way delay of every message between a consumer and a broker (fetches, commits,
     /// group requests), milliseconds, on top of `cluster.network_latency_ms`: the client-side path
     /// of a real consumer (librdkafka's fetch pipelining and the poll loop, synchronous commits) that
@@ -460,6 +482,11 @@ pub struct Consumers {
     /// Records fetched but not yet processed, per consumer.
     #[serde(default = "d_buffer")]
     pub buffer_records_max: u32,
+    /// Bytes of those records, per consumer (the prefetch memory; librdkafka's
+    /// `queued.max.messages.kbytes` is 64 MiB). The pause and credit strategies size fetches so
+    /// the buffer never holds more; it must fit the largest record of the subscribed topics.
+    #[serde(default = "d_buffer_bytes")]
+    pub buffer_bytes_max: u64,
     /// Pause strategy: pause a partition when the buffer holds this many records…
     #[serde(default)]
     pub pause_high_records: Option<u32>,
@@ -520,6 +547,18 @@ fn d_max_poll_records() -> u32 {
 }
 fn d_fetch_wait() -> u64 {
     500
+}
+fn d_max_partition_fetch_bytes() -> u64 {
+    1 << 20
+}
+fn d_fetch_max_bytes() -> u64 {
+    50 << 20
+}
+/// The largest `fetch_max_bytes`: below librdkafka's `receive.message.max.bytes` (100 000 000)
+/// less its 512-byte protocol margin, so real mode can always honour it.
+pub const FETCH_MAX_BYTES_LIMIT: u64 = 99_000_000;
+fn d_buffer_bytes() -> u64 {
+    64 << 20
 }
 /// The calibrated default of `consumers.client_latency_ms` (docs/fidelity.md, "Calibration").
 pub const DEFAULT_CLIENT_LATENCY_MS: u64 = 45;
@@ -771,6 +810,17 @@ impl Scenario {
         crate::history::tp_name(&self.topics[tp.topic as usize].name, tp.partition)
     }
 
+    /// The largest `record_bytes` of the producers writing to the subscribed topics (the default
+    /// record size when none does): the most bytes one record the consumers meet can hold.
+    pub fn record_bytes_max(&self) -> u64 {
+        self.producers
+            .iter()
+            .filter(|p| self.consumers.topics.contains(&p.topic))
+            .map(|p| p.record_bytes as u64)
+            .max()
+            .unwrap_or(DEFAULT_RECORD_BYTES as u64)
+    }
+
     /// Every partition the consumer group subscribes to, in (topic, partition) order.
     pub fn subscribed_partitions(&self) -> Vec<crate::types::Tp> {
         let mut v = Vec::new();
@@ -808,6 +858,7 @@ impl Scenario {
         }
         crate::history::Bounds {
             buffer_records_max: k.buffer_records_max as u64,
+            buffer_bytes_max: k.buffer_bytes_max,
             credits_max,
             rate_tiers,
             duplicate_window_records: None,
@@ -911,6 +962,9 @@ impl Scenario {
             if !(p.rate_per_s > 0.0 && p.rate_per_s.is_finite()) {
                 bad(&path("rate_per_s"), format!("must be > 0, got {}", p.rate_per_s));
             }
+            if p.record_bytes == 0 || p.record_bytes > RECORD_BYTES_LIMIT {
+                bad(&path("record_bytes"), format!("must be within 1..={RECORD_BYTES_LIMIT}, got {}", p.record_bytes));
+            }
             if p.batch_records_max == 0 {
                 bad(&path("batch_records_max"), "must be at least 1".into());
             }
@@ -966,6 +1020,19 @@ impl Scenario {
         }
         if k.buffer_records_max == 0 {
             bad("consumers.buffer_records_max", "must be at least 1".into());
+        }
+        if k.max_partition_fetch_bytes == 0 {
+            bad("consumers.max_partition_fetch_bytes", "must be at least 1".into());
+        }
+        if k.fetch_max_bytes == 0 || k.fetch_max_bytes > FETCH_MAX_BYTES_LIMIT {
+            bad("consumers.fetch_max_bytes", format!("must be within 1..={FETCH_MAX_BYTES_LIMIT}, got {}", k.fetch_max_bytes));
+        }
+        let record_max = self.record_bytes_max();
+        if k.buffer_bytes_max < record_max {
+            bad(
+                "consumers.buffer_bytes_max",
+                format!("{} bytes cannot hold one record of the subscribed topics ({record_max} bytes)", k.buffer_bytes_max),
+            );
         }
         if k.workers == 0 {
             bad("consumers.workers", "must be at least 1".into());

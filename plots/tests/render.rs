@@ -247,7 +247,7 @@ fn one_instant_histories_still_draw_sensible_axes() {
     use sluice_core::history::Event;
     let mut hist = vec![history("credit", true).remove(0)];
     hist.push(Entry { t_us: 0, ev: Event::Lag { tp: "orders/0".into(), hw: 0, committed: 0 } });
-    hist.push(Entry { t_us: 0, ev: Event::Buffer { consumer: 0, records: 0, credits_outstanding: 0 } });
+    hist.push(Entry { t_us: 0, ev: Event::Buffer { consumer: 0, records: 0, bytes: 0, credits_outstanding: 0 } });
     let dir = out_dir("one-instant");
     let r = render_run_report(&hist, &dir).unwrap();
     assert_eq!(names(&r.files), ["lag.png", "lag.svg", "buffer.png", "buffer.svg", "credits.png", "credits.svg"]);

@@ -717,7 +717,7 @@ broker = 0
         use sluice_core::history::Run;
         let e = |ev| Entry { t_us: 0, ev };
         let ack = |tp: &str, offset, count| e(Event::ProduceAck { producer: 0, tp: tp.into(), seq: offset, count, offset });
-        let fetch = |tp: &str, offset, count| e(Event::Fetch { consumer: 0, tp: tp.into(), runs: vec![Run { offset, producer: 0, seq: offset, count }], hw: 0 });
+        let fetch = |tp: &str, offset, count| e(Event::Fetch { consumer: 0, tp: tp.into(), runs: vec![Run { offset, producer: 0, seq: offset, count }], bytes: 0, hw: 0 });
         let cases: Vec<(Vec<Entry>, u64)> = vec![
             (vec![], 0),
             (vec![ack("a/0", 0, 10)], 10),

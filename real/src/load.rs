@@ -1,8 +1,10 @@
 //! The producer load generator: plays each scenario producer's load shape in real time (scaled by
 //! the run's time scale), keyed, with every record's value carrying `(producer, seq)`.
 //!
-//! A record's payload is 12 bytes: the producer index (u32, big endian) then its seq (u64, big
-//! endian), where seq counts the records this producer sent to that partition. The partition is
+//! A record's key is the drawn key (u64, big endian); its value starts with 12 bytes: the producer
+//! index (u32, big endian) then its seq (u64, big endian), where seq counts the records this
+//! producer sent to that partition. The value is padded with zeros so that key and value hold the
+//! producer's `record_bytes` (at least 20 bytes). The partition is
 //! chosen here (hash of the key) so that seqs are per partition, as the history schema wants.
 
 use std::collections::BTreeMap;
@@ -25,6 +27,8 @@ use crate::RealError;
 
 /// Payload length: producer (4 bytes) + seq (8 bytes).
 pub const PAYLOAD_BYTES: usize = 12;
+/// A record's key: the drawn key, a u64 (big endian).
+pub const KEY_BYTES: usize = 8;
 /// The generator wakes this often to send what arrived since the last tick.
 pub const TICK_MS: u64 = 5;
 /// How long the final flush may take before unacknowledged records are reported with an unknown
@@ -190,6 +194,9 @@ pub fn run_load(plan: &LoadPlan, conn: &Conn, rec: &Recorder, stop: &AtomicBool)
         rng: SplitMix64,
         next_arrival_s: f64,
         seqs: Vec<u64>,
+        /// The value written: the encoded `(producer, seq)`, padded so that key and value hold
+        /// the producer's `record_bytes` (at least the key and the encoding: 20 bytes).
+        payload: Vec<u8>,
         producer: ThreadedProducer<DeliveryCtx>,
         /// Per partition: seqs resolved (acked or failed), as merged ranges.
         resolved: Vec<Vec<(u64, u64)>>,
@@ -221,6 +228,7 @@ pub fn run_load(plan: &LoadPlan, conn: &Conn, rec: &Recorder, stop: &AtomicBool)
             rng: SplitMix64(plan.seed ^ (0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1))),
             next_arrival_s: 0.0,
             seqs: vec![0; partitions as usize],
+            payload: vec![0; (p.record_bytes as usize).saturating_sub(KEY_BYTES).max(PAYLOAD_BYTES)],
             producer,
             resolved: vec![Vec::new(); partitions as usize],
         });
@@ -241,7 +249,8 @@ pub fn run_load(plan: &LoadPlan, conn: &Conn, rec: &Recorder, stop: &AtomicBool)
                     let key = p.keys.draw(&mut p.rng);
                     let part = key_partition(key, p.partitions);
                     let seq = p.seqs[part as usize];
-                    let payload = encode(pi as u32, seq);
+                    p.payload[..PAYLOAD_BYTES].copy_from_slice(&encode(pi as u32, seq));
+                    let payload = &p.payload;
                     let key_bytes = key.to_be_bytes();
                     let mut attempts = 0u32;
                     loop {

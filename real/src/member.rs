@@ -125,6 +125,10 @@ pub fn consumer_config(plan: &MemberPlan) -> ClientConfig {
         .set("heartbeat.interval.ms", k.heartbeat_interval_ms.to_string())
         .set("max.poll.interval.ms", k.max_poll_interval_ms.to_string())
         .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
+        .set("max.partition.fetch.bytes", k.max_partition_fetch_bytes.to_string())
+        .set("fetch.max.bytes", k.fetch_max_bytes.to_string())
+        // librdkafka's prefetch queue holds no more bytes than the pipeline's buffer may.
+        .set("queued.max.messages.kbytes", (k.buffer_bytes_max / 1_024).max(1).to_string())
         .set(
             "auto.offset.reset",
             match k.auto_offset_reset {
@@ -157,11 +161,14 @@ struct Staged {
     offset: Offset,
     producer: u32,
     seq: u64,
+    /// Key and value bytes.
+    bytes: u32,
 }
 
 struct Fetch {
     offset: Offset,
     max_records: u32,
+    max_bytes: u64,
     asked_at_us: TimeUs,
 }
 
@@ -448,7 +455,7 @@ fn execute(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
         guard += 1;
         assert!(guard < 10_000_000, "pipeline produced actions without end");
         match a {
-            Action::Fetch { tp, offset, max_records } => {
+            Action::Fetch { tp, offset, max_records, max_bytes } => {
                 if st.next_deliver.get(&tp) != Some(&offset) {
                     // The pipeline wants another position: what is staged is no longer wanted.
                     st.staging.remove(&tp);
@@ -459,7 +466,7 @@ fn execute(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
                         }
                     }
                 }
-                st.fetches.insert(tp, Fetch { offset, max_records, asked_at_us: env.now() });
+                st.fetches.insert(tp, Fetch { offset, max_records, max_bytes, asked_at_us: env.now() });
             }
             Action::Pause { tp } => {
                 st.paused_pipeline.insert(tp);
@@ -545,8 +552,8 @@ fn execute(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
                 let name = st.pipeline.config().tier_names.get(tier).cloned().unwrap_or_else(|| format!("tier{tier}"));
                 env.rec.record(Event::Token { consumer: me, tier: name, n, admitted })
             }
-            Action::Buffer { records, credits_outstanding } => {
-                env.rec.record(Event::Buffer { consumer: me, records, credits_outstanding })
+            Action::Buffer { records, bytes, credits_outstanding } => {
+                env.rec.record(Event::Buffer { consumer: me, records, bytes, credits_outstanding })
             }
             Action::Metrics { back_pressured_ms_per_s, busy_ms_per_s, idle_ms_per_s } => {
                 env.rec.record(Event::Metrics { consumer: me, back_pressured_ms_per_s, busy_ms_per_s, idle_ms_per_s })
@@ -641,9 +648,9 @@ fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
     let wait_us = env.plan.scenario.consumers.fetch_wait_max_ms * 1_000;
     let tps: Vec<Tp> = st.fetches.keys().copied().collect();
     for tp in tps {
-        let (offset, max, asked) = {
+        let (offset, max, max_bytes, asked) = {
             let f = &st.fetches[&tp];
-            (f.offset, f.max_records, f.asked_at_us)
+            (f.offset, f.max_records, f.max_bytes, f.asked_at_us)
         };
         let q = st.staging.entry(tp).or_default();
         while q.front().is_some_and(|r| r.offset < offset) {
@@ -651,6 +658,7 @@ fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
         }
         let mut runs: Vec<Run> = Vec::new();
         let mut count = 0u32;
+        let mut bytes = 0u64;
         let mut first = None;
         while count < max {
             let Some(r) = q.front().copied() else { break };
@@ -659,8 +667,13 @@ fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
                 Some(f) if r.offset != f + count as u64 => break, // a gap: deliver up to it
                 _ => {}
             }
+            // Within the bytes asked for, but always one record (as a broker answers, KIP-74).
+            if count > 0 && bytes + r.bytes as u64 > max_bytes {
+                break;
+            }
             q.pop_front();
             count += 1;
+            bytes += r.bytes as u64;
             match runs.last_mut() {
                 Some(last) if last.producer == r.producer && last.seq + last.count as u64 == r.seq && last.offset + last.count as u64 == r.offset => {
                     last.count += 1
@@ -678,9 +691,9 @@ fn step(env: &Env, st: &mut State, c: &BaseConsumer<MemberCtx>) {
             let hw = high_watermark(cached_high_watermark(env, c, tp), staged_end, first + count as u64);
             st.fetches.remove(&tp);
             st.next_deliver.insert(tp, first + count as u64);
-            env.rec.record(Event::Fetch { consumer: me, tp: env.tp_name(tp), runs, hw });
+            env.rec.record(Event::Fetch { consumer: me, tp: env.tp_name(tp), runs, bytes, hw });
             let local_end = staged_end.unwrap_or(0).max(first + count as u64);
-            st.pipeline.handle(env.now(), Input::Fetched { tp, offset: first, count, hw: local_end });
+            st.pipeline.handle(env.now(), Input::Fetched { tp, offset: first, count, bytes, hw: local_end });
         } else if now.saturating_sub(asked) >= wait_us {
             st.fetches.remove(&tp);
             st.pipeline.handle(env.now(), Input::FetchEmpty { tp, hw: staged_end });
@@ -804,7 +817,8 @@ pub fn run_member(plan: MemberPlan, rec: Recorder, control: Arc<Control>) -> Exi
                 None => break,
                 Some(Ok(m)) => {
                     if let (Some(tp), Some((producer, seq))) = (env.tp_of(m.topic(), m.partition()), m.payload().and_then(crate::load::decode)) {
-                        batch.push((tp, Staged { offset: m.offset().max(0) as u64, producer, seq }));
+                        let bytes = (m.key_len() + m.payload_len()) as u32;
+                        batch.push((tp, Staged { offset: m.offset().max(0) as u64, producer, seq, bytes }));
                     }
                 }
                 // Global errors also reach the context's error callback, which notes them.

@@ -265,6 +265,67 @@ recovery_deadline_ms = 12000
     assert!(peak <= 300, "{test}: buffer peaked at {peak} > 300");
 }
 
+/// 20 000-byte records against a byte bound of ten of them (its record bound is 2 000): every
+/// fetch returns whole records within the bytes the pipeline asked for, the buffer never holds more
+/// than its byte bound, and everything is processed.
+#[test]
+fn large_records_stay_within_the_byte_bound() {
+    let test = "large_records_stay_within_the_byte_bound";
+    let Some(b) = brokers("SLUICE_BROKERS", test) else { return };
+    let sc = scenario(
+        r#"
+name = "large-records"
+duration_s = 10
+liveness_s = 10
+[[topics]]
+name = "blobs"
+partitions = 2
+[[producers]]
+topic = "blobs"
+rate_per_s = 150.0
+record_bytes = 20000
+[consumers]
+session_timeout_ms = 6000
+heartbeat_interval_ms = 1000
+max_poll_interval_ms = 10000
+count = 1
+topics = ["blobs"]
+strategy = "pause"
+assignor = "range"
+protocol = "eager"
+buffer_bytes_max = 200000
+max_partition_fetch_bytes = 100000
+fetch_wait_max_ms = 100
+commit_interval_ms = 1000
+processing = { kind = "constant", ms = 4.0 }
+[expect]
+lag_ok_records = 100000
+recovery_deadline_ms = 10000
+"#,
+    );
+    let out = run(&b, test, sc, None);
+    let h = &out.history;
+    let mut fetches = 0;
+    for e in h {
+        if let Event::Fetch { tp, runs, bytes, .. } = &e.ev {
+            let n: u64 = runs.iter().map(|r| r.count as u64).sum();
+            assert_eq!(*bytes, n * 20_000, "{test}: {tp}: {n} records of 20 000 bytes");
+            assert!(*bytes <= 100_000, "{test}: {tp}: a fetch of {bytes} bytes, max.partition.fetch.bytes 100 000");
+            fetches += 1;
+        }
+    }
+    assert!(fetches > 10, "{test}: {fetches} fetches");
+    for e in h {
+        if let Event::Buffer { records, bytes, .. } = e.ev {
+            assert_eq!(bytes, records * 20_000, "{test}: a buffer sample of {records} records");
+            assert!(bytes <= 200_000, "{test}: the buffer held {bytes} bytes, bound 200 000");
+        }
+    }
+    let report = sluice_verification::check(h);
+    assert!(report.violations.iter().all(|v| v.anomaly != "buffer-bound-exceeded"), "{test}: {:?}", report.violations);
+    assert_eq!(report.summary.records_processed, out.load.acked, "{test}: every acknowledged record processed");
+}
+
 /// Commit, crash, restart: the restarted member resumes each partition at the last acknowledged
 /// commit before the crash (K2), and reads nothing twice beyond what it processed after that commit.
 #[test]

@@ -28,6 +28,7 @@ catalogue![
     "coordinator-failover",
     "commit-unknown-outcome",
     "prefetch-memory-growth",
+    "large-records",
     "pause-across-rebalance",
     "rate-limited-backlog",
     "round-robin-fair-share",

@@ -373,17 +373,18 @@ impl CompareSummary {
         let mut t = format!("{} (seed {}) by {}\n", self.scenario, self.seed, self.by);
         let _ = writeln!(
             t,
-            "  {:<14} {:<6} {:>10} {:>12} {:>12} {:>10} {:>10}  {:<16} anomalies",
-            "variant", "held", "processed/s", "buffer peak", "lag peak", "lag final", "rebalances", "hash"
+            "  {:<14} {:<6} {:>10} {:>12} {:>12} {:>12} {:>10} {:>10}  {:<16} anomalies",
+            "variant", "held", "processed/s", "buffer peak", "buffer bytes", "lag peak", "lag final", "rebalances", "hash"
         );
         for (name, r) in &self.runs {
             let held = if r.judgement.unexpected_anomalies.is_empty() { "yes" } else { "NO" };
             let s = &r.stats;
             let _ = writeln!(
                 t,
-                "  {name:<14} {held:<6} {:>10.1} {:>12} {:>12} {:>10} {:>10}  {:<16} {}",
+                "  {name:<14} {held:<6} {:>10.1} {:>12} {:>12} {:>12} {:>10} {:>10}  {:<16} {}",
                 s.throughput_per_s,
                 s.buffer_peak_records,
+                crate::summary::size(s.buffer_peak_bytes),
                 s.lag_peak_records,
                 s.lag_final_records,
                 s.rebalances,

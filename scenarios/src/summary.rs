@@ -25,6 +25,10 @@ pub struct Stats {
     pub buffer_peak_records: u64,
     /// The declared bound the peak is held to (from the history's meta line).
     pub buffer_records_max: u64,
+    /// The most bytes any one consumer held in its buffer at a sample, and their declared bound
+    /// (0: the history declares none).
+    pub buffer_peak_bytes: u64,
+    pub buffer_bytes_max: u64,
     /// The largest total lag (sum over partitions of high watermark minus committed) at a sample.
     pub lag_peak_records: u64,
     /// Total lag at the last sample of every partition.
@@ -39,6 +43,15 @@ pub struct Stats {
     pub pauses: u64,
 }
 
+/// A byte count for people: `900 B`, `7.0 KiB`, `64.0 MiB`.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1 << 10 => format!("{b} B"),
+        b if b < 1 << 20 => format!("{:.1} KiB", b as f64 / 1_024.0),
+        b => format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64),
+    }
+}
+
 impl Stats {
     /// Reads the statistics off a history.
     pub fn of(history: &[Entry]) -> Stats {
@@ -46,11 +59,17 @@ impl Stats {
         let mut lag: BTreeMap<&str, u64> = BTreeMap::new();
         for e in history {
             match &e.ev {
-                Event::Meta { bounds, .. } => s.buffer_records_max = bounds.buffer_records_max,
+                Event::Meta { bounds, .. } => {
+                    s.buffer_records_max = bounds.buffer_records_max;
+                    s.buffer_bytes_max = bounds.buffer_bytes_max;
+                }
                 Event::ProduceAck { count, .. } => s.records_acked += u64::from(*count),
                 Event::ProcessEnd { ok, .. } => s.records_processed += u64::from(*ok),
                 Event::DeadLetter { .. } => s.records_dead_lettered += 1,
-                Event::Buffer { records, .. } => s.buffer_peak_records = s.buffer_peak_records.max(*records),
+                Event::Buffer { records, bytes, .. } => {
+                    s.buffer_peak_records = s.buffer_peak_records.max(*records);
+                    s.buffer_peak_bytes = s.buffer_peak_bytes.max(*bytes);
+                }
                 Event::Lag { tp, hw, committed } => {
                     lag.insert(tp.as_str(), hw.saturating_sub(*committed));
                     s.lag_peak_records = s.lag_peak_records.max(lag.values().sum());
@@ -168,7 +187,12 @@ impl RunSummary {
         row(&mut t, "records acked", s.records_acked.to_string());
         row(&mut t, "records processed", format!("{} ({:.1}/s)", s.records_processed, s.throughput_per_s));
         row(&mut t, "dead-lettered", s.records_dead_lettered.to_string());
-        row(&mut t, "buffer peak", format!("{} of {} records", s.buffer_peak_records, s.buffer_records_max));
+        let bytes = if s.buffer_bytes_max > 0 {
+            format!(", {} of {}", size(s.buffer_peak_bytes), size(s.buffer_bytes_max))
+        } else {
+            String::new()
+        };
+        row(&mut t, "buffer peak", format!("{} of {} records{bytes}", s.buffer_peak_records, s.buffer_records_max));
         row(&mut t, "lag peak / final", format!("{} / {} records", s.lag_peak_records, s.lag_final_records));
         row(&mut t, "rebalances", format!("{} ({} evictions)", s.rebalances, s.evictions));
         row(&mut t, "faults / pauses", format!("{} / {}", s.faults, s.pauses));
@@ -230,7 +254,7 @@ mod tests {
             r#"{"t_us":0,"kind":"produce_ack","producer":0,"tp":"t/0","seq":0,"count":10,"offset":0}"#,
             r#"{"t_us":1000,"kind":"lag","tp":"t/0","hw":10,"committed":0}"#,
             r#"{"t_us":1000,"kind":"lag","tp":"t/1","hw":5,"committed":1}"#,
-            r#"{"t_us":1500,"kind":"buffer","consumer":0,"records":7,"credits_outstanding":0}"#,
+            r#"{"t_us":1500,"kind":"buffer","consumer":0,"records":7,"bytes":7168,"credits_outstanding":0}"#,
             r#"{"t_us":1500,"kind":"buffer","consumer":1,"records":3,"credits_outstanding":0}"#,
             r#"{"t_us":2000,"kind":"process_end","consumer":0,"tp":"t/0","offset":0,"count":10,"ok":8}"#,
             r#"{"t_us":2000,"kind":"lag","tp":"t/0","hw":10,"committed":8}"#,
@@ -243,6 +267,8 @@ mod tests {
         assert_eq!(s.records_acked, 10);
         assert_eq!(s.records_processed, 8);
         assert_eq!(s.buffer_peak_records, 7);
+        assert_eq!(s.buffer_peak_bytes, 7_168);
+        assert_eq!((size(7_168), size(64 << 20), size(900)), ("7.0 KiB".into(), "64.0 MiB".into(), "900 B".into()));
         assert_eq!(s.lag_peak_records, 14);
         assert_eq!(s.lag_final_records, 6);
         assert_eq!(s.rebalances, 1);

@@ -69,6 +69,12 @@ fn catalogue_scenarios_say_what_they_claim() {
             s.consumers.strategy == sluice_core::spec::Strategy::None
                 && s.expect.anomalies == ["buffer-bound-exceeded"]
         }),
+        ("large-records", "64 KiB records, the byte bound binds before the record bound", |s| {
+            let record = s.producers[0].record_bytes as u64;
+            s.consumers.buffer_bytes_max < s.consumers.buffer_records_max as u64 * record
+                && s.consumers.strategy == sluice_core::spec::Strategy::Pause
+                && s.expect.anomalies.is_empty()
+        }),
         ("rebalance-storm-eager", "eager", |s| s.consumers.protocol == sluice_core::spec::Protocol::Eager),
         ("rebalance-storm-static", "static membership", |s| s.consumers.static_membership),
         ("rate-limited-sink-restart", "three tiers, persisted, a restart", |s| {
@@ -212,6 +218,13 @@ fn malformed_scenarios_are_answered_precisely() {
             format!("{}\n[consumers.retry]\nmode = \"non-blocking\"\nparked_records_max = 8\n", GOOD.replace("count = 1", "count = 1\nbuffer_records_max = 4")),
             Want::Invalid("consumers.retry.parked_records_max", Some(28), "exceed buffer_records_max 4"),
         ),
+        ("record of no bytes", GOOD.replace("rate_per_s = 10.0", "rate_per_s = 10.0\nrecord_bytes = 0"), Want::Invalid("producers[0].record_bytes", Some(15), "within 1..=524288")),
+        (
+            "byte bound below one record",
+            GOOD.replace("rate_per_s = 10.0", "rate_per_s = 10.0\nrecord_bytes = 4096").replace("count = 1", "count = 1\nbuffer_bytes_max = 4095"),
+            Want::Invalid("consumers.buffer_bytes_max", Some(19), "cannot hold one record of the subscribed topics (4096 bytes)"),
+        ),
+        ("fetch larger than a client takes", GOOD.replace("count = 1", "count = 1\nfetch_max_bytes = 100000000"), Want::Invalid("consumers.fetch_max_bytes", Some(18), "within 1..=99000000")),
         (
             "defaulted field located by its table",
             GOOD.replace("replication_factor = 3\n", "").replace("brokers = 3", "brokers = 2"),

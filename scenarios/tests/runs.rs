@@ -83,6 +83,7 @@ fn planted_bugs_are_caught() {
         ("steady", Bug::CommitBeforeProcess, "commit-beyond-processed"),
         ("prefetch-memory-growth", Bug::UnboundedBuffer, "buffer-bound-exceeded"),
         ("rate-limited-sink-restart", Bug::BucketOverfill, "rate-bound"),
+        ("large-records", Bug::UnboundedBuffer, "buffer-bound-exceeded"),
     ];
     for (name, bug, anomaly) in cases {
         let mut s = load(name).unwrap();
@@ -108,6 +109,29 @@ fn comparing_strategies_shows_which_one_bounds_the_buffer() {
         assert_eq!(exceeded, name == "none", "{name}:\n{}", r.table());
     }
     assert!(c.pass, "{}", c.table());
+}
+
+/// 64 KiB records: under pause and credit the byte bound (8 MiB = 128 records) is what holds the
+/// buffer, far below its record bound; without a strategy the prefetch runs past both, and the
+/// byte bound is named in the violation.
+#[test]
+fn comparing_strategies_on_large_records_shows_the_byte_bound() {
+    let s = load("large-records").unwrap();
+    let bytes_max = s.consumers.buffer_bytes_max;
+    let record = s.producers[0].record_bytes as u64;
+    let c = runner::compare(&s, 1, CompareBy::Strategy, &CompareBy::Strategy.variants(), Bugs::NONE, None).unwrap();
+    for (name, r) in &c.runs {
+        let (peak, peak_records) = (r.stats.buffer_peak_bytes, r.stats.buffer_peak_records);
+        if name == "none" {
+            assert!(!r.pass(), "none:\n{}", r.table());
+            assert!(r.judgement.unexpected.iter().any(|v| v.rule == "buffer_bytes_max"), "none:\n{}", r.table());
+            assert!(peak > bytes_max, "none: byte peak {peak}");
+        } else {
+            assert!(r.pass(), "{name}:\n{}", r.table());
+            assert!(peak <= bytes_max && peak > bytes_max - record, "{name}: byte peak {peak} of {bytes_max}");
+            assert_eq!(peak_records, bytes_max / record, "{name}: the byte bound, not the record bound, held the buffer");
+        }
+    }
 }
 
 #[test]

@@ -115,7 +115,7 @@ enum Parked {
     Consumer {
         from: NodeIdx,
         req_id: u64,
-        parts: Vec<(u32, u64, u32)>,
+        parts: Vec<(u32, u64, u32, u64)>,
         deadline_ms: u64,
     },
 }
@@ -307,7 +307,7 @@ impl World {
                 parts,
             } => {
                 let from = self.layout.consumer(consumer);
-                match self.eval_consumer_fetch(b, &parts, false) {
+                match self.eval_consumer_fetch(b, req_id, &parts, false) {
                     Some(resp) => self.send(
                         self.layout.broker(b),
                         from,
@@ -566,16 +566,23 @@ impl World {
         }
     }
 
+    /// Answers a consumer fetch, or `None` to keep it parked. Each partition returns at most its
+    /// records and bytes asked for, the whole reply at most `fetch_max_bytes`, except that the
+    /// first partition served that has data returns its first record whatever its size (KIP-74).
+    /// Partitions are served from a starting point that rotates with the request id, so that
+    /// when the byte budget runs out it is not always the same partitions that go without; the
+    /// reply lists them in the request's order.
     fn eval_consumer_fetch(
         &mut self,
         b: u32,
-        parts: &[(u32, u64, u32)],
+        req_id: u64,
+        parts: &[(u32, u64, u32, u64)],
         force: bool,
     ) -> Option<Vec<(u32, FetchResult)>> {
         let registered = self.registered(b);
         // A parked fetch is looked at again whenever the broker changes: first, cheaply, whether
         // any partition could answer (not led here, or records below the high watermark).
-        let may_answer = |&(tp, offset, max): &(u32, u64, u32)| {
+        let may_answer = |&(tp, offset, max, _): &(u32, u64, u32, u64)| {
             self.meta[tp as usize].leader != Some(b)
                 || !registered
                 || self.brokers[b as usize].logs[tp as usize]
@@ -585,13 +592,20 @@ impl World {
         if !force && !parts.iter().any(may_answer) {
             return None;
         }
-        let mut out = Vec::with_capacity(parts.len());
+        let mut out: Vec<(u32, FetchResult)> = parts
+            .iter()
+            .map(|&(tp, ..)| (tp, FetchResult::NotLeader))
+            .collect();
         let mut respond = force;
         let mut buf = Vec::new();
-        for &(tp, offset, max) in parts {
+        let mut budget = self.spec.consumers.fetch_max_bytes;
+        let mut min_one = true;
+        let start = (req_id % parts.len().max(1) as u64) as usize;
+        for k in 0..parts.len() {
+            let i = (start + k) % parts.len();
+            let (tp, offset, max, max_bytes) = parts[i];
             let m = &self.meta[tp as usize];
             if m.leader != Some(b) || !registered {
-                out.push((tp, FetchResult::NotLeader));
                 respond = true;
                 continue;
             }
@@ -599,18 +613,25 @@ impl World {
                 .as_ref()
                 .expect("leader hosts a replica");
             buf.clear();
-            log.read(offset, log.hw, max as u64, &mut buf);
+            let (_, bytes) = log.read_sized(
+                offset,
+                log.hw,
+                max as u64,
+                max_bytes.min(budget),
+                min_one,
+                &self.record_bytes,
+                &mut buf,
+            );
             if buf.is_empty() {
-                out.push((tp, FetchResult::Empty { hw: log.hw }));
+                out[i].1 = FetchResult::Empty { hw: log.hw };
             } else {
                 respond = true;
-                out.push((
-                    tp,
-                    FetchResult::Data {
-                        runs: buf.iter().map(|r| r.run()).collect(),
-                        hw: log.hw,
-                    },
-                ));
+                min_one = false;
+                budget = budget.saturating_sub(bytes);
+                out[i].1 = FetchResult::Data {
+                    runs: buf.iter().map(|r| r.run()).collect(),
+                    hw: log.hw,
+                };
             }
         }
         respond.then_some(out)
@@ -888,7 +909,7 @@ impl World {
                     req_id,
                     ref parts,
                     ..
-                } => match self.eval_consumer_fetch(b, parts, force) {
+                } => match self.eval_consumer_fetch(b, req_id, parts, force) {
                     Some(resp) => self.send(
                         me,
                         from,

@@ -53,7 +53,7 @@ pub struct Consumer {
     times: Stream,
     workers: Vec<Option<Job>>,
     /// Fetches the pipeline asked for and the driver has not sent yet: tp → (offset, max).
-    wants: BTreeMap<Tp, (Offset, u32)>,
+    wants: BTreeMap<Tp, (Offset, u32, u64)>,
     /// The fetch request in flight to each broker.
     fetching: Vec<Option<FetchReq>>,
     /// Per broker: no fetch is sent to it before `.0` (ms), after its connection was refused or
@@ -311,6 +311,7 @@ impl World {
                         FetchResult::Data { runs, hw } => {
                             let offset = runs[0].offset;
                             let count: u32 = runs.iter().map(|r| r.count).sum();
+                            let bytes = self.runs_bytes(&runs);
                             // What the pipeline discards (a reply to a fetch of an older
                             // assignment, records it already holds) is not a poll: only the
                             // records it takes are recorded.
@@ -319,10 +320,12 @@ impl World {
                                 .as_ref()
                                 .and_then(|p| p.fetch_take(tp, offset, count));
                             if let Some((from, n)) = taken {
+                                let runs = clip_runs(&runs, from, from + n as u64);
                                 self.record(Event::Fetch {
                                     consumer: c,
                                     tp: name,
-                                    runs: clip_runs(&runs, from, from + n as u64),
+                                    bytes: self.runs_bytes(&runs),
+                                    runs,
                                     hw,
                                 });
                             }
@@ -333,6 +336,7 @@ impl World {
                                         tp,
                                         offset,
                                         count,
+                                        bytes,
                                         hw,
                                     },
                                 );
@@ -802,10 +806,11 @@ impl World {
                 tp,
                 offset,
                 max_records,
+                max_bytes,
             } => {
                 self.consumers[c as usize]
                     .wants
-                    .insert(tp, (offset, max_records));
+                    .insert(tp, (offset, max_records, max_bytes));
             }
             PAction::Pause { tp } => {
                 let tps = vec![name(self, tp)];
@@ -925,11 +930,13 @@ impl World {
             }
             PAction::Buffer {
                 records,
+                bytes,
                 credits_outstanding,
             } => {
                 self.record(Event::Buffer {
                     consumer: c,
                     records,
+                    bytes,
                     credits_outstanding,
                 });
             }
@@ -975,9 +982,9 @@ impl World {
         let me = self.layout.consumer(c);
         let wait_ms = self.spec.consumers.fetch_wait_max_ms;
         let nb = self.spec.cluster.brokers as usize;
-        let mut per_broker: Vec<Vec<(u32, u64, u32)>> = vec![Vec::new(); nb];
+        let mut per_broker: Vec<Vec<(u32, u64, u32, u64)>> = vec![Vec::new(); nb];
         let mut sent = Vec::new();
-        for (&tp, &(offset, max)) in &self.consumers[c as usize].wants {
+        for (&tp, &(offset, max, max_bytes)) in &self.consumers[c as usize].wants {
             let g = self.tp_global(tp);
             let Some(l) = self.meta[g as usize].leader else {
                 continue;
@@ -986,7 +993,7 @@ impl World {
             if co.fetching[l as usize].is_some() || self.now_ms < co.reconnect[l as usize].0 {
                 continue;
             }
-            per_broker[l as usize].push((g, offset, max));
+            per_broker[l as usize].push((g, offset, max, max_bytes));
             sent.push(tp);
         }
         for tp in &sent {
@@ -1001,7 +1008,7 @@ impl World {
             co.next_fetch_req += 1;
             let tps = parts
                 .iter()
-                .map(|&(g, _, _)| self.tps[g as usize].tp)
+                .map(|&(g, _, _, _)| self.tps[g as usize].tp)
                 .collect();
             co.fetching[l] = Some(FetchReq {
                 req_id,
@@ -1022,6 +1029,13 @@ impl World {
                 self.consumer_disconnect(c, l as u32);
             }
         }
+    }
+}
+
+impl World {
+    /// Bytes of the records of `runs` (each producer writes records of one size).
+    pub(crate) fn runs_bytes(&self, runs: &[Run]) -> u64 {
+        runs.iter().map(|r| r.count as u64 * self.record_bytes[r.producer as usize]).sum()
     }
 }
 

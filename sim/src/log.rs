@@ -140,6 +140,56 @@ impl ReplicaLog {
         n
     }
 
+    /// [`read`](Self::read) within a byte budget: at most `max_bytes` of records, a record of
+    /// producer `p` holding `record_bytes[p]` bytes, except that with `min_one` the first record is
+    /// taken whatever its size (KIP-74: the first partition with data always returns some).
+    /// Returns the records and bytes read.
+    #[allow(clippy::too_many_arguments)]
+    pub fn read_sized(
+        &self,
+        from: u64,
+        upto: u64,
+        max_records: u64,
+        max_bytes: u64,
+        min_one: bool,
+        record_bytes: &[u64],
+        out: &mut Vec<LogRun>,
+    ) -> (u64, u64) {
+        let upto = upto.min(self.leo).min(from.saturating_add(max_records));
+        if from >= upto {
+            return (0, 0);
+        }
+        let mut i = self.runs.partition_point(|r| r.end() <= from);
+        let (mut n, mut bytes) = (0u64, 0u64);
+        while i < self.runs.len() && self.runs[i].offset < upto {
+            let r = self.runs[i];
+            let size = record_bytes[r.producer as usize];
+            let lo = r.offset.max(from);
+            let mut fit = max_bytes.saturating_sub(bytes) / size;
+            if fit == 0 && n == 0 && min_one {
+                fit = 1;
+            }
+            let hi = r.end().min(upto).min(lo + fit);
+            if hi <= lo {
+                break;
+            }
+            out.push(LogRun {
+                offset: lo,
+                producer: r.producer,
+                seq: r.seq + (lo - r.offset),
+                count: (hi - lo) as u32,
+                epoch: r.epoch,
+            });
+            n += hi - lo;
+            bytes += (hi - lo) * size;
+            if hi < r.end().min(upto) {
+                break;
+            }
+            i += 1;
+        }
+        (n, bytes)
+    }
+
     /// Idempotence: the offset at which `producer`'s `seq` was written, if it is among the recent
     /// runs.
     pub fn find_seq(&self, producer: u32, seq: u64) -> Option<u64> {
@@ -180,6 +230,31 @@ mod tests {
         assert_eq!(l.find_seq(0, 7), Some(7));
         assert_eq!(l.find_seq(1, 4), Some(14));
         assert_eq!(l.find_seq(1, 5), None);
+    }
+
+    /// Byte budgets: whole records only, across producers of different sizes; the first record
+    /// whatever its size with `min_one`, nothing without it.
+    #[test]
+    fn sized_reads_stop_at_the_byte_budget_but_return_one_record_first() {
+        let mut l = ReplicaLog::default();
+        l.append(run(0, 0, 0, 4, 1)); // 100-byte records
+        l.append(run(4, 1, 0, 4, 1)); // 1 000-byte records
+        let sizes = [100, 1_000];
+        let mut out = Vec::new();
+        assert_eq!(l.read_sized(0, 8, 100, 1_350, false, &sizes, &mut out), (4, 400), "whole records only");
+        assert_eq!(out, vec![run(0, 0, 0, 4, 1)]);
+        out.clear();
+        assert_eq!(l.read_sized(0, 8, 100, 1_450, false, &sizes, &mut out), (5, 1_400));
+        assert_eq!(out, vec![run(0, 0, 0, 4, 1), run(4, 1, 0, 1, 1)]);
+        out.clear();
+        assert_eq!(l.read_sized(0, 8, 3, 10_000, false, &sizes, &mut out), (3, 300), "the record limit");
+        out.clear();
+        assert_eq!(l.read_sized(5, 8, 100, 999, false, &sizes, &mut out), (0, 0));
+        assert!(out.is_empty());
+        assert_eq!(l.read_sized(5, 8, 100, 999, true, &sizes, &mut out), (1, 1_000), "min_one");
+        assert_eq!(out, vec![run(5, 1, 1, 1, 1)]);
+        out.clear();
+        assert_eq!(l.read_sized(5, 8, 100, 2_500, true, &sizes, &mut out), (2, 2_000), "min_one adds nothing beyond the budget");
     }
 
     #[test]

@@ -41,11 +41,12 @@ pub enum Msg {
         leader: u32,
         parts: Vec<(u32, ReplicaFetchResult)>,
     },
+    /// A consumer's fetch: per partition `(global index, offset, max records, max bytes)`.
     Fetch {
         consumer: u32,
         req_id: u64,
         wait_ms: u64,
-        parts: Vec<(u32, u64, u32)>,
+        parts: Vec<(u32, u64, u32, u64)>,
     },
     FetchResp {
         req_id: u64,
@@ -373,6 +374,7 @@ pub mod line {
                 consumer,
                 tp,
                 runs,
+                bytes,
                 hw,
             } => {
                 o.extend_from_slice(b"fetch\"");
@@ -389,6 +391,7 @@ pub mod line {
                     run(o, r);
                 }
                 o.push(b']');
+                n(o, b"bytes", *bytes);
                 n(o, b"hw", *hw);
             }
             Event::ProcessStart {
@@ -529,11 +532,13 @@ pub mod line {
             Event::Buffer {
                 consumer,
                 records,
+                bytes,
                 credits_outstanding,
             } => {
                 o.extend_from_slice(b"buffer\"");
                 n(o, b"consumer", *consumer as u64);
                 n(o, b"records", *records);
+                n(o, b"bytes", *bytes);
                 n(o, b"credits_outstanding", *credits_outstanding);
             }
             Event::Lag { tp, hw, committed } => {
@@ -753,6 +758,8 @@ pub struct World {
     pub meta_version: u64,
     pub brokers: Vec<Broker>,
     pub producers: Vec<Producer>,
+    /// Bytes of each record of producer `p` (`producers[p].record_bytes`).
+    pub record_bytes: Vec<u64>,
     pub consumers: Vec<Consumer>,
     pub coordinator: Option<Coordinator>,
     pub coordinator_broker: u32,
@@ -826,6 +833,7 @@ impl World {
             meta_version: 0,
             brokers: Vec::new(),
             producers: Vec::new(),
+            record_bytes: spec.producers.iter().map(|p| p.record_bytes as u64).collect(),
             consumers: Vec::new(),
             coordinator: None,
             coordinator_broker: 0,
@@ -971,6 +979,7 @@ impl World {
             strategy: k.strategy.name().into(),
             bounds: Bounds {
                 buffer_records_max: k.buffer_records_max as u64,
+                buffer_bytes_max: k.buffer_bytes_max,
                 credits_max,
                 rate_tiers,
                 duplicate_window_records: None,
@@ -1232,7 +1241,7 @@ mod tests {
                 expect: vec![],
                 settings: Default::default(),
             },
-            Event::Buffer { consumer: 2, records: 5, credits_outstanding: 0 },
+            Event::Buffer { consumer: 2, records: 5, bytes: 5_120, credits_outstanding: 0 },
             Event::Metrics {
                 consumer: 1,
                 back_pressured_ms_per_s: 10,
@@ -1243,7 +1252,7 @@ mod tests {
             Event::Checkpoint { consumer: 0, id: 7, edge: Edge::End },
             Event::Leader { tp: tp("o/1"), broker: None, epoch: 3, isr: vec![], unclean: false },
             Event::Leader { tp: tp("o/1"), broker: Some(2), epoch: 4, isr: vec![2, 0, 1], unclean: true },
-            Event::Fetch { consumer: 1, tp: tp("o/2"), runs: vec![], hw: 0 },
+            Event::Fetch { consumer: 1, tp: tp("o/2"), runs: vec![], bytes: 0, hw: 0 },
             Event::Rebalance { generation: 2, edge: Edge::End, protocol: "eager".into() },
         ];
         for m in [
@@ -1276,6 +1285,7 @@ mod tests {
                         Run { offset: v, producer: c, seq: w, count: small },
                         Run { offset: 1, producer: 0, seq: 2, count: 3 },
                     ],
+                    bytes: v,
                     hw: w,
                 },
                 Event::ProcessStart { consumer: c, tp: t.clone(), offset: v, count: small, attempt: 2 },

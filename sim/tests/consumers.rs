@@ -245,3 +245,76 @@ fn the_broker_profile_decides_which_join_phases_are_held() {
         assert!(second.contains(&ms[1]), "{profile} {delay:?}: second phase {} ms, want {second:?}", ms[1]);
     }
 }
+
+/// One broker (so each fetch response is one request's reply), 4 partitions, 10 000-byte
+/// records, strategy none (only the fetch limits bound what a fetch returns).
+fn sized(max_partition_fetch_bytes: u64, fetch_max_bytes: u64) -> sluice_core::spec::Scenario {
+    let v = base(4, 400.0, 1);
+    let v = set(v, "cluster.brokers", json!(1));
+    let v = set(v, "cluster.replication_factor", json!(1));
+    let v = set(v, "cluster.min_insync_replicas", json!(1));
+    let v = set(v, "producers.0.record_bytes", json!(10_000));
+    let v = set(v, "consumers.strategy", json!("none"));
+    let v = set(v, "consumers.max_partition_fetch_bytes", json!(max_partition_fetch_bytes));
+    let v = set(v, "consumers.fetch_max_bytes", json!(fetch_max_bytes));
+    scenario(v)
+}
+
+/// Per fetch reply (one consumer, one broker: the entries of one instant), the records and bytes
+/// of each partition that returned some.
+fn replies(out: &sluice_sim::SimOutcome) -> Vec<Vec<(String, u64, u64)>> {
+    let mut by_t: std::collections::BTreeMap<u64, Vec<(String, u64, u64)>> = Default::default();
+    for e in &out.history {
+        if let Event::Fetch { tp, runs, bytes, .. } = &e.ev {
+            let n: u64 = runs.iter().map(|r| r.count as u64).sum();
+            by_t.entry(e.t_us).or_default().push((tp.clone(), n, *bytes));
+        }
+    }
+    by_t.into_values().collect()
+}
+
+/// `max.partition.fetch.bytes` and `fetch.max.bytes` (KIP-74): a partition returns whole records
+/// within its limit, a reply within the request's; the served order rotates, so every partition
+/// gets its share when the request's budget runs out; and the fetch limits cap throughput (five
+/// records a round trip cannot keep up with 400 records/s).
+#[test]
+fn fetches_return_whole_records_within_the_partition_and_request_byte_limits() {
+    let out = run_seed(&sized(25_000, 50_000), 3, true);
+    let rs = replies(&out);
+    assert!(rs.len() > 50, "{} replies", rs.len());
+    let mut per_tp: std::collections::BTreeMap<String, u64> = Default::default();
+    for r in &rs {
+        let total: u64 = r.iter().map(|(_, _, b)| b).sum();
+        assert!(total <= 50_000, "a reply of {total} bytes: {r:?}");
+        for (tp, n, b) in r {
+            assert_eq!(*b, n * 10_000, "bytes of {tp}");
+            assert!(*n <= 2, "{tp}: {n} records of 10 000 bytes within 25 000");
+            *per_tp.entry(tp.clone()).or_default() += n;
+        }
+    }
+    let (lo, hi) = (per_tp.values().min().copied().unwrap_or(0), per_tp.values().max().copied().unwrap_or(0));
+    assert_eq!(per_tp.len(), 4, "{per_tp:?}");
+    assert!(lo * 10 >= hi * 7, "every partition gets its share: {per_tp:?}");
+    // With the default limits (1 MiB a partition, 50 MiB a request) the lag holds at what the
+    // 5 s commit interval leaves (400 records/s: about 2 000).
+    let roomy = run_seed(&sized(1 << 20, 50 << 20), 3, true);
+    let (capped, free) = (total_lag_at(&out, 20), total_lag_at(&roomy, 20));
+    eprintln!("lag at 20 s: {capped} with the limits, {free} without");
+    assert!(free <= 2_500, "lag {free} under the default limits");
+    assert!(capped >= free + 3_000, "the fetch limits cap throughput: lag {capped} against {free}");
+}
+
+/// Records larger than `max.partition.fetch.bytes`: the first partition served with data returns
+/// its first record anyway (a consumer always makes progress), the others none.
+#[test]
+fn a_record_larger_than_the_partition_limit_comes_one_per_reply() {
+    let out = run_seed(&sized(5_000, 50_000), 3, true);
+    let rs = replies(&out);
+    assert!(rs.len() > 50, "{} replies", rs.len());
+    for r in &rs {
+        assert_eq!(r.len(), 1, "one partition with data per reply: {r:?}");
+        assert_eq!((r[0].1, r[0].2), (1, 10_000), "{r:?}");
+    }
+    let tps: std::collections::BTreeSet<&str> = rs.iter().map(|r| r[0].0.as_str()).collect();
+    assert_eq!(tps.len(), 4, "the served order rotates: {tps:?}");
+}

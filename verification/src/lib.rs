@@ -139,6 +139,9 @@ pub struct Summary {
     pub max_partition_lag_records: u64,
     /// Per consumer (`c0`, …): the larger of the reported and the reconstructed buffer peak.
     pub buffer_peak_records: BTreeMap<String, u64>,
+    /// Per consumer: the largest byte count its buffer samples reported.
+    #[serde(default)]
+    pub buffer_peak_bytes: BTreeMap<String, u64>,
     /// Rebalances started.
     pub rebalances: u64,
     pub commits_acked: u64,

@@ -134,8 +134,10 @@ struct Cons {
     buffered: u64,
     credits: u64,
     buffer_peak: u64,
+    buffer_bytes_peak: u64,
     over_reconstructed: bool,
     over_reported: bool,
+    over_reported_bytes: bool,
     c3_latched: bool,
 }
 
@@ -650,8 +652,9 @@ impl Checker {
             Event::Buffer {
                 consumer,
                 records,
+                bytes,
                 credits_outstanding,
-            } => self.buffer_sample(*consumer, *records, *credits_outstanding),
+            } => self.buffer_sample(*consumer, *records, *bytes, *credits_outstanding),
             Event::Lag { tp, hw, committed } => {
                 let p = self.part(tp);
                 self.lag(p, *hw, *committed);
@@ -1204,10 +1207,25 @@ impl Checker {
         self.safety(a::BUFFER_BOUND_EXCEEDED, "buffer_records_max", None, Some(c), format!("c{c}: {b} records fetched and not yet processed, dead-lettered or revoked (reconstructed), above buffer_records_max {max}"));
     }
 
-    fn buffer_sample(&mut self, c: u32, records: u64, credits_outstanding: u64) {
+    /// A consumer's own buffer sample: its records within `buffer_records_max` (also checked on
+    /// the buffer reconstructed from fetches, see `check_buffer`) and their bytes within
+    /// `buffer_bytes_max` (0: none declared). The bytes are checked on the samples alone: a
+    /// history says how many bytes a fetch returned, not how many each of its records holds.
+    fn buffer_sample(&mut self, c: u32, records: u64, bytes: u64, credits_outstanding: u64) {
         let max = self.bounds.buffer_records_max;
+        let bytes_max = self.bounds.buffer_bytes_max;
         let k = self.cons.entry(c).or_default();
         k.buffer_peak = k.buffer_peak.max(records);
+        k.buffer_bytes_peak = k.buffer_bytes_peak.max(bytes);
+        if bytes_max > 0 && bytes > bytes_max {
+            if !k.over_reported_bytes {
+                k.over_reported_bytes = true;
+                self.safety(a::BUFFER_BOUND_EXCEEDED, "buffer_bytes_max", None, Some(c), format!("c{c}: buffer sample reports {bytes} bytes, above buffer_bytes_max {bytes_max}"));
+            }
+        } else {
+            self.cons.get_mut(&c).expect("created above").over_reported_bytes = false;
+        }
+        let k = self.cons.get_mut(&c).expect("created above");
         if max > 0 && records > max {
             if !k.over_reported {
                 k.over_reported = true;
@@ -1499,6 +1517,9 @@ impl Checker {
             summary
                 .buffer_peak_records
                 .insert(tp_consumer(*c), k.buffer_peak);
+            summary
+                .buffer_peak_bytes
+                .insert(tp_consumer(*c), k.buffer_bytes_peak);
         }
         let anomalies: Vec<String> = crate::anomaly::ALL
             .iter()

@@ -67,6 +67,19 @@ proptest! {
         check_mutant(&h, "poll-skip", &["lost-write"])?;
     }
 
+    /// A buffer sample reporting one byte more than `buffer_bytes_max` (its records within
+    /// their bound) is a buffer bound exceeded.
+    #[test]
+    fn a_sample_above_the_byte_bound_is_buffer_bound_exceeded(ops in ops(), pick in any::<usize>()) {
+        let mut h = common::clean_history(&ops);
+        let samples = indices(&h, |e| matches!(e, Event::Buffer { .. }));
+        prop_assume!(!samples.is_empty());
+        if let Event::Buffer { bytes, .. } = &mut h[samples[pick % samples.len()]].ev {
+            *bytes = common::BUFFER_RECORDS_MAX * common::RECORD_BYTES + 1;
+        }
+        check_mutant(&h, "buffer-bound-exceeded", &[])?;
+    }
+
     /// Bumping a commit past the processed prefix breaks K1.
     #[test]
     fn bumping_a_commit_is_commit_beyond_processed(ops in ops(), pick in any::<usize>(), by in 1u64..4) {
@@ -137,7 +150,10 @@ fn perturb(ev: &mut Event, x: u64) {
             *committed = x;
         }
         Event::CreditGrant { n, .. } => *n = x as u32,
-        Event::Buffer { records, .. } => *records = wild,
+        Event::Buffer { records, bytes, .. } => {
+            *records = wild;
+            *bytes = x;
+        }
         _ => {}
     }
 }

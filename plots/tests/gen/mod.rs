@@ -106,6 +106,7 @@ pub fn history(o: &Options) -> Vec<Entry> {
         strategy: o.strategy.into(),
         bounds: Bounds {
             buffer_records_max: BUFFER_RECORDS_MAX,
+            buffer_bytes_max: BUFFER_RECORDS_MAX * 1_024,
             credits_max: if credit { BUFFER_RECORDS_MAX } else { 0 },
             rate_tiers: tier_bounds.clone(),
             duplicate_window_records: None,
@@ -195,6 +196,7 @@ pub fn history(o: &Options) -> Vec<Entry> {
                     consumer: c,
                     tp: name.clone(),
                     runs: vec![Run { offset: off, producer: 0, seq: off, count: n as u32 }],
+                    bytes: n * 1_024,
                     hw: hw[&name],
                 });
                 con.queue.push((name.clone(), off, n));
@@ -273,7 +275,7 @@ pub fn history(o: &Options) -> Vec<Entry> {
             for (ci, con) in consumers.iter().enumerate() {
                 let records = con.buffered();
                 let credits_outstanding = if credit { BUFFER_RECORDS_MAX - records } else { 0 };
-                out.push(now + 80_000, Event::Buffer { consumer: ci as u32, records, credits_outstanding });
+                out.push(now + 80_000, Event::Buffer { consumer: ci as u32, records, bytes: records * 1_024, credits_outstanding });
             }
             for p in 0..PARTITIONS {
                 let name = tp(p);

@@ -11,6 +11,8 @@ use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, Run, 
 pub const TP: &str = "t/0";
 /// The model never buffers more than this (a fetch takes at most the free space).
 pub const BUFFER_RECORDS_MAX: u64 = 32;
+/// Bytes of each of the model's records; the byte bound is `BUFFER_RECORDS_MAX` of them.
+pub const RECORD_BYTES: u64 = 100;
 
 /// One step of the model: `(kind, n)`; kind 0 = produce, 1 = fetch, 2 = process, 3 = commit.
 pub type Op = (u8, u8);
@@ -86,12 +88,14 @@ impl Model {
             consumer: 0,
             tp: TP.into(),
             runs,
+            bytes: n * RECORD_BYTES,
             hw: self.log.len() as u64,
         });
         self.fetched += n;
         self.push(Event::Buffer {
             consumer: 0,
             records: self.fetched - self.processed,
+            bytes: (self.fetched - self.processed) * RECORD_BYTES,
             credits_outstanding: 0,
         });
     }
@@ -159,6 +163,7 @@ pub fn meta() -> Event {
         strategy: "credit".into(),
         bounds: Bounds {
             buffer_records_max: BUFFER_RECORDS_MAX,
+            buffer_bytes_max: BUFFER_RECORDS_MAX * RECORD_BYTES,
             credits_max: BUFFER_RECORDS_MAX,
             rate_tiers: Vec::new(),
             duplicate_window_records: None,
