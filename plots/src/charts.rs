@@ -154,6 +154,16 @@ fn run_plan_full(s: &RunSeries) -> Plan {
         }
         plan.figures.push(one("buffer", chart("Buffer occupancy per consumer", "buffered (records)", lines)));
     }
+    if s.buffer_mib_by_consumer.is_empty() {
+        plan.skip("buffer_bytes", "no buffer sample carries a byte count");
+    } else {
+        let mut lines = per_consumer_lines(&s.buffer_mib_by_consumer);
+        if s.bounds.buffer_bytes_max > 0 {
+            let mib = s.bounds.buffer_bytes_max as f64 / crate::series::MIB;
+            lines.push(bound_line(format!("bound buffer_bytes_max = {mib:.1} MiB"), mib, 0.0, s.end_s));
+        }
+        plan.figures.push(one("buffer_bytes", chart("Buffer bytes per consumer", "buffered (MiB)", lines)));
+    }
 
     // Throughput.
     if s.throughput_in.is_empty() && s.throughput_out.is_empty() {

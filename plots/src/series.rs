@@ -97,6 +97,9 @@ pub struct RunSeries {
     pub lag_total: Points,
     pub lag_by_tp: Vec<Named>,
     pub buffer_by_consumer: Vec<Named>,
+    /// MiB buffered per consumer; empty when no sample carries a byte count (a history written
+    /// before record sizes).
+    pub buffer_mib_by_consumer: Vec<Named>,
     pub credits_by_consumer: Vec<Named>,
     pub throughput_bucket_s: f64,
     /// Records acknowledged to producers per second.
@@ -132,6 +135,7 @@ pub fn run_series(history: &[Entry]) -> Result<RunSeries, PlotError> {
         lag_total,
         lag_by_tp,
         buffer_by_consumer: buffer(history),
+        buffer_mib_by_consumer: buffer_mib(history),
         credits_by_consumer: credits(history),
         throughput_bucket_s,
         throughput_in,
@@ -198,6 +202,21 @@ pub fn lag(history: &[Entry]) -> (Points, Vec<Named>) {
 pub fn buffer(history: &[Entry]) -> Vec<Named> {
     per_consumer(history, |ev| match ev {
         Event::Buffer { consumer, records, .. } => Some((*consumer, *records as f64)),
+        _ => None,
+    })
+}
+
+/// Bytes per MiB.
+pub const MIB: f64 = (1u64 << 20) as f64;
+
+/// MiB buffered per consumer over time, from `Buffer` samples; empty when none carries a byte count.
+pub fn buffer_mib(history: &[Entry]) -> Vec<Named> {
+    let sized = history.iter().any(|e| matches!(e.ev, Event::Buffer { bytes, .. } if bytes > 0));
+    if !sized {
+        return Vec::new();
+    }
+    per_consumer(history, |ev| match ev {
+        Event::Buffer { consumer, bytes, .. } => Some((*consumer, *bytes as f64 / MIB)),
         _ => None,
     })
 }

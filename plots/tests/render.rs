@@ -94,7 +94,7 @@ fn check_svg(path: &Path, lines: usize, texts: &[&str]) {
 fn run_pictures_are_drawn_and_readable() {
     let dir = out_dir("run-credit");
     let r = render_run_report(&history("credit", true), &dir).unwrap();
-    let stems = ["lag", "buffer", "throughput", "credits", "tokens"];
+    let stems = ["lag", "buffer", "buffer_bytes", "throughput", "credits", "tokens"];
     let expect: Vec<String> = stems.iter().flat_map(|s| [format!("{s}.png"), format!("{s}.svg")]).collect();
     assert_eq!(names(&r.files), expect);
     assert!(r.skipped.is_empty(), "{:?}", r.skipped);
@@ -108,6 +108,7 @@ fn run_pictures_are_drawn_and_readable() {
         ("lag", (1300, 500), BOUND_RED, 300, "lag_ok bound"),
         ("buffer", (1300, 500), BOUND_RED, 1_000, "buffer bound"),
         ("buffer", (1300, 500), FAULT_BAND, 5_000, "fault band"),
+        ("buffer_bytes", (1300, 500), BOUND_RED, 1_000, "byte bound"),
         ("credits", (1300, 500), BOUND_RED, 1_000, "credits bound"),
         ("throughput", (1300, 500), FAULT_BAND, 5_000, "fault band"),
         ("tokens", (1750, 560), BOUND_RED, 1_000, "b + r·w bound"),
@@ -121,6 +122,7 @@ fn run_pictures_are_drawn_and_readable() {
     let title = "gen-slow-and-partition · credit · seed 1 · sim";
     check_svg(&dir.join("lag.svg"), 6, &["Consumer lag", title, "lag (records)", "time since start (s)", "=total lag", "=orders/0", "=orders/3", "lag_ok_records = 100", "liveness phase starts (11.0 s)", "=fault", "=slow-processing c0", "=partition c1", "=rebalancing"]);
     check_svg(&dir.join("buffer.svg"), 3, &["Buffer occupancy per consumer", title, "buffered (records)", "=c0", "=c1", "bound buffer_records_max = 300"]);
+    check_svg(&dir.join("buffer_bytes.svg"), 3, &["Buffer bytes per consumer", title, "buffered (MiB)", "=c0", "=c1", "bound buffer_bytes_max = 0.3 MiB"]);
     check_svg(&dir.join("throughput.svg"), 2, &["Throughput in and out", "throughput (records/s)", "in: produced (acked), 0.5 s buckets", "out: processed ok"]);
     check_svg(&dir.join("credits.svg"), 3, &["Credits outstanding per consumer", "credits outstanding (records)", "bound credits_max = 300"]);
     check_svg(&dir.join("tokens.svg"), 6, &["Token admissions against the rate bound", "Cumulative admissions per tier", "R1: most admitted in any window vs b + r·w", "window length w (s)", "global: admitted", "consumer:c0: refused", "global bound b + r·w = 150 + 520·w"]);
@@ -133,7 +135,7 @@ fn charts_without_data_are_skipped_not_drawn_empty() {
     let r = render_run_report(&history("none", false), &dir).unwrap();
     assert_eq!(
         names(&r.files),
-        ["lag.png", "lag.svg", "buffer.png", "buffer.svg", "throughput.png", "throughput.svg"]
+        ["lag.png", "lag.svg", "buffer.png", "buffer.svg", "buffer_bytes.png", "buffer_bytes.svg", "throughput.png", "throughput.svg"]
     );
     let skipped: Vec<&str> = r.skipped.iter().map(|s| s.chart.as_str()).collect();
     assert_eq!(skipped, ["credits", "tokens"]);
@@ -146,7 +148,7 @@ fn charts_without_data_are_skipped_not_drawn_empty() {
     let only_meta = vec![history("credit", true).remove(0)];
     let r = render_run_report(&only_meta, &dir).unwrap();
     assert!(r.files.is_empty(), "{:?}", r.files);
-    assert_eq!(r.skipped.len(), 5);
+    assert_eq!(r.skipped.len(), 6);
 }
 
 #[test]
@@ -251,6 +253,8 @@ fn one_instant_histories_still_draw_sensible_axes() {
     let dir = out_dir("one-instant");
     let r = render_run_report(&hist, &dir).unwrap();
     assert_eq!(names(&r.files), ["lag.png", "lag.svg", "buffer.png", "buffer.svg", "credits.png", "credits.svg"]);
+    // No sample carries bytes (as in a history written before record sizes): no byte chart.
+    assert!(r.skipped.iter().any(|s| s.chart == "buffer_bytes" && s.reason.contains("byte count")), "{:?}", r.skipped);
     for stem in ["lag", "buffer", "credits"] {
         let img = load(&dir.join(format!("{stem}.png")));
         assert!(count(&img, 0..40, ink) > 150, "{stem}.png has no title");
