@@ -466,6 +466,10 @@ pub struct Consumers {
     /// partitions, with the same first-record exception.
     #[serde(default = "d_fetch_max_bytes")]
     pub fetch_max_bytes: u64,
+    /// `fetch.min.bytes` (1): the broker holds a fetch until its reply would carry this many
+    /// bytes, or `fetch_wait_max_ms` has passed.
+    #[serde(default = "d_fetch_min_bytes")]
+    pub fetch_min_bytes: u64,
     /// Extra one-way delay of every message between a consumer and a broker (fetches, commits,
     /// group requests), milliseconds, on top of `cluster.network_latency_ms`: the client-side path
     /// of a real consumer (librdkafka's fetch pipelining and the poll loop, synchronous commits) that
@@ -553,6 +557,9 @@ fn d_max_partition_fetch_bytes() -> u64 {
 }
 fn d_fetch_max_bytes() -> u64 {
     50 << 20
+}
+fn d_fetch_min_bytes() -> u64 {
+    1
 }
 /// The largest `fetch_max_bytes`: below librdkafka's `receive.message.max.bytes` (100 000 000)
 /// less its 512-byte protocol margin, so real mode can always honour it.
@@ -1026,6 +1033,9 @@ impl Scenario {
         }
         if k.fetch_max_bytes == 0 || k.fetch_max_bytes > FETCH_MAX_BYTES_LIMIT {
             bad("consumers.fetch_max_bytes", format!("must be within 1..={FETCH_MAX_BYTES_LIMIT}, got {}", k.fetch_max_bytes));
+        }
+        if k.fetch_min_bytes == 0 || k.fetch_min_bytes > k.fetch_max_bytes {
+            bad("consumers.fetch_min_bytes", format!("must be within 1..=fetch_max_bytes ({}), got {}", k.fetch_max_bytes, k.fetch_min_bytes));
         }
         let record_max = self.record_bytes_max();
         if k.buffer_bytes_max < record_max {

@@ -127,6 +127,7 @@ pub fn consumer_config(plan: &MemberPlan) -> ClientConfig {
         .set("fetch.wait.max.ms", k.fetch_wait_max_ms.to_string())
         .set("max.partition.fetch.bytes", k.max_partition_fetch_bytes.to_string())
         .set("fetch.max.bytes", k.fetch_max_bytes.to_string())
+        .set("fetch.min.bytes", k.fetch_min_bytes.to_string())
         // librdkafka's prefetch queue holds no more bytes than the pipeline's buffer may.
         .set("queued.max.messages.kbytes", (k.buffer_bytes_max / 1_024).max(1).to_string())
         .set(

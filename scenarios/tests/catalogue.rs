@@ -224,6 +224,11 @@ fn malformed_scenarios_are_answered_precisely() {
             GOOD.replace("rate_per_s = 10.0", "rate_per_s = 10.0\nrecord_bytes = 4096").replace("count = 1", "count = 1\nbuffer_bytes_max = 4095"),
             Want::Invalid("consumers.buffer_bytes_max", Some(19), "cannot hold one record of the subscribed topics (4096 bytes)"),
         ),
+        (
+            "minimum fetch above the maximum",
+            GOOD.replace("count = 1", "count = 1\nfetch_min_bytes = 2000\nfetch_max_bytes = 1000"),
+            Want::Invalid("consumers.fetch_min_bytes", Some(18), "within 1..=fetch_max_bytes (1000), got 2000"),
+        ),
         ("fetch larger than a client takes", GOOD.replace("count = 1", "count = 1\nfetch_max_bytes = 100000000"), Want::Invalid("consumers.fetch_max_bytes", Some(18), "within 1..=99000000")),
         (
             "defaulted field located by its table",

@@ -569,6 +569,8 @@ impl World {
     /// Answers a consumer fetch, or `None` to keep it parked. Each partition returns at most its
     /// records and bytes asked for, the whole reply at most `fetch_max_bytes`, except that the
     /// first partition served that has data returns its first record whatever its size (KIP-74).
+    /// Unless `force` (its wait is over), a fetch is answered only when its reply would carry
+    /// `fetch_min_bytes`, or a partition is no longer led here.
     /// Partitions are served from a starting point that rotates with the request id, so that
     /// when the byte budget runs out it is not always the same partitions that go without; the
     /// reply lists them in the request's order.
@@ -599,6 +601,7 @@ impl World {
         let mut respond = force;
         let mut buf = Vec::new();
         let mut budget = self.spec.consumers.fetch_max_bytes;
+        let mut got = 0u64;
         let mut min_one = true;
         let start = (req_id % parts.len().max(1) as u64) as usize;
         for k in 0..parts.len() {
@@ -625,8 +628,8 @@ impl World {
             if buf.is_empty() {
                 out[i].1 = FetchResult::Empty { hw: log.hw };
             } else {
-                respond = true;
                 min_one = false;
+                got += bytes;
                 budget = budget.saturating_sub(bytes);
                 out[i].1 = FetchResult::Data {
                     runs: buf.iter().map(|r| r.run()).collect(),
@@ -634,6 +637,7 @@ impl World {
                 };
             }
         }
+        respond |= got > 0 && got >= self.spec.consumers.fetch_min_bytes;
         respond.then_some(out)
     }
 

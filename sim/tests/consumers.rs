@@ -318,3 +318,38 @@ fn a_record_larger_than_the_partition_limit_comes_one_per_reply() {
     let tps: std::collections::BTreeSet<&str> = rs.iter().map(|r| r[0].0.as_str()).collect();
     assert_eq!(tps.len(), 4, "the served order rotates: {tps:?}");
 }
+
+/// `fetch.min.bytes`: the broker holds a fetch until its reply carries that many bytes (or
+/// `fetch.wait.max.ms` passes), so replies come fewer and larger; at the default of 1 byte a reply
+/// goes as soon as anything is there.
+#[test]
+fn fetch_min_bytes_holds_a_fetch_until_its_reply_is_large_enough() {
+    let at = |min: u64| {
+        let v = base(4, 100.0, 1);
+        let v = set(v, "cluster.brokers", json!(1));
+        let v = set(v, "cluster.replication_factor", json!(1));
+        let v = set(v, "cluster.min_insync_replicas", json!(1));
+        let v = set(v, "producers.0.record_bytes", json!(1_000));
+        let v = set(v, "consumers.fetch_min_bytes", json!(min));
+        // Fetches sized by max.poll.records alone (a credit-sized fetch may ask for less than
+        // fetch.min.bytes and then waits out fetch.wait.max.ms, as it would against Kafka).
+        let v = set(v, "consumers.strategy", json!("none"));
+        let v = set(v, "consumers.fetch_wait_max_ms", json!(1_000));
+        let out = run_seed(&scenario(v), 4, true);
+        let mut sizes: Vec<u64> = replies(&out).iter().map(|r| r.iter().map(|(_, _, b)| b).sum()).collect();
+        sizes.sort_unstable();
+        sizes
+    };
+    let (eager, held) = (at(1), at(20_000));
+    let median = |s: &[u64]| s[s.len() / 2];
+    eprintln!("replies: {} of median {} bytes at 1; {} of median {} bytes at 20 000", eager.len(), median(&eager), held.len(), median(&held));
+    assert!(median(&eager) < 10_000, "at fetch.min.bytes 1 a reply goes at once: median {}", median(&eager));
+    // 100 records/s of 1 000 bytes reach 20 000 bytes in about 200 ms, within the 1 s wait: every
+    // reply but those of the start (a single backlogged reply, the assignment's first fetches) holds
+    // at least that much.
+    let small = held.iter().filter(|b| **b < 20_000).count();
+    assert!(small * 20 <= held.len(), "{small} of {} replies below fetch.min.bytes", held.len());
+    // Fewer replies for the same records: about 20 records each instead of the 9 one client round
+    // trip gathers at 100 records/s.
+    assert!(held.len() * 2 < eager.len(), "replies: {} held against {} eager", held.len(), eager.len());
+}
