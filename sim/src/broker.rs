@@ -957,7 +957,7 @@ impl World {
             self.producer_disconnect(p, b);
         }
         for c in 0..self.layout.consumers {
-            self.consumer_disconnect(c, b);
+            self.consumer_disconnect(c, b, false);
         }
         for f in 0..self.spec.cluster.brokers {
             if f != b {

@@ -249,8 +249,9 @@ impl World {
     }
 
     /// Broker `b`'s process died: the fetch and the group requests in flight to it fail at once
-    /// (connection reset).
-    pub(crate) fn consumer_disconnect(&mut self, c: u32, b: u32) {
+    /// (connection reset); or, with `refused`, a request was just sent to it while it is down
+    /// (connection refused: what is in flight never reached it).
+    pub(crate) fn consumer_disconnect(&mut self, c: u32, b: u32, refused: bool) {
         if !self.consumers[c as usize].running() {
             return;
         }
@@ -276,7 +277,7 @@ impl World {
         if co.group_broker == Some(b) {
             co.group_broker = None;
             if let Some(m) = co.member.as_mut() {
-                m.coordinator_disconnected(now_us);
+                m.coordinator_disconnected(now_us, refused);
             }
             self.poke(self.layout.consumer(c));
         }
@@ -620,7 +621,7 @@ impl World {
                 // the member looks for the coordinator again instead of waiting out the
                 // request's timeout (a JoinGroup's is max.poll.interval.ms).
                 if !self.up[to] {
-                    self.consumer_disconnect(c, b);
+                    self.consumer_disconnect(c, b, true);
                 }
             }
             GAction::FindCoordinator => {
@@ -1026,7 +1027,7 @@ impl World {
                 },
             );
             if !self.up[self.layout.broker(l as u32)] {
-                self.consumer_disconnect(c, l as u32);
+                self.consumer_disconnect(c, l as u32, true);
             }
         }
     }

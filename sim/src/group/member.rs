@@ -228,17 +228,21 @@ impl Member {
         }
     }
 
-    /// The connection to the coordinator was reset (its broker's process died): as in Kafka's
+    /// The connection to the coordinator was reset (its broker's process died), or, with
+    /// `refused`, never made (the process was already down: nothing listens): as in Kafka's
     /// network client, every request in flight on it fails at once instead of waiting for its
-    /// timeout. Commits and offset fetches end with an unknown outcome; a join, sync or heartbeat
-    /// is dropped and the member rediscovers the coordinator (then resends its join or sync).
-    /// Without this a member waiting for a JoinGroup answer from a dead coordinator would wait
-    /// out `max_poll_interval_ms + request_timeout_ms` before looking for its successor.
-    pub fn coordinator_disconnected(&mut self, _now_us: u64) {
+    /// timeout. After a reset, commits and offset fetches end with an unknown outcome (the broker
+    /// may have applied them before it died); refused, they reached no broker and fail outright
+    /// (`COORDINATOR_NOT_AVAILABLE`). A join, sync or heartbeat is dropped and the member
+    /// rediscovers the coordinator (then resends its join or sync). Without this a member waiting
+    /// for a JoinGroup answer from a dead coordinator would wait out
+    /// `max_poll_interval_ms + request_timeout_ms` before looking for its successor.
+    pub fn coordinator_disconnected(&mut self, _now_us: u64, refused: bool) {
+        let err = refused.then_some(ErrorCode::CoordinatorNotAvailable);
         for (corr, (kind, _)) in std::mem::take(&mut self.others) {
             self.actions.push_back(match kind {
-                Other::Commit => Action::CommitDone { corr, result: Err(None) },
-                Other::Fetch => Action::Offsets { corr, result: Err(None) },
+                Other::Commit => Action::CommitDone { corr, result: Err(err) },
+                Other::Fetch => Action::Offsets { corr, result: Err(err) },
             });
         }
         if self.phase != MemberState::Idle {

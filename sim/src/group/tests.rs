@@ -943,3 +943,26 @@ fn bad_member_configs_are_refused() {
         assert_eq!(cfg.validate().err(), expect, "{cfg:?}");
     }
 }
+
+/// A commit in flight when the coordinator's connection is reset may have been applied: its
+/// outcome is unknown. One on a refused connection (the broker was already down) reached no
+/// broker: it failed, and the member knows it.
+#[test]
+fn a_commit_on_a_reset_connection_is_unknown_and_on_a_refused_one_failed() {
+    for (refused, want) in [(false, None), (true, Some(ErrorCode::CoordinatorNotAvailable))] {
+        let mut h = settled_group(AssignorKind::Range, 1, 2, false, 3);
+        let t = h.now_us;
+        let m = h.members.get_mut(&0).expect("member 0");
+        while m.poll_action().is_some() {}
+        let corr = m.commit(t, vec![(Tp::new(0, 0), 5)]).expect("a stable member commits");
+        m.coordinator_disconnected(t, refused);
+        let mut got = None;
+        while let Some(a) = m.poll_action() {
+            if let Action::CommitDone { corr: c, result } = a {
+                assert_eq!(c, corr);
+                got = Some(result);
+            }
+        }
+        assert_eq!(got, Some(Err(want)), "refused: {refused}");
+    }
+}
