@@ -27,6 +27,15 @@ impl LogRun {
             count: self.count,
         }
     }
+    /// Offsets `lo..hi` of this run (within it), their seqs aligned with them.
+    fn slice(&self, lo: u64, hi: u64) -> LogRun {
+        LogRun {
+            offset: lo,
+            seq: self.seq + (lo - self.offset),
+            count: (hi - lo) as u32,
+            ..*self
+        }
+    }
 }
 
 /// How many runs from the end the idempotence check looks at (producers send in order, so a
@@ -127,13 +136,7 @@ impl ReplicaLog {
             let r = self.runs[i];
             let lo = r.offset.max(from);
             let hi = r.end().min(upto);
-            out.push(LogRun {
-                offset: lo,
-                producer: r.producer,
-                seq: r.seq + (lo - r.offset),
-                count: (hi - lo) as u32,
-                epoch: r.epoch,
-            });
+            out.push(r.slice(lo, hi));
             n += hi - lo;
             i += 1;
         }
@@ -173,13 +176,7 @@ impl ReplicaLog {
             if hi <= lo {
                 break;
             }
-            out.push(LogRun {
-                offset: lo,
-                producer: r.producer,
-                seq: r.seq + (lo - r.offset),
-                count: (hi - lo) as u32,
-                epoch: r.epoch,
-            });
+            out.push(r.slice(lo, hi));
             n += hi - lo;
             bytes += (hi - lo) * size;
             if hi < r.end().min(upto) {
