@@ -322,10 +322,16 @@ impl World {
                                 .and_then(|p| p.fetch_take(tp, offset, count));
                             if let Some((from, n)) = taken {
                                 let runs = clip_runs(&runs, from, from + n as u64);
+                                // Usually the whole reply is taken: its bytes are known already.
+                                let bytes = if (from, n) == (offset, count) {
+                                    bytes
+                                } else {
+                                    self.runs_bytes(&runs)
+                                };
                                 self.record(Event::Fetch {
                                     consumer: c,
                                     tp: name,
-                                    bytes: self.runs_bytes(&runs),
+                                    bytes,
                                     runs,
                                     hw,
                                 });
