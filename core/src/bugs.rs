@@ -35,10 +35,13 @@ pub enum Bug {
     UnbalancedAssignor,
     /// K3: the worker stage hands out records behind a checkpoint barrier before alignment ends.
     BarrierOvertakes,
+    /// Byte bound: count half the bytes of every fetch reply, so the buffer holds twice the bytes
+    /// the pipeline believes (and its own samples report).
+    UndercountBytes,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::CommitBeforeProcess,
         Bug::CommitBeyondProcessed,
         Bug::NoCommitOnRevoke,
@@ -52,6 +55,7 @@ impl Bug {
         Bug::NoSeekOnAssign,
         Bug::UnbalancedAssignor,
         Bug::BarrierOvertakes,
+        Bug::UndercountBytes,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +73,7 @@ impl Bug {
             Bug::NoSeekOnAssign => "no-seek-on-assign",
             Bug::UnbalancedAssignor => "unbalanced-assignor",
             Bug::BarrierOvertakes => "barrier-overtakes",
+            Bug::UndercountBytes => "undercount-bytes",
         }
     }
 

@@ -12,9 +12,10 @@
 //!
 //! Partitions are written `"topic/partition"` (see [`tp_name`]); members are `c0`, `c1`, … by index.
 //!
-//! Sizes: `fetch` and `buffer` lines carry the bytes of their records, and `Meta` the byte bound
-//! `buffer_bytes_max`. These fields were added within schema 1; a history without them reads them
-//! as 0 (no bytes known, no byte bound declared).
+//! Sizes: `fetch` and `buffer` lines carry the bytes of their records, `Meta` the byte bound
+//! `buffer_bytes_max` and each producer's record size (`producers`). These fields were added within
+//! schema 1; a history without them reads them as 0 or empty (no bytes known, no byte bound
+//! declared, record sizes unknown).
 //!
 //! Schema version: [`SCHEMA_VERSION`]. A change that alters the meaning of a field bumps it.
 
@@ -124,6 +125,16 @@ pub struct TopicMeta {
     pub partitions: u32,
 }
 
+/// One producer as a history declares it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProducerMeta {
+    pub topic: String,
+    /// Bytes of each of its records, counted as `fetch` and `buffer` lines count them (key, value
+    /// and per-record overhead): what lets a checker rebuild a consumer's buffered bytes from the
+    /// records it fetched and released.
+    pub record_bytes: u64,
+}
+
 /// Everything the history records. Serialized with `"kind"` as the tag, fields flattened beside
 /// `t_us`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -137,6 +148,11 @@ pub enum Event {
         scenario: String,
         seed: u64,
         topics: Vec<TopicMeta>,
+        /// The producers `0..N` (a run's `producer` indexes this): the topic each writes and the
+        /// size of its records. Empty in histories written before it: record sizes unknown, and
+        /// the checkers judge the byte bound on the consumers' own samples alone.
+        #[serde(default)]
+        producers: Vec<ProducerMeta>,
         /// Number of consumer members `c0..cN`.
         consumers: u32,
         /// Backpressure strategy name (`none`, `pause`, `credit`).

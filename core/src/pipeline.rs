@@ -1310,6 +1310,7 @@ impl Pipeline {
             return;
         }
         debug_assert!(count == 1 || bytes <= requested_bytes.max(self.cfg.max_partition_fetch_bytes), "a reply holds at most max_bytes, or one record");
+        let bytes = if self.cfg.bugs.has(Bug::UndercountBytes) { bytes / 2 } else { bytes };
         // Never accept more than was asked for (the bound the fetch was sized by).
         let mut bytes = share_bytes(bytes, count, count.min(requested));
         let mut count = count.min(requested);

@@ -191,8 +191,8 @@ pub struct Producer {
     /// `batch.size` in records (a batch closes on records; record sizes are `record_bytes`).
     #[serde(default = "d_batch")]
     pub batch_records_max: u32,
-    /// Size of each record this producer writes, bytes (key, value and per-record overhead), at
-    /// most [`RECORD_BYTES_LIMIT`]. Fetch sizes (`max_partition_fetch_bytes`, `fetch_max_bytes`)
+    /// Size of each record this producer writes, bytes (key, value and per-record overhead), from
+    /// [`RECORD_BYTES_MIN`] to [`RECORD_BYTES_LIMIT`]. Fetch sizes (`max_partition_fetch_bytes`, `fetch_max_bytes`)
     /// and the consumer's byte bound (`buffer_bytes_max`) are counted in these.
     #[serde(default = "d_record_bytes")]
     pub record_bytes: u32,
@@ -218,6 +218,9 @@ fn d_batch() -> u32 {
 }
 /// The default `record_bytes`: a 1 KiB record.
 pub const DEFAULT_RECORD_BYTES: u32 = 1_024;
+/// The smallest `record_bytes`: a record holds at least its key (a u64) and the `(producer, seq)`
+/// that identifies it (12 bytes), as real mode writes it.
+pub const RECORD_BYTES_MIN: u32 = 20;
 /// The largest `record_bytes`: half a MiB, so that a record with its batch overhead stays well
 /// inside Kafka's default `message.max.bytes` (1 048 588) and librdkafka's (1 000 000).
 pub const RECORD_BYTES_LIMIT: u32 = 1 << 19;
@@ -828,6 +831,14 @@ impl Scenario {
             .unwrap_or(DEFAULT_RECORD_BYTES as u64)
     }
 
+    /// The producers as a history's `Meta` declares them.
+    pub fn producers_meta(&self) -> Vec<crate::history::ProducerMeta> {
+        self.producers
+            .iter()
+            .map(|p| crate::history::ProducerMeta { topic: p.topic.clone(), record_bytes: p.record_bytes as u64 })
+            .collect()
+    }
+
     /// Every partition the consumer group subscribes to, in (topic, partition) order.
     pub fn subscribed_partitions(&self) -> Vec<crate::types::Tp> {
         let mut v = Vec::new();
@@ -969,8 +980,8 @@ impl Scenario {
             if !(p.rate_per_s > 0.0 && p.rate_per_s.is_finite()) {
                 bad(&path("rate_per_s"), format!("must be > 0, got {}", p.rate_per_s));
             }
-            if p.record_bytes == 0 || p.record_bytes > RECORD_BYTES_LIMIT {
-                bad(&path("record_bytes"), format!("must be within 1..={RECORD_BYTES_LIMIT}, got {}", p.record_bytes));
+            if !(RECORD_BYTES_MIN..=RECORD_BYTES_LIMIT).contains(&p.record_bytes) {
+                bad(&path("record_bytes"), format!("must be within {RECORD_BYTES_MIN}..={RECORD_BYTES_LIMIT}, got {}", p.record_bytes));
             }
             if p.batch_records_max == 0 {
                 bad(&path("batch_records_max"), "must be at least 1".into());

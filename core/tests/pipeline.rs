@@ -1106,6 +1106,15 @@ fn held_bytes_within_the_byte_bound_catches_unbounded_buffer() {
     caught(Strategy::Credit, Bug::UnboundedBuffer, prop_held_within_bound, bytes_only_bind_busy);
 }
 
+/// A pipeline that counts half the bytes it fetched holds more than the byte bound while it
+/// believes it holds less: the harness, which counts the bytes of every record it handed over,
+/// catches it under both bounded strategies.
+#[test]
+fn held_bytes_within_the_byte_bound_catches_undercount_bytes() {
+    caught(Strategy::Pause, Bug::UndercountBytes, prop_held_within_bound, bytes_only_bind_busy);
+    caught(Strategy::Credit, Bug::UndercountBytes, prop_held_within_bound, bytes_only_bind_busy);
+}
+
 #[test]
 fn held_records_within_the_buffer_bound_catches_unbounded_buffer() {
     caught(Strategy::Pause, Bug::UnboundedBuffer, prop_held_within_bound, non_blocking_busy);

@@ -16,6 +16,7 @@ fn meta(bounds: Bounds) -> Event {
         scenario: "hand".into(),
         seed: 7,
         topics: Vec::new(),
+        producers: Vec::new(),
         consumers: 2,
         strategy: "none".into(),
         bounds,

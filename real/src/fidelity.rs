@@ -371,6 +371,7 @@ mod tests {
             scenario: "s".into(),
             seed: 0,
             topics: vec![],
+            producers: vec![],
             consumers: 1,
             strategy: "pause".into(),
             bounds: Bounds { lag_ok_records: lag_ok, ..Bounds::default() },

@@ -456,6 +456,7 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
         scenario: sc.name.clone(),
         seed: args.seed,
         topics: sc.topics.iter().map(|t| TopicMeta { name: t.name.clone(), partitions: t.partitions }).collect(),
+        producers: sc.producers_meta(),
         consumers: k.count,
         strategy: k.strategy.name().into(),
         bounds: bounds_of(&sc),

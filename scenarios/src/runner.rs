@@ -246,7 +246,7 @@ fn run_inner(
         stopped_early: sim.stopped_early,
         expected: sc.expect.anomalies.clone(),
         judgement: sim.judgement.clone(),
-        stats: Stats::of(&sim.history),
+        stats: Stats::of(&sim.history).with_report(&sim.report),
         replay: replay_command(&target, seed, strategy, bugs),
         out_dir: out_dir.map(|d| d.display().to_string()),
         plot_error: None,
@@ -829,7 +829,7 @@ pub fn check_file(path: &Path) -> Result<CheckSummary, RunError> {
         hash: hex(history::hash_entries(&h)),
         expected: expect.clone(),
         judgement,
-        stats: Stats::of(&h),
+        stats: Stats::of(&h).with_report(&report),
         report,
     })
 }

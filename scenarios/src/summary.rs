@@ -86,6 +86,16 @@ impl Stats {
         s.throughput_per_s = if s.duration_s > 0.0 { s.records_processed as f64 / s.duration_s } else { 0.0 };
         s
     }
+
+    /// Raises the buffer peaks to those the checkers rebuilt from fetches and releases (bytes by
+    /// the producers' declared record sizes): a consumer's samples show only what it believes it
+    /// holds, at the instants it samples.
+    pub fn with_report(mut self, report: &Report) -> Stats {
+        let peak = |m: &BTreeMap<String, u64>| m.values().copied().max().unwrap_or(0);
+        self.buffer_peak_records = self.buffer_peak_records.max(peak(&report.summary.buffer_peak_records));
+        self.buffer_peak_bytes = self.buffer_peak_bytes.max(peak(&report.summary.buffer_peak_bytes));
+        self
+    }
 }
 
 /// The verdict of a run against what its scenario expects.

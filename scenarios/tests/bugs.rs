@@ -43,6 +43,7 @@ const CASES: &[(Bug, &str, Mode, &[&str])] = &[
     (Bug::NoSeekOnAssign, "rebalance-storm-eager", Swarm, &["gap-after-restart"]),
     (Bug::UnbalancedAssignor, "round-robin-fair-share", Swarm, &["lag-not-recovered", "unseen"]),
     (Bug::BarrierOvertakes, "aligned-checkpoints", Swarm, &["barrier-overtaken"]),
+    (Bug::UndercountBytes, "large-records", Swarm, &["buffer-bound-exceeded"]),
 ];
 
 fn explored(name: &str, mode: Mode) -> Scenario {

@@ -218,7 +218,9 @@ fn malformed_scenarios_are_answered_precisely() {
             format!("{}\n[consumers.retry]\nmode = \"non-blocking\"\nparked_records_max = 8\n", GOOD.replace("count = 1", "count = 1\nbuffer_records_max = 4")),
             Want::Invalid("consumers.retry.parked_records_max", Some(28), "exceed buffer_records_max 4"),
         ),
-        ("record of no bytes", GOOD.replace("rate_per_s = 10.0", "rate_per_s = 10.0\nrecord_bytes = 0"), Want::Invalid("producers[0].record_bytes", Some(15), "within 1..=524288")),
+        ("record of no bytes", GOOD.replace("rate_per_s = 10.0", "rate_per_s = 10.0\nrecord_bytes = 0"), Want::Invalid("producers[0].record_bytes", Some(15), "within 20..=524288")),
+        // A record holds at least its key and the (producer, seq) that identifies it.
+        ("record smaller than its identity", GOOD.replace("rate_per_s = 10.0", "rate_per_s = 10.0\nrecord_bytes = 19"), Want::Invalid("producers[0].record_bytes", Some(15), "within 20..=524288")),
         (
             "byte bound below one record",
             GOOD.replace("rate_per_s = 10.0", "rate_per_s = 10.0\nrecord_bytes = 4096").replace("count = 1", "count = 1\nbuffer_bytes_max = 4095"),

@@ -84,6 +84,7 @@ fn planted_bugs_are_caught() {
         ("prefetch-memory-growth", Bug::UnboundedBuffer, "buffer-bound-exceeded"),
         ("rate-limited-sink-restart", Bug::BucketOverfill, "rate-bound"),
         ("large-records", Bug::UnboundedBuffer, "buffer-bound-exceeded"),
+        ("large-records", Bug::UndercountBytes, "buffer-bound-exceeded"),
     ];
     for (name, bug, anomaly) in cases {
         let mut s = load(name).unwrap();

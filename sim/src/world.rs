@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use sluice_core::history::{self, Bounds, Entry, Event, Phase, TierBound, TopicMeta, TraceHash};
-use sluice_core::spec::{Acks, Scenario, Strategy, TierKind};
+use sluice_core::history::{self, Entry, Event, Phase, TopicMeta, TraceHash};
+use sluice_core::spec::{Acks, Scenario};
 use sluice_core::types::Tp;
 
 use crate::broker::{Broker, PartMeta};
@@ -877,42 +877,6 @@ impl World {
     pub fn meta_event(&self) -> Event {
         let s = &self.spec;
         let k = &s.consumers;
-        let parts = s.subscribed_partitions().len() as u64;
-        let credits_max = match k.strategy {
-            Strategy::Credit => {
-                let exclusive = parts * k.exclusive_credits as u64;
-                let floating = k
-                    .floating_credits
-                    .map(|f| f as u64)
-                    .unwrap_or((k.buffer_records_max as u64).saturating_sub(exclusive));
-                exclusive + floating
-            }
-            _ => 0,
-        };
-        let mut rate_tiers = Vec::new();
-        for l in &k.rate_limits {
-            match l.tier {
-                TierKind::Global => rate_tiers.push(TierBound {
-                    tier: "global".into(),
-                    rate_per_s: l.rate_per_s,
-                    burst: l.burst,
-                }),
-                TierKind::Topic => rate_tiers.push(TierBound {
-                    tier: format!("topic:{}", l.topic.as_deref().unwrap_or("")),
-                    rate_per_s: l.rate_per_s,
-                    burst: l.burst,
-                }),
-                TierKind::Consumer => {
-                    for c in 0..k.count {
-                        rate_tiers.push(TierBound {
-                            tier: format!("consumer:c{c}"),
-                            rate_per_s: l.rate_per_s,
-                            burst: l.burst,
-                        })
-                    }
-                }
-            }
-        }
         let mut settings = BTreeMap::new();
         let c = &s.cluster;
         settings.insert("brokers".into(), c.brokers.to_string());
@@ -975,19 +939,10 @@ impl World {
                     partitions: t.partitions,
                 })
                 .collect(),
+            producers: s.producers_meta(),
             consumers: self.layout.consumers,
             strategy: k.strategy.name().into(),
-            bounds: Bounds {
-                buffer_records_max: k.buffer_records_max as u64,
-                buffer_bytes_max: k.buffer_bytes_max,
-                credits_max,
-                rate_tiers,
-                duplicate_window_records: None,
-                lag_ok_records: s.expect.lag_ok_records,
-                recovery_deadline_ms: s.expect.recovery_deadline_ms,
-                max_poll_interval_ms: k.max_poll_interval_ms,
-                session_timeout_ms: k.session_timeout_ms,
-            },
+            bounds: s.bounds(),
             expect: s.expect.anomalies.clone(),
             settings,
         }
@@ -1235,6 +1190,7 @@ mod tests {
                 scenario: "s".into(),
                 seed: 3,
                 topics: vec![],
+                producers: vec![sluice_core::history::ProducerMeta { topic: "o".into(), record_bytes: 1_024 }],
                 consumers: 2,
                 strategy: "none".into(),
                 bounds: Default::default(),

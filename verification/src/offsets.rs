@@ -15,8 +15,7 @@ pub(crate) struct OffsetMap<T: Copy + Default> {
 
 impl<T: Copy + Default> OffsetMap<T> {
     /// The slot at `key`, or the default slot if it was never written.
-    #[cfg(test)]
-    pub fn get(&self, key: u64) -> T {
+    pub fn get_or_default(&self, key: u64) -> T {
         self.chunks
             .get(&(key / CHUNK_SLOTS))
             .map(|c| c[(key % CHUNK_SLOTS) as usize])
@@ -90,6 +89,12 @@ impl IntervalSet {
 
     /// Removes `[lo, hi)`; returns how many members were removed.
     pub fn remove(&mut self, lo: u64, hi: u64) -> u64 {
+        self.remove_each(lo, hi, |_, _| {})
+    }
+
+    /// Removes `[lo, hi)`, calling `removed(start, end)` for each maximal range of members it
+    /// takes out; returns how many members were removed.
+    pub fn remove_each(&mut self, lo: u64, hi: u64, mut removed_range: impl FnMut(u64, u64)) -> u64 {
         if lo >= hi {
             return 0;
         }
@@ -104,6 +109,7 @@ impl IntervalSet {
         for (s, e) in hit {
             self.ivs.remove(&s);
             removed += e.min(hi) - s.max(lo);
+            removed_range(s.max(lo), e.min(hi));
             if s < lo {
                 self.ivs.insert(s, lo);
             }
@@ -225,9 +231,9 @@ mod tests {
         let mut m: OffsetMap<u8> = OffsetMap::default();
         *m.get_mut(5) = 1;
         *m.get_mut(1_000_000_007) = 2;
-        assert_eq!(m.get(5), 1);
-        assert_eq!(m.get(6), 0);
-        assert_eq!(m.get(1_000_000_007), 2);
+        assert_eq!(m.get_or_default(5), 1);
+        assert_eq!(m.get_or_default(6), 0);
+        assert_eq!(m.get_or_default(1_000_000_007), 2);
         let set: Vec<u64> = m.iter().filter(|(_, v)| **v != 0).map(|(k, _)| k).collect();
         assert_eq!(set, vec![5, 1_000_000_007]);
     }

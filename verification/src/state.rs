@@ -118,6 +118,9 @@ struct Chan {
     awaiting_first_seek: bool,
     last_seek: Option<u64>,
     buffered: IntervalSet,
+    /// Bytes of the `buffered` records, by their producers' declared sizes (0 when the history
+    /// declares none).
+    buffered_bytes: u64,
     credits: u64,
     /// End (exclusive) of the highest offset this consumer processed or dead-lettered during its
     /// current ownership.
@@ -132,10 +135,13 @@ struct Chan {
 #[derive(Default)]
 struct Cons {
     buffered: u64,
+    /// Bytes of the reconstructed buffer (see `Chan::buffered_bytes`).
+    buffered_bytes: u64,
     credits: u64,
     buffer_peak: u64,
     buffer_bytes_peak: u64,
     over_reconstructed: bool,
+    over_reconstructed_bytes: bool,
     over_reported: bool,
     over_reported_bytes: bool,
     c3_latched: bool,
@@ -157,6 +163,11 @@ struct Tier {
 pub(crate) struct Checker {
     bounds: Bounds,
     meta_seen: bool,
+    /// Per producer, the bytes of each record (`Meta::producers`); empty when the history declares
+    /// none, and then buffered bytes are judged on the consumers' samples alone.
+    record_bytes: Vec<u64>,
+    /// A fetch whose `bytes` contradict the declared record sizes was reported (once is enough).
+    fetch_bytes_reported: bool,
     tp_index: BTreeMap<String, usize>,
     parts: Vec<Part>,
     chans: BTreeMap<(u32, usize), Chan>,
@@ -266,6 +277,8 @@ impl Checker {
         Checker {
             bounds: Bounds::default(),
             meta_seen: false,
+            record_bytes: Vec::new(),
+            fetch_bytes_reported: false,
             tp_index: BTreeMap::new(),
             parts: Vec::new(),
             chans: BTreeMap::new(),
@@ -410,6 +423,7 @@ impl Checker {
         match ev {
             Event::Meta {
                 topics,
+                producers,
                 bounds,
                 expect,
                 settings,
@@ -428,6 +442,7 @@ impl Checker {
                     }
                 }
                 self.bounds = bounds.clone();
+                self.record_bytes = producers.iter().map(|p| p.record_bytes).collect();
                 self.expect = expect.clone();
                 for name in expect {
                     if !crate::anomaly::ALL.contains(&name.as_str()) {
@@ -525,9 +540,10 @@ impl Checker {
                 self.seek(*consumer, p, *offset);
             }
             Event::Fetch {
-                consumer, tp, runs, ..
+                consumer, tp, runs, bytes, ..
             } => {
                 let p = self.part(tp);
+                self.fetch_bytes(*consumer, tp, runs, *bytes);
                 self.fetch(*consumer, p, runs);
             }
             Event::ProcessStart {
@@ -809,6 +825,7 @@ impl Checker {
                 }
                 if let Some(k) = self.cons.get_mut(&c) {
                     k.buffered = 0;
+                    k.buffered_bytes = 0;
                     k.credits = 0;
                 }
             }
@@ -876,8 +893,12 @@ impl Checker {
         ch.pos = None;
         ch.awaiting_first_seek = false;
         let dropped = ch.buffered.len();
+        let dropped_bytes = ch.buffered_bytes;
         ch.buffered.clear();
-        self.cons.get_mut(&c).expect("chan() created it").buffered -= dropped;
+        ch.buffered_bytes = 0;
+        let k = self.cons.get_mut(&c).expect("chan() created it");
+        k.buffered -= dropped;
+        k.buffered_bytes -= dropped_bytes;
     }
 
     fn seek(&mut self, c: u32, p: usize, offset: u64) {
@@ -921,6 +942,26 @@ impl Checker {
     }
 
     // ---- consumption ------------------------------------------------------------------------
+
+    /// A fetch's `bytes` against its records' declared sizes: a consumer that counts the bytes it
+    /// fetched wrongly bounds its buffer on the wrong figure. Reported once, as the history
+    /// contradicting itself; the reconstructed buffer goes by the declared sizes either way.
+    fn fetch_bytes(&mut self, c: u32, tp: &str, runs: &[Run], bytes: u64) {
+        if self.record_bytes.is_empty() || self.fetch_bytes_reported {
+            return;
+        }
+        let declared = self.record_bytes.len();
+        if let Some(r) = runs.iter().find(|r| r.producer as usize >= declared) {
+            self.fetch_bytes_reported = true;
+            self.input_error(format!("fetch of {tp} by c{c}: a run of producer {}, but meta declares {declared} producer(s); its records are counted as 0 bytes", r.producer));
+            return;
+        }
+        let want: u64 = runs.iter().map(|r| r.count as u64 * self.record_bytes[r.producer as usize]).sum();
+        if bytes != want {
+            self.fetch_bytes_reported = true;
+            self.input_error(format!("fetch of {tp} by c{c} at {} us says {bytes} bytes, but its records hold {want} by the producers' declared record sizes", self.now));
+        }
+    }
 
     fn fetch(&mut self, c: u32, p: usize, runs: &[Run]) {
         let now = self.now;
@@ -1015,12 +1056,19 @@ impl Checker {
         let outstanding = ch.credits;
         ch.credits -= n.min(outstanding);
         let mut added = 0;
+        let mut added_bytes = 0;
+        let sizes = &self.record_bytes;
+        let ch = self.chans.get_mut(&(c, p)).expect("chan() created it");
         for r in runs {
-            added += ch.buffered.insert(r.offset, r.offset + r.count as u64);
+            let new = ch.buffered.insert(r.offset, r.offset + r.count as u64);
+            added += new;
+            added_bytes += new * sizes.get(r.producer as usize).copied().unwrap_or(0);
         }
+        ch.buffered_bytes += added_bytes;
         let k = self.cons.get_mut(&c).expect("chan() created it");
         k.credits -= n.min(outstanding);
         k.buffered += added;
+        k.buffered_bytes += added_bytes;
         if let Some((expect, got)) = order_issue {
             if got > expect {
                 self.safety(a::POLL_SKIP, "poll-skip", Some(p), Some(c), format!("{name}: c{c} fetched offset {got} with its position at {expect} and no seek between: offsets {} skipped", span(expect, got - 1)));
@@ -1150,11 +1198,34 @@ impl Checker {
     }
 
     fn unbuffer(&mut self, c: u32, p: usize, lo: u64, hi: u64) {
-        let removed = self.chan(c, p).buffered.remove(lo, hi);
-        let k = self.cons.get_mut(&c).expect("chan() created it");
+        let ch = self.chans.entry((c, p)).or_default();
+        let removed;
+        let mut removed_bytes = 0;
+        if self.record_bytes.is_empty() {
+            removed = ch.buffered.remove(lo, hi);
+        } else {
+            // The bytes leaving are those of the records the slots say sit at the removed
+            // offsets (a fetch wrote them there before it buffered them).
+            let (slots, sizes) = (&self.parts[p].slots, &self.record_bytes);
+            removed = ch.buffered.remove_each(lo, hi, |s, e| {
+                for o in s..e {
+                    removed_bytes += sizes.get(slots.get_or_default(o).producer as usize).copied().unwrap_or(0);
+                }
+            });
+            // Bytes rebuilt from the slots may differ from those buffered when a truncated log put
+            // another record at an offset between its fetch and its release: never below zero, and
+            // none left once no record is.
+            removed_bytes = if ch.buffered.len() == 0 { ch.buffered_bytes } else { removed_bytes.min(ch.buffered_bytes) };
+            ch.buffered_bytes -= removed_bytes;
+        }
+        let k = self.cons.entry(c).or_default();
         k.buffered -= removed;
+        k.buffered_bytes -= removed_bytes;
         if k.buffered <= self.bounds.buffer_records_max {
             k.over_reconstructed = false;
+        }
+        if k.buffered_bytes <= self.bounds.buffer_bytes_max {
+            k.over_reconstructed_bytes = false;
         }
         self.check_c3(c, None);
     }
@@ -1193,6 +1264,14 @@ impl Checker {
 
     fn check_buffer(&mut self, c: u32) {
         let max = self.bounds.buffer_records_max;
+        let bytes_max = self.bounds.buffer_bytes_max;
+        let k = self.cons.get_mut(&c).expect("consumer exists");
+        k.buffer_bytes_peak = k.buffer_bytes_peak.max(k.buffered_bytes);
+        if bytes_max > 0 && k.buffered_bytes > bytes_max && !k.over_reconstructed_bytes {
+            k.over_reconstructed_bytes = true;
+            let (b, n) = (k.buffered_bytes, k.buffered);
+            self.safety(a::BUFFER_BOUND_EXCEEDED, "buffer_bytes_max", None, Some(c), format!("c{c}: {n} records of {b} bytes fetched and not yet processed, dead-lettered or revoked (reconstructed from the producers' record sizes), above buffer_bytes_max {bytes_max}"));
+        }
         let k = self.cons.get_mut(&c).expect("consumer exists");
         k.buffer_peak = k.buffer_peak.max(k.buffered);
         if max == 0 || k.buffered <= max {
@@ -1207,10 +1286,10 @@ impl Checker {
         self.safety(a::BUFFER_BOUND_EXCEEDED, "buffer_records_max", None, Some(c), format!("c{c}: {b} records fetched and not yet processed, dead-lettered or revoked (reconstructed), above buffer_records_max {max}"));
     }
 
-    /// A consumer's own buffer sample: its records within `buffer_records_max` (also checked on
-    /// the buffer reconstructed from fetches, see `check_buffer`) and their bytes within
-    /// `buffer_bytes_max` (0: none declared). The bytes are checked on the samples alone: a
-    /// history says how many bytes a fetch returned, not how many each of its records holds.
+    /// A consumer's own buffer sample: its records within `buffer_records_max` and their bytes
+    /// within `buffer_bytes_max` (0: none declared). Both are also checked on the buffer
+    /// reconstructed from fetches (see `check_buffer`), the bytes when the history declares its
+    /// producers' record sizes: a sample shows one instant, and only what the consumer believes.
     fn buffer_sample(&mut self, c: u32, records: u64, bytes: u64, credits_outstanding: u64) {
         let max = self.bounds.buffer_records_max;
         let bytes_max = self.bounds.buffer_bytes_max;

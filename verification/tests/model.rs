@@ -47,8 +47,12 @@ proptest! {
         let h = common::clean_history(&ops);
         let report = check(&h);
         prop_assert!(report.violations.is_empty(), "{:#?}", report.violations);
-        prop_assert!(report.input_errors.is_empty());
+        prop_assert!(report.input_errors.is_empty(), "{:?}", report.input_errors);
         prop_assert_eq!(report.summary.records_acked, report.summary.records_processed);
+        // The model samples its buffer after every fetch, so its samples' peak is the true one:
+        // the buffer rebuilt from fetches and record sizes never counts more.
+        let sampled = h.iter().filter_map(|e| match e.ev { Event::Buffer { bytes, .. } => Some(bytes), _ => None }).max().unwrap_or(0);
+        prop_assert_eq!(report.summary.buffer_peak_bytes.get("c0").copied().unwrap_or(0), sampled);
         let mut online = Online::new();
         for e in &h {
             prop_assert_eq!(online.observe(e), None);
@@ -75,9 +79,48 @@ proptest! {
         let samples = indices(&h, |e| matches!(e, Event::Buffer { .. }));
         prop_assume!(!samples.is_empty());
         if let Event::Buffer { bytes, .. } = &mut h[samples[pick % samples.len()]].ev {
-            *bytes = common::BUFFER_RECORDS_MAX * common::RECORD_BYTES + 1;
+            *bytes = common::BUFFER_BYTES_MAX + 1;
         }
         check_mutant(&h, "buffer-bound-exceeded", &[])?;
+    }
+
+    /// A consumer that counts half the bytes it holds: its own samples stay within a byte bound
+    /// its buffer is over. The buffer rebuilt from the fetches and the producers' declared record
+    /// sizes shows it; with no sizes declared, the same history passes (the samples are all a
+    /// checker has then).
+    #[test]
+    fn a_buffer_over_the_byte_bound_its_samples_hide_is_caught_by_reconstruction(ops in ops()) {
+        let mut h = common::clean_history(&ops);
+        let peak = h.iter().filter_map(|e| match e.ev { Event::Buffer { bytes, .. } => Some(bytes), _ => None }).max().unwrap_or(0);
+        prop_assume!(peak >= 2);
+        for e in &mut h {
+            match &mut e.ev {
+                Event::Buffer { bytes, .. } => *bytes /= 2,
+                Event::Meta { bounds, .. } => bounds.buffer_bytes_max = peak - 1,
+                _ => {}
+            }
+        }
+        check_mutant(&h, "buffer-bound-exceeded", &[])?;
+        let r = sluice_verification::check(&h);
+        prop_assert!(r.violations.iter().any(|v| v.rule == "buffer_bytes_max" && v.detail.contains("reconstructed")), "{:?}", r.violations);
+        if let Event::Meta { producers, .. } = &mut h[0].ev {
+            producers.clear();
+        }
+        prop_assert_eq!(anomalies(&h), Vec::<String>::new());
+    }
+
+    /// A fetch whose `bytes` disagree with its records' declared sizes is reported as the
+    /// history contradicting itself.
+    #[test]
+    fn a_fetch_miscounting_its_bytes_is_an_input_error(ops in ops(), pick in any::<usize>(), by in 1u64..1_000) {
+        let mut h = common::clean_history(&ops);
+        let fetches = indices(&h, |e| matches!(e, Event::Fetch { .. }));
+        prop_assume!(!fetches.is_empty());
+        if let Event::Fetch { bytes, .. } = &mut h[fetches[pick % fetches.len()]].ev {
+            *bytes += by;
+        }
+        let r = sluice_verification::check(&h);
+        prop_assert!(r.input_errors.iter().any(|e| e.contains("declared record sizes")), "{:?}", r.input_errors);
     }
 
     /// Bumping a commit past the processed prefix breaks K1.
@@ -206,6 +249,7 @@ fn admissions_history(adm: &[(u64, u32)], rate_per_s: f64, burst: f64) -> Vec<En
         scenario,
         seed,
         topics,
+        producers,
         consumers,
         strategy,
         mut bounds,
@@ -228,6 +272,7 @@ fn admissions_history(adm: &[(u64, u32)], rate_per_s: f64, burst: f64) -> Vec<En
             scenario,
             seed,
             topics,
+            producers,
             consumers,
             strategy,
             bounds,

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, Run, TierBound, TopicMeta, SCHEMA_VERSION};
+use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, ProducerMeta, Run, TierBound, TopicMeta, SCHEMA_VERSION};
 use sluice_core::types::{Rng, SplitMix64};
 
 pub const TICK_US: u64 = 100_000;
@@ -102,6 +102,7 @@ pub fn history(o: &Options) -> Vec<Entry> {
         scenario: "gen-slow-and-partition".into(),
         seed: o.seed,
         topics: vec![TopicMeta { name: "orders".into(), partitions: PARTITIONS }],
+        producers: vec![ProducerMeta { topic: "orders".into(), record_bytes: 1_024 }],
         consumers: 2,
         strategy: o.strategy.into(),
         bounds: Bounds {

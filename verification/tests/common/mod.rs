@@ -6,13 +6,16 @@
 
 use std::collections::BTreeMap;
 
-use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, Run, TopicMeta};
+use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, ProducerMeta, Run, TopicMeta};
 
 pub const TP: &str = "t/0";
 /// The model never buffers more than this (a fetch takes at most the free space).
 pub const BUFFER_RECORDS_MAX: u64 = 32;
-/// Bytes of each of the model's records; the byte bound is `BUFFER_RECORDS_MAX` of them.
-pub const RECORD_BYTES: u64 = 100;
+/// Bytes of each record of producers 0 and 1 (declared in the meta line).
+pub const PRODUCER_RECORD_BYTES: [u64; 2] = [100, 250];
+/// The byte bound: `BUFFER_RECORDS_MAX` of the largest records, so the record bound is what
+/// holds the model's buffer.
+pub const BUFFER_BYTES_MAX: u64 = BUFFER_RECORDS_MAX * 250;
 
 /// One step of the model: `(kind, n)`; kind 0 = produce, 1 = fetch, 2 = process, 3 = commit.
 pub type Op = (u8, u8);
@@ -84,20 +87,26 @@ impl Model {
             n: n as u32,
             floating: 0,
         });
+        let bytes = self.bytes(self.fetched, self.fetched + n);
         self.push(Event::Fetch {
             consumer: 0,
             tp: TP.into(),
             runs,
-            bytes: n * RECORD_BYTES,
+            bytes,
             hw: self.log.len() as u64,
         });
         self.fetched += n;
         self.push(Event::Buffer {
             consumer: 0,
             records: self.fetched - self.processed,
-            bytes: (self.fetched - self.processed) * RECORD_BYTES,
+            bytes: self.bytes(self.processed, self.fetched),
             credits_outstanding: 0,
         });
+    }
+
+    /// Bytes of the records at offsets `lo..hi`.
+    fn bytes(&self, lo: u64, hi: u64) -> u64 {
+        (lo..hi).map(|o| PRODUCER_RECORD_BYTES[self.log[o as usize].0 as usize]).sum()
     }
 
     fn process(&mut self, want: u64) {
@@ -159,11 +168,12 @@ pub fn meta() -> Event {
             name: "t".into(),
             partitions: 1,
         }],
+        producers: PRODUCER_RECORD_BYTES.iter().map(|&b| ProducerMeta { topic: "t".into(), record_bytes: b }).collect(),
         consumers: 1,
         strategy: "credit".into(),
         bounds: Bounds {
             buffer_records_max: BUFFER_RECORDS_MAX,
-            buffer_bytes_max: BUFFER_RECORDS_MAX * RECORD_BYTES,
+            buffer_bytes_max: BUFFER_BYTES_MAX,
             credits_max: BUFFER_RECORDS_MAX,
             rate_tiers: Vec::new(),
             duplicate_window_records: None,
