@@ -135,37 +135,41 @@ pub struct ProducerMeta {
     pub record_bytes: u64,
 }
 
+/// The first line of every history: what the run was and the bounds it declares.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    pub schema: u32,
+    /// `"sim"` or `"real"`. For humans and reports only; checkers ignore it.
+    pub source: String,
+    pub scenario: String,
+    pub seed: u64,
+    pub topics: Vec<TopicMeta>,
+    /// The producers `0..N` (a run's `producer` indexes this): the topic each writes and the
+    /// size of its records. Empty in histories written before it: record sizes unknown, and
+    /// the checkers judge the byte bound on the consumers' own samples alone.
+    #[serde(default)]
+    pub producers: Vec<ProducerMeta>,
+    /// Number of consumer members `c0..cN`.
+    pub consumers: u32,
+    /// Backpressure strategy name (`none`, `pause`, `credit`).
+    pub strategy: String,
+    pub bounds: Bounds,
+    /// Anomaly names the scenario expects to see (e.g. `lost-write`); empty for "all hold".
+    pub expect: Vec<String>,
+    /// Free-form settings for reports (assignor, protocol, acks, …). Checkers read two kinds:
+    /// `checkpoint` (`periodic`/`aligned`) and, under non-blocking retries only,
+    /// `retry_mode = "non-blocking"` with `retry_max_attempts` (absent: blocking retries).
+    #[serde(default)]
+    pub settings: BTreeMap<String, String>,
+}
+
 /// Everything the history records. Serialized with `"kind"` as the tag, fields flattened beside
 /// `t_us`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Event {
-    /// First line of every history.
-    Meta {
-        schema: u32,
-        /// `"sim"` or `"real"`. For humans and reports only; checkers ignore it.
-        source: String,
-        scenario: String,
-        seed: u64,
-        topics: Vec<TopicMeta>,
-        /// The producers `0..N` (a run's `producer` indexes this): the topic each writes and the
-        /// size of its records. Empty in histories written before it: record sizes unknown, and
-        /// the checkers judge the byte bound on the consumers' own samples alone.
-        #[serde(default)]
-        producers: Vec<ProducerMeta>,
-        /// Number of consumer members `c0..cN`.
-        consumers: u32,
-        /// Backpressure strategy name (`none`, `pause`, `credit`).
-        strategy: String,
-        bounds: Bounds,
-        /// Anomaly names the scenario expects to see (e.g. `lost-write`); empty for "all hold".
-        expect: Vec<String>,
-        /// Free-form settings for reports (assignor, protocol, acks, …). Checkers read two kinds:
-        /// `checkpoint` (`periodic`/`aligned`) and, under non-blocking retries only,
-        /// `retry_mode = "non-blocking"` with `retry_max_attempts` (absent: blocking retries).
-        #[serde(default)]
-        settings: BTreeMap<String, String>,
-    },
+    /// First line of every history (boxed: it is one line of millions, and the largest).
+    Meta(Box<Meta>),
     Phase {
         phase: Phase,
     },

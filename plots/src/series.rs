@@ -153,15 +153,15 @@ pub fn run_info(history: &[Entry]) -> Result<(RunInfo, Bounds), PlotError> {
         return Err(PlotError::BadInput("the history is empty".into()));
     }
     for e in history {
-        if let Event::Meta { source, scenario, seed, strategy, consumers, bounds, .. } = &e.ev {
+        if let Event::Meta(m) = &e.ev {
             let info = RunInfo {
-                source: source.clone(),
-                scenario: scenario.clone(),
-                seed: *seed,
-                strategy: strategy.clone(),
-                consumers: *consumers,
+                source: m.source.clone(),
+                scenario: m.scenario.clone(),
+                seed: m.seed,
+                strategy: m.strategy.clone(),
+                consumers: m.consumers,
             };
-            return Ok((info, bounds.clone()));
+            return Ok((info, m.bounds.clone()));
         }
     }
     Err(PlotError::BadInput(format!("the history has no meta line ({} entries)", history.len())))

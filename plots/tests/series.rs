@@ -10,7 +10,7 @@ use sluice_plots::series::{self, Interval, Points};
 use sluice_plots::PlotError;
 
 fn meta(bounds: Bounds) -> Event {
-    Event::Meta {
+    Event::Meta(Box::new(sluice_core::history::Meta {
         schema: 1,
         source: "sim".into(),
         scenario: "hand".into(),
@@ -22,7 +22,7 @@ fn meta(bounds: Bounds) -> Event {
         bounds,
         expect: Vec::new(),
         settings: Default::default(),
-    }
+    }))
 }
 
 /// A history: a `Meta` at t = 0, then `events` at their times (in µs).

@@ -72,10 +72,10 @@ pub const CALIBRATION_SETTINGS: [&str; 3] = ["broker_profile", "rebalance_delay_
 pub fn calibration(h: &[Entry]) -> BTreeMap<String, String> {
     h.iter()
         .find_map(|e| match &e.ev {
-            Event::Meta { settings, .. } => Some(
+            Event::Meta(m) => Some(
                 CALIBRATION_SETTINGS
                     .iter()
-                    .filter_map(|k| settings.get(*k).map(|v| (k.to_string(), v.clone())))
+                    .filter_map(|k| m.settings.get(*k).map(|v| (k.to_string(), v.clone())))
                     .collect(),
             ),
             _ => None,
@@ -173,7 +173,7 @@ impl Fidelity {
 fn time_scale(h: &[Entry]) -> f64 {
     h.iter()
         .find_map(|e| match &e.ev {
-            Event::Meta { settings, .. } => settings.get("time_scale").and_then(|s| s.parse::<f64>().ok()),
+            Event::Meta(m) => m.settings.get("time_scale").and_then(|s| s.parse::<f64>().ok()),
             _ => None,
         })
         .filter(|s| s.is_finite() && *s > 0.0)
@@ -320,7 +320,7 @@ pub fn rebalance_durations_us(h: &[Entry]) -> Vec<u64> {
 /// `lag_ok_records`; `None` if it never does (or the history has no liveness phase).
 pub fn recovery_us(h: &[Entry]) -> Option<u64> {
     let ok = h.iter().find_map(|e| match &e.ev {
-        Event::Meta { bounds, .. } => Some(bounds.lag_ok_records),
+        Event::Meta(m) => Some(m.bounds.lag_ok_records),
         _ => None,
     })?;
     let live = h.iter().find(|e| matches!(e.ev, Event::Phase { phase: Phase::Liveness }))?.t_us;
@@ -365,7 +365,7 @@ mod tests {
         Entry { t_us, ev }
     }
     fn meta(lag_ok: u64) -> E {
-        E::Meta {
+        E::Meta(Box::new(sluice_core::history::Meta {
             schema: 1,
             source: "test".into(),
             scenario: "s".into(),
@@ -377,7 +377,7 @@ mod tests {
             bounds: Bounds { lag_ok_records: lag_ok, ..Bounds::default() },
             expect: vec![],
             settings: Default::default(),
-        }
+        }))
     }
     fn ack(tp: &str, offset: u64, count: u32) -> E {
         E::ProduceAck { producer: 0, tp: tp.into(), seq: offset, count, offset }
@@ -402,10 +402,10 @@ mod tests {
     fn with_scale(h: &[Entry], scale: f64) -> Vec<Entry> {
         h.iter()
             .map(|x| match &x.ev {
-                E::Meta { .. } => {
+                E::Meta(_) => {
                     let mut m = meta(0);
-                    if let E::Meta { settings, .. } = &mut m {
-                        settings.insert("time_scale".into(), scale.to_string());
+                    if let E::Meta(m) = &mut m {
+                        m.settings.insert("time_scale".into(), scale.to_string());
                     }
                     Entry { t_us: 0, ev: m }
                 }
@@ -468,9 +468,9 @@ mod tests {
     #[test]
     fn the_simulators_calibration_is_carried_into_the_figures() {
         let mut m = meta(0);
-        if let E::Meta { settings, .. } = &mut m {
+        if let E::Meta(m) = &mut m {
             for (k, v) in [("broker_profile", "tansu"), ("rebalance_delay_ms", "22500"), ("client_latency_ms", "50"), ("assignor", "range")] {
-                settings.insert(k.into(), v.into());
+                m.settings.insert(k.into(), v.into());
             }
         }
         let sim = vec![e(0, m), e(1_000_000, E::Phase { phase: Phase::End })];

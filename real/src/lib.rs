@@ -450,7 +450,7 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
     if !args.bugs.is_empty() {
         settings.insert("bugs".into(), args.bugs.iter().map(|b| b.name()).collect::<Vec<_>>().join(","));
     }
-    rec.record(Event::Meta {
+    rec.record(Event::Meta(Box::new(history::Meta {
         schema: history::SCHEMA_VERSION,
         source: "real".into(),
         scenario: sc.name.clone(),
@@ -462,7 +462,7 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
         bounds: bounds_of(&sc),
         expect: sc.expect.anomalies.clone(),
         settings,
-    });
+    })));
     rec.record(Event::Phase { phase: Phase::Safety });
     let (steps, mut skipped) = plan_faults(&sc, args.broker_control.is_some());
     if sc.cluster.brokers > 1 || sc.cluster.replication_factor as usize > broker_count {

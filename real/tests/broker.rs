@@ -51,7 +51,7 @@ fn run(brokers: &str, name: &str, sc: Scenario, broker_control: Option<BrokerCon
     println!("{name}: {} entries in {:.1} s, load {:?}, skipped {:?}, history {}", out.history.len(), t0.elapsed().as_secs_f64(), out.load, out.skipped_faults, out.history_path.display());
     assert!(out.member_failures.is_empty(), "{name}: member failures {:?}", out.member_failures);
     let h = &out.history;
-    assert!(matches!(h.first().map(|e| &e.ev), Some(Event::Meta { source, .. }) if source == "real"), "{name}: first entry is Meta");
+    assert!(matches!(h.first().map(|e| &e.ev), Some(Event::Meta(m)) if m.source == "real"), "{name}: first entry is Meta");
     assert!(matches!(h.last().map(|e| &e.ev), Some(Event::Phase { phase: Phase::End })), "{name}: last entry is Phase End");
     assert!(h.windows(2).all(|w| w[0].t_us <= w[1].t_us), "{name}: t_us must not decrease");
     assert!(out.load.acked > 0, "{name}: nothing was acknowledged");
@@ -178,7 +178,7 @@ fn check_group(assignor: &str, protocol: &str) {
     let Some(b) = brokers("SLUICE_BROKERS", &test) else { return };
     let out = run(&b, &test, scenario(&group_scenario(assignor, protocol)), None);
     let h = &out.history;
-    assert!(h.iter().any(|e| matches!(e.ev, Event::Meta { ref settings, .. } if settings.get("assignor").map(|s| s.as_str()) == Some(match assignor { "round-robin" => "roundrobin", a => a }))));
+    assert!(h.iter().any(|e| matches!(e.ev, Event::Meta(ref m) if m.settings.get("assignor").map(|s| s.as_str()) == Some(match assignor { "round-robin" => "roundrobin", a => a }))));
     let crash = fault_start(h, "consumer-crash");
     let before = owners_at(h, crash);
     let owned_by = |m: &BTreeMap<String, BTreeSet<u32>>, c: u32| m.values().filter(|o| o.contains(&c)).count();

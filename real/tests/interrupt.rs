@@ -159,7 +159,7 @@ fn ctrl_c_deletes_the_run_objects_keeps_the_history_and_exits_130() {
     // The history recorded so far is on disk, complete, and shows the run doing work.
     let text = std::fs::read_to_string(out.join("history.jsonl")).expect("the history was written");
     let h = history::parse_jsonl(&text).unwrap_or_else(|e| panic!("the history does not parse: {e:?}"));
-    assert!(matches!(h.first().map(|e| &e.ev), Some(Event::Meta { .. })), "first entry is Meta");
+    assert!(matches!(h.first().map(|e| &e.ev), Some(Event::Meta(_))), "first entry is Meta");
     assert!(matches!(h.last().map(|e| &e.ev), Some(Event::Phase { phase: Phase::End })), "last entry is Phase End");
     let count = |f: fn(&Event) -> bool| h.iter().filter(|e| f(&e.ev)).count();
     assert!(count(|e| matches!(e, Event::ProduceAck { .. })) > 0, "records were acknowledged before the interrupt");

@@ -811,12 +811,13 @@ pub fn read_history(path: &Path) -> Result<Vec<Entry>, RunError> {
 /// expectations its meta line declares.
 pub fn check_file(path: &Path) -> Result<CheckSummary, RunError> {
     let h = read_history(path)?;
-    let Some(Entry { ev: Event::Meta { scenario, seed, source, expect, settings, .. }, .. }) = h.first() else {
+    let Some(Entry { ev: Event::Meta(m), .. }) = h.first() else {
         return Err(RunError::History {
             path: path.display().to_string(),
             source: history::HistoryError { line: 1, message: "the first line must be the meta line".into() },
         });
     };
+    let history::Meta { scenario, seed, source, expect, settings, .. } = &**m;
     let may_be_absent = settings.get("anomalies_may_be_absent").is_some_and(|v| v == "true");
     let report = sluice_verification::check(&h);
     let judgement = judge(&report, expect, may_be_absent);
@@ -844,7 +845,7 @@ pub fn plot(path: &Path) -> Result<(PathBuf, Option<String>), RunError> {
     let h = read_history(&file)?;
     let table = Stats::of(&h);
     let title = match h.first().map(|e| &e.ev) {
-        Some(Event::Meta { scenario, seed, .. }) => format!("{scenario} seed {seed}"),
+        Some(Event::Meta(m)) => format!("{} seed {}", m.scenario, m.seed),
         _ => file.display().to_string(),
     };
     let text = serde_json::to_string_pretty(&table).unwrap_or_default();

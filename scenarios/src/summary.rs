@@ -59,9 +59,9 @@ impl Stats {
         let mut lag: BTreeMap<&str, u64> = BTreeMap::new();
         for e in history {
             match &e.ev {
-                Event::Meta { bounds, .. } => {
-                    s.buffer_records_max = bounds.buffer_records_max;
-                    s.buffer_bytes_max = bounds.buffer_bytes_max;
+                Event::Meta(m) => {
+                    s.buffer_records_max = m.bounds.buffer_records_max;
+                    s.buffer_bytes_max = m.bounds.buffer_bytes_max;
                 }
                 Event::ProduceAck { count, .. } => s.records_acked += u64::from(*count),
                 Event::ProcessEnd { ok, .. } => s.records_processed += u64::from(*ok),

@@ -82,7 +82,7 @@ const KINDS: [&str; 29] = [
 /// The index in [`KINDS`] of an entry's kind (an array index: counting must not slow the run).
 fn kind(e: &Entry) -> usize {
     match e.ev {
-        Event::Meta { .. } => 0,
+        Event::Meta(_) => 0,
         Event::Phase { .. } => 1,
         Event::Fault { .. } => 2,
         Event::ProduceSend { .. } => 3,

@@ -214,7 +214,7 @@ pub mod line {
         u(o, e.t_us);
         o.extend_from_slice(b",\"kind\":\"");
         match &e.ev {
-            Event::Meta { .. } => return false,
+            Event::Meta(_) => return false,
             Event::Phase { phase } => {
                 o.extend_from_slice(b"phase\",\"phase\":\"");
                 o.extend_from_slice(match phase {
@@ -926,7 +926,7 @@ impl World {
             settings.insert(key.into(), value);
         }
         settings.insert("consumers_enabled".into(), self.opts.consumers.to_string());
-        Event::Meta {
+        Event::Meta(Box::new(sluice_core::history::Meta {
             schema: history::SCHEMA_VERSION,
             source: "sim".into(),
             scenario: s.name.clone(),
@@ -945,7 +945,7 @@ impl World {
             bounds: s.bounds(),
             expect: s.expect.anomalies.clone(),
             settings,
-        }
+        }))
     }
 
     pub fn record(&mut self, ev: Event) {
@@ -1184,7 +1184,7 @@ mod tests {
             Event::Phase { phase: Phase::Liveness },
             Event::Phase { phase: Phase::Shutdown },
             Event::Phase { phase: Phase::End },
-            Event::Meta {
+            Event::Meta(Box::new(sluice_core::history::Meta {
                 schema: 1,
                 source: "sim".into(),
                 scenario: "s".into(),
@@ -1196,7 +1196,7 @@ mod tests {
                 bounds: Default::default(),
                 expect: vec![],
                 settings: Default::default(),
-            },
+            })),
             Event::Buffer { consumer: 2, records: 5, bytes: 5_120, credits_outstanding: 0 },
             Event::Metrics {
                 consumer: 1,
@@ -1268,7 +1268,7 @@ mod tests {
             line.contains("\\")
         };
         for ev in cases {
-            let by_hand = !matches!(ev, Event::Meta { .. }) && !needs_escape(&ev);
+            let by_hand = !matches!(ev, Event::Meta(_)) && !needs_escape(&ev);
             check(ev, by_hand);
         }
     }

@@ -295,7 +295,7 @@ pub fn verdict(report: &Report, expect: &[String]) -> Verdict {
 /// The `expect` list of a history's Meta line (empty when there is none).
 pub fn expected_of(history: &[Entry]) -> Vec<String> {
     match history.first().map(|e| &e.ev) {
-        Some(sluice_core::history::Event::Meta { expect, .. }) => expect.clone(),
+        Some(sluice_core::history::Event::Meta(m)) => m.expect.clone(),
         _ => Vec::new(),
     }
 }

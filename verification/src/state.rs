@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, Run};
+use sluice_core::history::{self, Bounds, Edge, Entry, Event, MemberEvent, Phase, Run};
 
 use crate::anomaly as a;
 use crate::liveness::{LagStatus, LagTrack, Liveness};
@@ -397,7 +397,7 @@ impl Checker {
         self.now = self.now.max(e.t_us);
         self.summary.entries += 1;
         self.summary.end_t_us = self.now;
-        if !self.meta_seen && !matches!(e.ev, Event::Meta { .. }) {
+        if !self.meta_seen && !matches!(e.ev, Event::Meta(_)) {
             self.meta_seen = true;
             self.input_error(
                 "the history does not start with a meta line; no bounds are checked".into(),
@@ -421,14 +421,8 @@ impl Checker {
 
     fn apply(&mut self, ev: &Event) {
         match ev {
-            Event::Meta {
-                topics,
-                producers,
-                bounds,
-                expect,
-                settings,
-                ..
-            } => {
+            Event::Meta(m) => {
+                let history::Meta { topics, producers, bounds, expect, settings, .. } = &**m;
                 if self.meta_seen {
                     self.input_error("a second meta line".into());
                     return;

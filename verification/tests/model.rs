@@ -96,15 +96,15 @@ proptest! {
         for e in &mut h {
             match &mut e.ev {
                 Event::Buffer { bytes, .. } => *bytes /= 2,
-                Event::Meta { bounds, .. } => bounds.buffer_bytes_max = peak - 1,
+                Event::Meta(m) => m.bounds.buffer_bytes_max = peak - 1,
                 _ => {}
             }
         }
         check_mutant(&h, "buffer-bound-exceeded", &[])?;
         let r = sluice_verification::check(&h);
         prop_assert!(r.violations.iter().any(|v| v.rule == "buffer_bytes_max" && v.detail.contains("reconstructed")), "{:?}", r.violations);
-        if let Event::Meta { producers, .. } = &mut h[0].ev {
-            producers.clear();
+        if let Event::Meta(m) = &mut h[0].ev {
+            m.producers.clear();
         }
         prop_assert_eq!(anomalies(&h), Vec::<String>::new());
     }
@@ -243,43 +243,15 @@ proptest! {
 
 /// A history of admissions by one tier: (gap since the previous admission in ms, records).
 fn admissions_history(adm: &[(u64, u32)], rate_per_s: f64, burst: f64) -> Vec<Entry> {
-    let Event::Meta {
-        schema,
-        source,
-        scenario,
-        seed,
-        topics,
-        producers,
-        consumers,
-        strategy,
-        mut bounds,
-        expect,
-        settings,
-    } = common::meta()
-    else {
-        unreachable!()
-    };
-    bounds.rate_tiers = vec![sluice_core::history::TierBound {
-        tier: "global".into(),
-        rate_per_s,
-        burst,
-    }];
-    let mut h = vec![Entry {
-        t_us: 0,
-        ev: Event::Meta {
-            schema,
-            source,
-            scenario,
-            seed,
-            topics,
-            producers,
-            consumers,
-            strategy,
-            bounds,
-            expect,
-            settings,
-        },
-    }];
+    let mut meta = common::meta();
+    if let Event::Meta(m) = &mut meta {
+        m.bounds.rate_tiers = vec![sluice_core::history::TierBound {
+            tier: "global".into(),
+            rate_per_s,
+            burst,
+        }];
+    }
+    let mut h = vec![Entry { t_us: 0, ev: meta }];
     let mut t = 0;
     for &(gap_ms, n) in adm {
         t += gap_ms * 1000;

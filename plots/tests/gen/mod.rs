@@ -96,7 +96,7 @@ pub fn history(o: &Options) -> Vec<Entry> {
     let tier_bounds = if o.tiers { tiers() } else { Vec::new() };
     let mut out = Out { v: Vec::new() };
     let tp = |p: u32| format!("orders/{p}");
-    out.push(0, Event::Meta {
+    out.push(0, Event::Meta(Box::new(sluice_core::history::Meta {
         schema: SCHEMA_VERSION,
         source: o.source.into(),
         scenario: "gen-slow-and-partition".into(),
@@ -118,7 +118,7 @@ pub fn history(o: &Options) -> Vec<Entry> {
         },
         expect: Vec::new(),
         settings: BTreeMap::from([("assignor".to_string(), "range".to_string())]),
-    });
+    })));
     out.push(0, Event::Phase { phase: Phase::Safety });
     out.push(0, Event::Rebalance { generation: 1, edge: Edge::Start, protocol: "eager".into() });
     let mut consumers: Vec<Consumer> = (0..2u32)

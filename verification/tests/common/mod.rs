@@ -159,7 +159,7 @@ impl Model {
 }
 
 pub fn meta() -> Event {
-    Event::Meta {
+    Event::Meta(Box::new(sluice_core::history::Meta {
         schema: 1,
         source: "model".into(),
         scenario: "model".into(),
@@ -184,7 +184,7 @@ pub fn meta() -> Event {
         },
         expect: Vec::new(),
         settings: BTreeMap::new(),
-    }
+    }))
 }
 
 /// A clean history following `ops`.
