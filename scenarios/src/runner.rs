@@ -114,32 +114,39 @@ pub fn interrupted() -> bool {
 
 /// Simulates `scenario` at `seed` with the online checker watching, then checks the whole history.
 /// With `stop_on_unexpected` the run stops at the first online violation the scenario does not
-/// expect (exploration does this; single runs record the whole history for the plots).
+/// expect (exploration does this; single runs record the whole history for the plots). When the
+/// online checker saw every entry of the history, its report is the whole history's (the offline
+/// check is the same state machine folded over the same entries) and the history is not checked a
+/// second time; a run stopped early or interrupted is checked over what it recorded.
 pub fn simulate(scenario: &Scenario, seed: u64, bugs: Bugs, stop_on_unexpected: bool) -> Result<Simulated, RunError> {
     let sc = scenario.clone();
     on_fresh_thread(&scenario.name, seed, move || {
         let expected = sc.expect.anomalies.clone();
         let mut online = Online::new();
         let mut first: Option<Violation> = None;
+        let mut observed = 0usize;
         let mut observer = |e: &Entry| -> bool {
             if interrupted() {
                 return false;
             }
-            if first.is_some() {
-                return true;
-            }
+            observed += 1;
             match online.observe(e) {
-                Some(v) => {
+                Some(v) if first.is_none() => {
                     let stop = stop_on_unexpected && !expected.contains(&v.anomaly);
                     first = Some(v);
                     !stop
                 }
-                None => true,
+                _ => true,
             }
         };
         let out = sluice_sim::run(&sc, SimOptions { seed, bugs, observer: Some(&mut observer) })
             .map_err(|source| RunError::Sim { scenario: sc.name.clone(), source })?;
-        let report = sluice_verification::check(&out.history);
+        let report = if observed == out.history.len() {
+            online.finish()
+        } else {
+            drop(online);
+            sluice_verification::check(&out.history)
+        };
         let judgement = judge(&report, &sc.expect.anomalies, sc.expect.anomalies_may_be_absent);
         Ok(Simulated {
             hash: out.hash,

@@ -183,3 +183,18 @@ fn exploring_writes_distribution_plots_and_an_index() {
         assert!(index.contains(name), "index.html does not show {name}");
     }
 }
+
+/// A run's report comes from the online checker when it saw the whole history, and from checking
+/// what was recorded otherwise: either way it is the report of the history the run wrote. Three
+/// paths: a clean run and a run with a violation that goes on (the online checker saw every
+/// entry), and a run stopped at its first unexpected violation (checked over what it recorded).
+#[test]
+fn a_runs_report_is_its_historys_report() {
+    let s = load("large-records").unwrap();
+    for (bugs, stop) in [(Bugs::NONE, false), (Bugs::only(Bug::UndercountBytes), false), (Bugs::only(Bug::UndercountBytes), true)] {
+        let sim = runner::simulate(&s, 1, bugs, stop).unwrap();
+        assert_eq!(sim.stopped_early, stop, "{bugs:?} stop {stop}");
+        assert_eq!(sim.judgement.pass, bugs.is_empty(), "{bugs:?} stop {stop}");
+        assert_eq!(sim.report, sluice_verification::check(&sim.history), "{bugs:?} stop {stop}");
+    }
+}
