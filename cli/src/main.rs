@@ -34,6 +34,7 @@ Exit codes:
   0    every invariant held (or every expected anomaly was seen)
   1    a violation (or an expected anomaly missing), or a run that could not finish
   2    bad input: malformed scenario file, bad flag, impossible configuration, unreadable history
+       (for `check`, also a history that contradicts itself)
   130  interrupted (Ctrl-C)
 
 Logs go to stderr; set RUST_LOG (e.g. RUST_LOG=sluice_sim=debug) to see them.";
@@ -413,7 +414,8 @@ fn run(cli: Cli) -> Result<u8, Failure> {
             } else {
                 say!("{}", c.table());
             }
-            Ok(verdict_code(c.judgement.pass))
+            // A history that contradicts itself is bad input: its verdict cannot be trusted.
+            Ok(if c.judgement.input_errors.is_empty() { verdict_code(c.judgement.pass) } else { 2 })
         }
         Cmd::Plot { path } => {
             let (index, err) = runner::plot(&path)?;

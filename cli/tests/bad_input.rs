@@ -143,3 +143,34 @@ fn help_documents_the_exit_codes() {
         }
     }
 }
+
+/// `check` of a history that contradicts itself (a fetch of one 100-byte record that claims 150
+/// bytes) exits 2 and names the contradiction; the same history with the right bytes exits 0.
+#[test]
+fn a_history_that_contradicts_itself_is_bad_input() {
+    let dir = std::env::temp_dir().join(format!("sluice-cli-contradicts-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let meta = r#"{"t_us":0,"kind":"meta","schema":1,"source":"test","scenario":"t","seed":1,"topics":[{"name":"a","partitions":1}],"producers":[{"topic":"a","record_bytes":100}],"consumers":1,"strategy":"none","bounds":{"buffer_records_max":10,"buffer_bytes_max":1000,"credits_max":0,"rate_tiers":[],"duplicate_window_records":null,"lag_ok_records":0,"recovery_deadline_ms":0,"max_poll_interval_ms":300000,"session_timeout_ms":45000},"expect":[],"settings":{}}"#;
+    let body = |bytes: u64| {
+        [
+            meta.to_string(),
+            r#"{"t_us":1,"kind":"produce_send","producer":0,"tp":"a/0","seq":0,"count":1}"#.to_string(),
+            r#"{"t_us":2,"kind":"produce_ack","producer":0,"tp":"a/0","seq":0,"count":1,"offset":0}"#.to_string(),
+            r#"{"t_us":3,"kind":"assign","consumer":0,"generation":1,"tps":["a/0"]}"#.to_string(),
+            format!(r#"{{"t_us":4,"kind":"fetch","consumer":0,"tp":"a/0","runs":[{{"offset":0,"producer":0,"seq":0,"count":1}}],"bytes":{bytes},"hw":1}}"#),
+            r#"{"t_us":5,"kind":"process_start","consumer":0,"tp":"a/0","offset":0,"count":1,"attempt":1}"#.to_string(),
+            r#"{"t_us":6,"kind":"process_end","consumer":0,"tp":"a/0","offset":0,"count":1,"ok":1}"#.to_string(),
+        ]
+        .join("\n")
+            + "\n"
+    };
+    for (bytes, code) in [(100, 0), (150, 2)] {
+        let p = dir.join(format!("h{bytes}.jsonl"));
+        std::fs::write(&p, body(bytes)).unwrap();
+        let o = sluice(&["check", p.to_str().unwrap()]);
+        assert_eq!(o.code, Some(code), "bytes {bytes}:\n{}\n{}", o.stdout, o.stderr);
+        assert_eq!(o.stdout.contains("input error: fetch of a/0 by c0"), code == 2, "bytes {bytes}:\n{}", o.stdout);
+        assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

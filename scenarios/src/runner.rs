@@ -803,6 +803,9 @@ impl CheckSummary {
         for v in j.unexpected.iter().take(10) {
             let _ = writeln!(t, "  violation: {} [{}]: {}", v.anomaly, v.rule, v.detail);
         }
+        for line in crate::summary::input_error_lines(j) {
+            let _ = writeln!(t, "  input error: {line}");
+        }
         let _ = write!(t, "  {} entries, hash {}", self.entries, self.hash);
         t
     }

@@ -110,8 +110,23 @@ pub struct Judgement {
     pub unexpected_anomalies: Vec<String>,
     /// Expected anomalies that did not appear (a failure unless they may be absent).
     pub missing: Vec<String>,
-    /// Whether the run passed: nothing unexpected, and nothing expected missing unless allowed.
+    /// Where the history contradicts itself or the schema (the checkers' input errors): a history
+    /// the checkers cannot take at its word fails, whatever else it shows.
+    #[serde(default)]
+    pub input_errors: Vec<String>,
+    /// Whether the run passed: nothing unexpected, nothing expected missing unless allowed, and no
+    /// input error.
     pub pass: bool,
+}
+
+/// The input errors of a judgement as table lines: the first few, then how many more.
+pub fn input_error_lines(j: &Judgement) -> Vec<String> {
+    const SHOWN: usize = 5;
+    let mut v: Vec<String> = j.input_errors.iter().take(SHOWN).cloned().collect();
+    if j.input_errors.len() > SHOWN {
+        v.push(format!("… and {} more (see report.json)", j.input_errors.len() - SHOWN));
+    }
+    v
 }
 
 /// Judges a report against the expected anomaly names. Findings of `Info` severity (worth counting,
@@ -130,8 +145,9 @@ pub fn judge(report: &Report, expected: &[String], may_be_absent: bool) -> Judge
     let unexpected_anomalies: Vec<String> =
         observed.iter().filter(|a| !expected.iter().any(|e| e == *a)).map(|a| a.to_string()).collect();
     let missing: Vec<String> = expected.iter().filter(|a| !observed.contains(a.as_str())).cloned().collect();
-    let pass = unexpected_anomalies.is_empty() && (missing.is_empty() || may_be_absent);
-    Judgement { observed: observed.into_iter().map(String::from).collect(), unexpected, unexpected_anomalies, missing, pass }
+    let input_errors = report.input_errors.clone();
+    let pass = unexpected_anomalies.is_empty() && (missing.is_empty() || may_be_absent) && input_errors.is_empty();
+    Judgement { observed: observed.into_iter().map(String::from).collect(), unexpected, unexpected_anomalies, missing, input_errors, pass }
 }
 
 /// Everything `sluice run` reports about one run.
@@ -192,6 +208,9 @@ impl RunSummary {
         }
         if j.unexpected.len() > 5 {
             row(&mut t, "", format!("… and {} more (see report.json)", j.unexpected.len() - 5));
+        }
+        for line in input_error_lines(j) {
+            row(&mut t, "input error", line);
         }
         row(&mut t, "simulated time", format!("{:.1} s", s.duration_s));
         row(&mut t, "records acked", s.records_acked.to_string());

@@ -198,3 +198,28 @@ fn a_runs_report_is_its_historys_report() {
         assert_eq!(sim.report, sluice_verification::check(&sim.history), "{bugs:?} stop {stop}");
     }
 }
+
+/// A history that contradicts itself fails its check and says where: here one fetch claims a byte
+/// more than its records' declared sizes. The same history unmangled passes.
+#[test]
+fn a_history_that_contradicts_itself_fails_its_check() {
+    let dir = temp_dir("contradicts");
+    let s = load("large-records").unwrap();
+    let r = runner::run_one(&s, 1, None, Bugs::NONE, Some(&dir)).unwrap();
+    assert!(r.pass(), "{}", r.table());
+    let path = dir.join("history.jsonl");
+    let clean = runner::check_file(&path).unwrap();
+    assert!(clean.judgement.pass && clean.judgement.input_errors.is_empty(), "{}", clean.table());
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let i = lines.iter().position(|l| l.contains(r#""kind":"fetch""#)).expect("a fetch line");
+    let mut e: serde_json::Value = serde_json::from_str(&lines[i]).unwrap();
+    e["bytes"] = serde_json::json!(e["bytes"].as_u64().unwrap() + 1);
+    lines[i] = e.to_string();
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let c = runner::check_file(&path).unwrap();
+    assert!(!c.judgement.pass, "{}", c.table());
+    assert!(c.judgement.observed.is_empty(), "no anomaly, only the contradiction: {}", c.table());
+    assert!(c.table().contains("input error: fetch of"), "{}", c.table());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
