@@ -33,6 +33,7 @@ catalogue![
     "rate-limited-backlog",
     "round-robin-fair-share",
     "aligned-checkpoints",
+    "stream-consumer-stall",
 ];
 
 /// The TOML text of a catalogue scenario.

@@ -21,12 +21,13 @@ pub struct Stats {
     pub records_dead_lettered: u64,
     /// `records_processed / duration_s`.
     pub throughput_per_s: f64,
-    /// The most records any one consumer held in its buffer at a sample.
+    /// The most records any one consumer held in its buffer (at a sample, or rebuilt by the
+    /// checkers from fetches and releases, see [`Stats::with_report`]).
     pub buffer_peak_records: u64,
     /// The declared bound the peak is held to (from the history's meta line).
     pub buffer_records_max: u64,
-    /// The most bytes any one consumer held in its buffer at a sample, and their declared bound
-    /// (0: the history declares none).
+    /// The most bytes any one consumer held in its buffer, and their declared bound (0: the
+    /// history declares none).
     pub buffer_peak_bytes: u64,
     pub buffer_bytes_max: u64,
     /// The largest total lag (sum over partitions of high watermark minus committed) at a sample.
@@ -41,6 +42,13 @@ pub struct Stats {
     pub faults: u64,
     /// Pause events (partitions paused by backpressure).
     pub pauses: u64,
+    /// Stall episodes the checkers found (a partition with records waiting and no progress for
+    /// `STALL_MIN_MS`), listed and unlisted.
+    #[serde(default)]
+    pub stalls: u64,
+    /// The longest of them, described for the summary table.
+    #[serde(default)]
+    pub stall_longest: Option<String>,
 }
 
 /// A byte count for people: `900 B`, `7.0 KiB`, `64.0 MiB`.
@@ -94,6 +102,14 @@ impl Stats {
         let peak = |m: &BTreeMap<String, u64>| m.values().copied().max().unwrap_or(0);
         self.buffer_peak_records = self.buffer_peak_records.max(peak(&report.summary.buffer_peak_records));
         self.buffer_peak_bytes = self.buffer_peak_bytes.max(peak(&report.summary.buffer_peak_bytes));
+        let lv = &report.liveness;
+        self.stalls = lv.stalls.len() as u64 + lv.stalls_unlisted;
+        let end_us = (self.duration_s * 1e6) as u64;
+        self.stall_longest = lv.stalls.iter().max_by_key(|s| (s.duration_ms(end_us), std::cmp::Reverse(s.from_us))).map(|s| {
+            let owners = if s.owners.is_empty() { "no owner".to_string() } else { format!("owned by {}", s.owners.join(", ")) };
+            let until = s.to_us.map_or("the end".to_string(), |t| format!("{:.1} s", t as f64 / 1e6));
+            format!("{:.1} s on {} ({owners}), from {:.1} s to {until}, lag up to {} records", s.duration_ms(end_us) as f64 / 1e3, s.tp, s.from_us as f64 / 1e6, s.lag_max)
+        });
         self
     }
 }
@@ -225,6 +241,10 @@ impl RunSummary {
         row(&mut t, "lag peak / final", format!("{} / {} records", s.lag_peak_records, s.lag_final_records));
         row(&mut t, "rebalances", format!("{} ({} evictions)", s.rebalances, s.evictions));
         row(&mut t, "faults / pauses", format!("{} / {}", s.faults, s.pauses));
+        row(&mut t, "stalls", match &s.stall_longest {
+            None => "none".to_string(),
+            Some(longest) => format!("{} (longest {longest})", s.stalls),
+        });
         row(&mut t, "history", format!("{} entries, hash {}", self.history_entries, self.hash));
         let _ = write!(t, "  replay: {}", self.replay);
         t

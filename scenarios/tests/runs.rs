@@ -223,3 +223,37 @@ fn a_history_that_contradicts_itself_fails_its_check() {
     assert!(c.table().contains("input error: fetch of"), "{}", c.table());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A consumer that stops for 60 s without leaving the group: the report lists a stall on each of
+/// its partitions, owned by it, from the stall's start to its end (at lag-sample resolution), and
+/// on no other partition; the steady control lists none.
+#[test]
+fn a_stalled_consumers_partitions_are_listed_as_stalls() {
+    let s = load("stream-consumer-stall").unwrap();
+    let sim = runner::simulate(&s, 1, Bugs::NONE, false).unwrap();
+    assert!(sim.judgement.pass, "{:?}", sim.judgement);
+    let stalls = &sim.report.liveness.stalls;
+    // The partitions c1 owned when the stall began (its last assignment before 30 s).
+    let owned: Vec<String> = sim
+        .history
+        .iter()
+        .take_while(|e| e.t_us < 30_000_000)
+        .filter_map(|e| match &e.ev {
+            sluice_core::history::Event::Assign { consumer: 1, tps, .. } => Some(tps.clone()),
+            _ => None,
+        })
+        .last()
+        .expect("c1 was assigned partitions before the stall");
+    let mut stalled: Vec<String> = stalls.iter().map(|x| x.tp.clone()).collect();
+    stalled.sort();
+    assert_eq!(stalled, owned, "{stalls:#?}");
+    for x in stalls {
+        assert_eq!(x.owners, ["c1"], "{x:?}");
+        assert!((29_000_000..=31_000_000).contains(&x.from_us), "{x:?}");
+        let to = x.to_us.expect("the stall ended");
+        assert!((90_000_000..=93_000_000).contains(&to), "{x:?}");
+        assert!(x.lag_max > 5_000, "60 s of a third of 600 records/s piled up: {x:?}");
+    }
+    let steady = runner::simulate(&load("steady").unwrap(), 1, Bugs::NONE, false).unwrap();
+    assert!(steady.report.liveness.stalls.is_empty(), "{:#?}", steady.report.liveness.stalls);
+}

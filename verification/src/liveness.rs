@@ -20,6 +20,39 @@ use serde::{Deserialize, Serialize};
 /// Samples per partition that the status looks at (Burrow's default window is 10 offsets).
 pub const LAG_WINDOW_SAMPLES: usize = 10;
 
+/// How long a partition with records to process may go without its consumers getting any further
+/// before it counts as stalled, milliseconds.
+pub const STALL_MIN_MS: u64 = 10_000;
+/// Most stall episodes a report lists (the rest are counted in `stalls_unlisted`).
+pub const STALLS_LISTED_MAX: usize = 200;
+
+/// A span in which a partition had records waiting and its consumers got no further: no record
+/// of it was processed or dead-lettered for at least [`STALL_MIN_MS`] while its position lag was
+/// above zero. A consumer that stops polling (a stream that is never woken, a stuck handler, a
+/// member the group has not yet noticed is gone) shows up here while it still owns its partitions,
+/// whether or not the group ever rebalances. Informational: a stall is not an anomaly by itself;
+/// one that outlasts the liveness phase is judged as `lag-not-recovered`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stall {
+    pub tp: String,
+    /// The lag sample after which the partition got no further (µs).
+    pub from_us: u64,
+    /// The first lag sample showing progress again (µs); `None`: still stalled when the history
+    /// ended.
+    pub to_us: Option<u64>,
+    /// Members that owned the partition when the stall was recognised.
+    pub owners: Vec<String>,
+    /// Largest position lag (records not yet processed) during the stall.
+    pub lag_max: u64,
+}
+
+impl Stall {
+    /// Its length up to `end_us` when it was still open then, milliseconds.
+    pub fn duration_ms(&self, end_us: u64) -> u64 {
+        self.to_us.unwrap_or(end_us).saturating_sub(self.from_us) / 1_000
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LagStatus {
@@ -50,6 +83,12 @@ pub struct Liveness {
     /// First lag sample in the liveness phase with total lag ≤ `lag_ok_records`.
     pub recovered_at_us: Option<u64>,
     pub recovery_time_ms: Option<u64>,
+    /// Stall episodes, in the order they were recognised (see [`Stall`]).
+    #[serde(default)]
+    pub stalls: Vec<Stall>,
+    /// Stall episodes not listed because the list was full.
+    #[serde(default)]
+    pub stalls_unlisted: u64,
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use sluice_core::history::{self, Bounds, Edge, Entry, Event, MemberEvent, Phase, Run};
 
 use crate::anomaly as a;
-use crate::liveness::{LagStatus, LagTrack, Liveness};
+use crate::liveness::{LagStatus, LagTrack, Liveness, Stall, STALLS_LISTED_MAX, STALL_MIN_MS};
 use crate::offsets::{ranges, IntervalSet, OffsetMap};
 use crate::{Report, Severity, Summary, Violation, VIOLATIONS_LISTED_MAX};
 
@@ -99,6 +99,12 @@ struct Part {
     lag: LagTrack,
     /// Position lag at the latest lag sample.
     pos_lag: u64,
+    /// Stall tracking: the position (next offset after the highest one done) at the last lag
+    /// sample that showed progress or nothing to do, the time of that sample, and the stall in
+    /// progress, if any.
+    progress_next: u64,
+    progress_at_us: u64,
+    stall: Option<Stall>,
     /// Set when the previous owner gave the partition up at a clean revoke without committing
     /// what it processed (K1's commit on revoke): (that consumer, its processed end). The next
     /// assignment takes it as its duplicate floor.
@@ -209,6 +215,9 @@ pub(crate) struct Checker {
     /// Sum over partitions of the latest position lag (hw − next offset after the highest one
     /// processed or dead-lettered): what recovery is judged on.
     total_pos_lag: u64,
+    /// Stall episodes that ended (open ones are added at the end), at most `STALLS_LISTED_MAX`.
+    stalls: Vec<Stall>,
+    stalls_unlisted: u64,
 }
 
 /// Rejects events whose record ranges overflow or are absurdly large.
@@ -304,6 +313,8 @@ impl Checker {
             deadline_checked: false,
             total_lag: 0,
             total_pos_lag: 0,
+            stalls: Vec::new(),
+            stalls_unlisted: 0,
         }
     }
 
@@ -1435,6 +1446,29 @@ impl Checker {
         let next = part.done.max().map_or(0, |m| m + 1);
         let pos = hw.saturating_sub(next);
         let prev_pos = std::mem::replace(&mut part.pos_lag, pos);
+        // Stalls: records waiting and no progress for STALL_MIN_MS.
+        if pos == 0 || next > part.progress_next {
+            part.progress_next = part.progress_next.max(next);
+            part.progress_at_us = self.now;
+            if let Some(mut s) = part.stall.take() {
+                s.to_us = Some(self.now);
+                if self.stalls.len() < STALLS_LISTED_MAX {
+                    self.stalls.push(s);
+                } else {
+                    self.stalls_unlisted += 1;
+                }
+            }
+        } else if let Some(s) = &mut part.stall {
+            s.lag_max = s.lag_max.max(pos);
+        } else if self.now.saturating_sub(part.progress_at_us) >= STALL_MIN_MS * 1_000 {
+            part.stall = Some(Stall {
+                tp: part.name.clone(),
+                from_us: part.progress_at_us,
+                to_us: None,
+                owners: part.owners.iter().map(|&o| tp_consumer(o)).collect(),
+                lag_max: pos,
+            });
+        }
         self.total_pos_lag = self
             .total_pos_lag
             .saturating_sub(prev_pos)
@@ -1584,6 +1618,17 @@ impl Checker {
             liveness.partitions.push(pl);
         }
         liveness.partitions.sort_by(|x, y| x.tp.cmp(&y.tp));
+        liveness.stalls = std::mem::take(&mut self.stalls);
+        liveness.stalls_unlisted = self.stalls_unlisted;
+        for part in &mut self.parts {
+            if let Some(s) = part.stall.take() {
+                if liveness.stalls.len() < STALLS_LISTED_MAX {
+                    liveness.stalls.push(s);
+                } else {
+                    liveness.stalls_unlisted += 1;
+                }
+            }
+        }
 
         let mut summary = std::mem::take(&mut self.summary);
         for (c, k) in &self.cons {
