@@ -34,6 +34,7 @@ catalogue![
     "round-robin-fair-share",
     "aligned-checkpoints",
     "stream-consumer-stall",
+    "commit-on-revoke",
 ];
 
 /// The TOML text of a catalogue scenario.

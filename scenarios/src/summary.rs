@@ -19,6 +19,10 @@ pub struct Stats {
     pub records_processed: u64,
     /// Records written to the dead-letter queue.
     pub records_dead_lettered: u64,
+    /// Records processed again after a restart or a hand-over (the at-least-once duplicates, from
+    /// the checkers' report).
+    #[serde(default)]
+    pub records_reprocessed: u64,
     /// `records_processed / duration_s`.
     pub throughput_per_s: f64,
     /// The most records any one consumer held in its buffer (at a sample, or rebuilt by the
@@ -102,6 +106,7 @@ impl Stats {
         let peak = |m: &BTreeMap<String, u64>| m.values().copied().max().unwrap_or(0);
         self.buffer_peak_records = self.buffer_peak_records.max(peak(&report.summary.buffer_peak_records));
         self.buffer_peak_bytes = self.buffer_peak_bytes.max(peak(&report.summary.buffer_peak_bytes));
+        self.records_reprocessed = report.summary.records_reprocessed;
         let lv = &report.liveness;
         self.stalls = lv.stalls.len() as u64 + lv.stalls_unlisted;
         let end_us = (self.duration_s * 1e6) as u64;
@@ -232,6 +237,7 @@ impl RunSummary {
         row(&mut t, "records acked", s.records_acked.to_string());
         row(&mut t, "records processed", format!("{} ({:.1}/s)", s.records_processed, s.throughput_per_s));
         row(&mut t, "dead-lettered", s.records_dead_lettered.to_string());
+        row(&mut t, "reprocessed", s.records_reprocessed.to_string());
         let bytes = if s.buffer_bytes_max > 0 {
             format!(", {} of {}", size(s.buffer_peak_bytes), size(s.buffer_bytes_max))
         } else {

@@ -85,6 +85,7 @@ fn planted_bugs_are_caught() {
         ("rate-limited-sink-restart", Bug::BucketOverfill, "rate-bound"),
         ("large-records", Bug::UnboundedBuffer, "buffer-bound-exceeded"),
         ("large-records", Bug::UndercountBytes, "buffer-bound-exceeded"),
+        ("commit-on-revoke", Bug::NoCommitOnRevoke, "duplicate-beyond-window"),
     ];
     for (name, bug, anomaly) in cases {
         let mut s = load(name).unwrap();
@@ -256,4 +257,23 @@ fn a_stalled_consumers_partitions_are_listed_as_stalls() {
     }
     let steady = runner::simulate(&load("steady").unwrap(), 1, Bugs::NONE, false).unwrap();
     assert!(steady.report.liveness.stalls.is_empty(), "{:#?}", steady.report.liveness.stalls);
+}
+
+/// rust-rdkafka#627: committing on revoke is what keeps a clean hand-over free of re-processing.
+/// With it, the only records processed twice are those the crashed member had processed since
+/// its last commit; without it (the planted bug), the members that hand partitions back also lose
+/// everything since the last 30 s periodic commit, and the checker names it.
+#[test]
+fn committing_on_revoke_keeps_hand_overs_free_of_reprocessing() {
+    let s = load("commit-on-revoke").unwrap();
+    let ok = runner::run_one(&s, 1, None, Bugs::NONE, None).unwrap();
+    let bug = runner::run_one(&s, 1, None, Bugs::only(Bug::NoCommitOnRevoke), None).unwrap();
+    assert!(ok.pass(), "{}", ok.table());
+    assert!(!bug.pass(), "{}", bug.table());
+    assert!(
+        bug.stats.records_reprocessed > ok.stats.records_reprocessed + 500,
+        "reprocessed: {} with commit on revoke, {} without",
+        ok.stats.records_reprocessed,
+        bug.stats.records_reprocessed
+    );
 }
