@@ -806,6 +806,9 @@ impl CheckSummary {
         for line in crate::summary::input_error_lines(j) {
             let _ = writeln!(t, "  input error: {line}");
         }
+        if let Some(longest) = &self.stats.stall_longest {
+            let _ = writeln!(t, "  stalls: {} (longest {longest})", self.stats.stalls);
+        }
         let _ = write!(t, "  {} entries, hash {}", self.entries, self.hash);
         t
     }
