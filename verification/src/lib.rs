@@ -33,7 +33,7 @@ mod offsets;
 pub mod shrink;
 mod state;
 
-pub use liveness::{LagStatus, Liveness, PartitionLiveness};
+pub use liveness::{LagStatus, Liveness, PartitionLiveness, Stall, STALL_MIN_MS};
 
 /// The exact anomaly names.
 pub mod anomaly {
