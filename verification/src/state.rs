@@ -215,9 +215,19 @@ pub(crate) struct Checker {
     /// Sum over partitions of the latest position lag (hw − next offset after the highest one
     /// processed or dead-lettered): what recovery is judged on.
     total_pos_lag: u64,
-    /// Stall episodes that ended (open ones are added at the end), at most `STALLS_LISTED_MAX`.
+    /// Stall episodes that ended (open ones are added at the end), at most `STALLS_LISTED_MAX`
+    /// (see `list_stall`).
     stalls: Vec<Stall>,
     stalls_unlisted: u64,
+}
+
+/// Lists a stall episode, or counts it once the list holds `STALLS_LISTED_MAX`.
+fn list_stall(listed: &mut Vec<Stall>, unlisted: &mut u64, s: Stall) {
+    if listed.len() < STALLS_LISTED_MAX {
+        listed.push(s);
+    } else {
+        *unlisted += 1;
+    }
 }
 
 /// Rejects events whose record ranges overflow or are absurdly large.
@@ -1452,11 +1462,7 @@ impl Checker {
             part.progress_at_us = self.now;
             if let Some(mut s) = part.stall.take() {
                 s.to_us = Some(self.now);
-                if self.stalls.len() < STALLS_LISTED_MAX {
-                    self.stalls.push(s);
-                } else {
-                    self.stalls_unlisted += 1;
-                }
+                list_stall(&mut self.stalls, &mut self.stalls_unlisted, s);
             }
         } else if let Some(s) = &mut part.stall {
             s.lag_max = s.lag_max.max(pos);
@@ -1618,17 +1624,13 @@ impl Checker {
             liveness.partitions.push(pl);
         }
         liveness.partitions.sort_by(|x, y| x.tp.cmp(&y.tp));
-        liveness.stalls = std::mem::take(&mut self.stalls);
-        liveness.stalls_unlisted = self.stalls_unlisted;
         for part in &mut self.parts {
             if let Some(s) = part.stall.take() {
-                if liveness.stalls.len() < STALLS_LISTED_MAX {
-                    liveness.stalls.push(s);
-                } else {
-                    liveness.stalls_unlisted += 1;
-                }
+                list_stall(&mut self.stalls, &mut self.stalls_unlisted, s);
             }
         }
+        liveness.stalls = std::mem::take(&mut self.stalls);
+        liveness.stalls_unlisted = self.stalls_unlisted;
 
         let mut summary = std::mem::take(&mut self.summary);
         for (c, k) in &self.cons {
