@@ -163,6 +163,10 @@ pub struct Meta {
     pub settings: BTreeMap<String, String>,
 }
 
+/// A partition's name in a history (`topic/partition`): shared, so that recording an event about a
+/// partition copies no string.
+pub type TpName = std::sync::Arc<str>;
+
 /// Everything the history records. Serialized with `"kind"` as the tag, fields flattened beside
 /// `t_us`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -182,14 +186,14 @@ pub enum Event {
     /// A producer sent a batch (before any ack).
     ProduceSend {
         producer: u32,
-        tp: String,
+        tp: TpName,
         seq: u64,
         count: u32,
     },
     /// The broker acknowledged a batch at `offset` (base offset of the batch).
     ProduceAck {
         producer: u32,
-        tp: String,
+        tp: TpName,
         seq: u64,
         count: u32,
         offset: u64,
@@ -197,14 +201,14 @@ pub enum Event {
     /// A send failed; `unknown` when the outcome is unknown (timeout: it may or may not be written).
     ProduceFail {
         producer: u32,
-        tp: String,
+        tp: TpName,
         seq: u64,
         count: u32,
         unknown: bool,
     },
     /// Leadership of a partition changed.
     Leader {
-        tp: String,
+        tp: TpName,
         broker: Option<u32>,
         epoch: u32,
         isr: Vec<u32>,
@@ -223,26 +227,26 @@ pub enum Event {
     Assign {
         consumer: u32,
         generation: u32,
-        tps: Vec<String>,
+        tps: Vec<TpName>,
     },
     /// The member gave these partitions up (after its commit-on-revoke, if any).
     Revoke {
         consumer: u32,
         generation: u32,
-        tps: Vec<String>,
+        tps: Vec<TpName>,
     },
     /// The member's fetch position for `tp` was set to `offset` (the committed offset, or the reset
     /// policy's answer when none is committed).
     Seek {
         consumer: u32,
-        tp: String,
+        tp: TpName,
         offset: u64,
     },
     /// Records returned to the member by one fetch (poll). `hw` is the high watermark the broker
     /// reported with it.
     Fetch {
         consumer: u32,
-        tp: String,
+        tp: TpName,
         runs: Vec<Run>,
         /// Bytes of the records returned (0 in histories written before record sizes).
         #[serde(default)]
@@ -252,7 +256,7 @@ pub enum Event {
     /// The member began processing offsets `offset..offset+count` of `tp` (attempt 1 = first try).
     ProcessStart {
         consumer: u32,
-        tp: String,
+        tp: TpName,
         offset: u64,
         count: u32,
         attempt: u32,
@@ -261,7 +265,7 @@ pub enum Event {
     /// `ok < count` the record at `offset + ok` failed and the rest were not attempted.
     ProcessEnd {
         consumer: u32,
-        tp: String,
+        tp: TpName,
         offset: u64,
         count: u32,
         ok: u32,
@@ -269,50 +273,50 @@ pub enum Event {
     /// A record was given up on after `attempts` tries and written to the dead-letter queue.
     DeadLetter {
         consumer: u32,
-        tp: String,
+        tp: TpName,
         offset: u64,
         attempts: u32,
     },
     CommitSend {
         consumer: u32,
         generation: u32,
-        tp: String,
+        tp: TpName,
         offset: u64,
     },
     CommitAck {
         consumer: u32,
         generation: u32,
-        tp: String,
+        tp: TpName,
         offset: u64,
     },
     /// A commit failed; `unknown` when its reply was lost (it may have been applied).
     CommitFail {
         consumer: u32,
         generation: u32,
-        tp: String,
+        tp: TpName,
         offset: u64,
         unknown: bool,
     },
     Pause {
         consumer: u32,
-        tps: Vec<String>,
+        tps: Vec<TpName>,
     },
     Resume {
         consumer: u32,
-        tps: Vec<String>,
+        tps: Vec<TpName>,
     },
     /// The receiver granted `n` credits on channel `tp`. `floating` counts how many of them came from
     /// the shared floating pool.
     CreditGrant {
         consumer: u32,
-        tp: String,
+        tp: TpName,
         n: u32,
         floating: u32,
     },
     /// Credits returned unused (a channel revoked, or floating credits handed back to the pool).
     CreditReturn {
         consumer: u32,
-        tp: String,
+        tp: TpName,
         n: u32,
     },
     /// Records admitted (`admitted = true`) or refused by one rate-limit tier.
@@ -334,7 +338,7 @@ pub enum Event {
     },
     /// Per-partition lag sample: high watermark minus committed offset.
     Lag {
-        tp: String,
+        tp: TpName,
         hw: u64,
         committed: u64,
     },
@@ -358,8 +362,8 @@ pub enum Event {
 }
 
 /// The history name of a partition: `"orders/3"`.
-pub fn tp_name(topic: &str, partition: u32) -> String {
-    format!("{topic}/{partition}")
+pub fn tp_name(topic: &str, partition: u32) -> TpName {
+    format!("{topic}/{partition}").into()
 }
 
 /// Splits `"orders/3"` into `("orders", 3)`.
@@ -368,9 +372,12 @@ pub fn parse_tp(name: &str) -> Option<(&str, u32)> {
     Some((t, p.parse().ok()?))
 }
 
-/// Serializes one entry as a JSON line (without the newline).
+/// Serializes one entry as a JSON line (without the newline): serde_json's bytes, written by
+/// [`crate::jsonl::write_entry`].
 pub fn to_line(e: &Entry) -> String {
-    serde_json::to_string(e).expect("history entries always serialize")
+    let mut out = Vec::with_capacity(128);
+    crate::jsonl::write_entry(&mut out, e);
+    String::from_utf8(out).expect("JSON is UTF-8")
 }
 
 /// Parses a whole JSON Lines history. Errors name the 1-based line.

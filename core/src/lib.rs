@@ -20,6 +20,7 @@ pub mod barrier;
 pub mod bugs;
 pub mod credit;
 pub mod history;
+pub mod jsonl;
 pub mod ledger;
 pub mod pause;
 pub mod pipeline;

@@ -816,7 +816,7 @@ impl Scenario {
     }
 
     /// The history name of a partition.
-    pub fn tp_name(&self, tp: crate::types::Tp) -> String {
+    pub fn tp_name(&self, tp: crate::types::Tp) -> crate::history::TpName {
         crate::history::tp_name(&self.topics[tp.topic as usize].name, tp.partition)
     }
 

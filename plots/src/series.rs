@@ -188,8 +188,8 @@ pub fn lag(history: &[Entry]) -> (Points, Vec<Named>) {
         }
         pending = Some(e.t_us);
         let lag = hw.saturating_sub(*committed) as f64;
-        latest.insert(tp.as_str(), lag);
-        by_tp.entry(tp.as_str()).or_default().push((seconds(e.t_us), lag));
+        latest.insert(&**tp, lag);
+        by_tp.entry(&**tp).or_default().push((seconds(e.t_us), lag));
     }
     if let Some(t) = pending {
         total.push((seconds(t), latest.values().sum()));
@@ -398,13 +398,13 @@ pub fn pause_intervals(history: &[Entry], end_s: f64) -> Vec<Interval> {
                 if entry.1.is_empty() {
                     entry.0 = t;
                 }
-                entry.1.extend(tps.iter().map(|s| s.as_str()));
+                entry.1.extend(tps.iter().map(|s| &**s));
             }
             Event::Resume { consumer, tps } => {
                 if let Some((start, set)) = paused.get_mut(consumer) {
                     let was_paused = !set.is_empty();
                     for tp in tps {
-                        set.remove(tp.as_str());
+                        set.remove(&**tp);
                     }
                     if was_paused && set.is_empty() {
                         out.push(Interval { start_s: *start, end_s: t, label: format!("c{consumer}") });

@@ -44,8 +44,8 @@ fn iv(start_s: f64, end_s: f64, label: &str) -> Interval {
     Interval { start_s, end_s, label: label.into() }
 }
 
-fn tps(v: &[&str]) -> Vec<String> {
-    v.iter().map(|s| s.to_string()).collect()
+fn tps(v: &[&str]) -> Vec<sluice_core::history::TpName> {
+    v.iter().map(|&s| s.into()).collect()
 }
 
 #[test]

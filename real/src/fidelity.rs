@@ -278,11 +278,11 @@ pub fn lag_curve(h: &[Entry], step_us: u64) -> Vec<(u64, u64)> {
         }
         match &e.ev {
             Event::ProduceAck { tp, offset, count, .. } => {
-                let v = log_end.entry(tp.as_str()).or_insert(0);
+                let v = log_end.entry(&**tp).or_insert(0);
                 *v = (*v).max(offset + *count as u64);
             }
             Event::CommitAck { tp, offset, .. } => {
-                let v = committed.entry(tp.as_str()).or_insert(0);
+                let v = committed.entry(&**tp).or_insert(0);
                 *v = (*v).max(*offset);
             }
             _ => {}

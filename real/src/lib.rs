@@ -142,12 +142,12 @@ fn unread_acked(h: &[Entry]) -> u64 {
     for e in h {
         match &e.ev {
             Event::ProduceAck { tp, offset, count, .. } => {
-                let v = end.entry(tp.as_str()).or_insert(0);
+                let v = end.entry(&**tp).or_insert(0);
                 *v = (*v).max(offset + *count as u64);
             }
             Event::Fetch { tp, runs, .. } => {
                 if let Some(r) = runs.last() {
-                    let v = read.entry(tp.as_str()).or_insert(0);
+                    let v = read.entry(&**tp).or_insert(0);
                     *v = (*v).max(r.offset + r.count as u64);
                 }
             }
@@ -630,12 +630,11 @@ async fn run_async(args: RealArgs, conn: Conn, broker_count: usize) -> Result<Re
     let cleanup = kafka::delete_run_objects(&conn, &names).await;
     let history = rec.snapshot();
     let history_path = args.out_dir.join("history.jsonl");
-    let mut text = String::with_capacity(history.len() * 96);
-    for e in &history {
-        text.push_str(&history::to_line(e));
-        text.push('\n');
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&history_path)?;
+        sluice_core::jsonl::write_lines(&history, |chunk| f.write_all(chunk))?;
     }
-    std::fs::write(&history_path, text)?;
     if interrupted {
         return Err(RealError::Interrupted { history_path, cleanup });
     }

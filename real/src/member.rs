@@ -211,7 +211,7 @@ impl Env {
     fn me(&self) -> u32 {
         self.plan.index
     }
-    fn tp_name(&self, tp: Tp) -> String {
+    fn tp_name(&self, tp: Tp) -> sluice_core::history::TpName {
         self.plan.scenario.tp_name(tp)
     }
     fn kafka_topic(&self, tp: Tp) -> &str {

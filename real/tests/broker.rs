@@ -115,12 +115,12 @@ fn owners_at(h: &[Entry], t_us: u64) -> BTreeMap<String, BTreeSet<u32>> {
         match &e.ev {
             Event::Assign { consumer, tps, .. } => {
                 for tp in tps {
-                    own.entry(tp.clone()).or_default().insert(*consumer);
+                    own.entry(tp.to_string()).or_default().insert(*consumer);
                 }
             }
             Event::Revoke { consumer, tps, .. } => {
                 for tp in tps {
-                    own.entry(tp.clone()).or_default().remove(consumer);
+                    own.entry(tp.to_string()).or_default().remove(consumer);
                 }
             }
             Event::Member { consumer, event: MemberEvent::Crash | MemberEvent::Evicted | MemberEvent::Leave | MemberEvent::Start } => {
@@ -374,7 +374,7 @@ recovery_deadline_ms = 8000
     let mut last_commit: BTreeMap<String, u64> = BTreeMap::new();
     for e in h.iter().take_while(|e| e.t_us < crash) {
         if let Event::CommitAck { tp, offset, .. } = &e.ev {
-            last_commit.insert(tp.clone(), *offset);
+            last_commit.insert(tp.to_string(), *offset);
         }
     }
     assert!(!last_commit.is_empty(), "{test}: commits before the crash");
@@ -383,7 +383,7 @@ recovery_deadline_ms = 8000
     for e in h.iter().filter(|e| e.t_us >= restart) {
         if let Event::Seek { tp, offset, .. } = &e.ev {
             if seen.insert(tp.clone()) {
-                let want = last_commit.get(tp).copied().unwrap_or(0);
+                let want = last_commit.get(&**tp).copied().unwrap_or(0);
                 assert_eq!(*offset, want, "{test}: {tp} resumed at {offset}, last acknowledged commit {want}");
             }
         }

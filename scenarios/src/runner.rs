@@ -184,6 +184,14 @@ fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<(), RunError> {
     std::fs::write(path, bytes).map_err(|e| RunError::Write { path: path.display().to_string(), message: e.to_string() })
 }
 
+/// Streams a history to `path` as JSON Lines.
+fn write_history(path: &Path, entries: &[Entry]) -> Result<(), RunError> {
+    use std::io::Write as _;
+    let err = |e: std::io::Error| RunError::Write { path: path.display().to_string(), message: e.to_string() };
+    let mut f = std::fs::File::create(path).map_err(err)?;
+    sluice_core::jsonl::write_lines(entries, |chunk| f.write_all(chunk)).map_err(err)
+}
+
 fn create_dir(dir: &Path) -> Result<(), RunError> {
     std::fs::create_dir_all(dir).map_err(|e| RunError::Write { path: dir.display().to_string(), message: e.to_string() })
 }
@@ -260,12 +268,7 @@ fn run_inner(
     };
     if let Some(dir) = out_dir {
         create_dir(dir)?;
-        let mut jsonl = String::new();
-        for e in &sim.history {
-            jsonl.push_str(&history::to_line(e));
-            jsonl.push('\n');
-        }
-        write(&dir.join("history.jsonl"), jsonl)?;
+        write_history(&dir.join("history.jsonl"), &sim.history)?;
         let scenario_toml = to_toml(scenario).map_err(|e| RunError::Write { path: "scenario.toml".into(), message: e.to_string() })?;
         write(&dir.join("scenario.toml"), scenario_toml)?;
         summary.plot_error = draw_run(&sim.history, dir, &format!("{} seed {seed}", sc.name), &summary.table());

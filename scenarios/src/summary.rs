@@ -83,7 +83,7 @@ impl Stats {
                     s.buffer_peak_bytes = s.buffer_peak_bytes.max(*bytes);
                 }
                 Event::Lag { tp, hw, committed } => {
-                    lag.insert(tp.as_str(), hw.saturating_sub(*committed));
+                    lag.insert(&**tp, hw.saturating_sub(*committed));
                     s.lag_peak_records = s.lag_peak_records.max(lag.values().sum());
                 }
                 Event::Rebalance { edge: Edge::Start, .. } => s.rebalances += 1,

@@ -240,7 +240,7 @@ fn a_stalled_consumers_partitions_are_listed_as_stalls() {
         .iter()
         .take_while(|e| e.t_us < 30_000_000)
         .filter_map(|e| match &e.ev {
-            sluice_core::history::Event::Assign { consumer: 1, tps, .. } => Some(tps.clone()),
+            sluice_core::history::Event::Assign { consumer: 1, tps, .. } => Some(tps.iter().map(|t| t.to_string()).collect()),
             _ => None,
         })
         .last()

@@ -30,7 +30,7 @@ use crate::disk::{Disk, OS_FLUSH_INTERVAL_MS};
 use crate::group::{
     Coordinator, CoordinatorConfig, CoordinatorEvent, ErrorCode, Req, Request, Resp, Response,
 };
-use crate::log::{LogRun, ReplicaLog};
+use crate::log::{LogRun, ReplicaLog, Runs};
 use crate::net::NodeIdx;
 use crate::world::{
     consts::*, FetchResult, Msg, ProdBatch, ProduceResult, ReplicaFetchPart, ReplicaFetchResult,
@@ -80,7 +80,7 @@ enum Append {
     },
     Follower {
         leader: u32,
-        parts: Vec<(u32, Vec<LogRun>, u64)>,
+        parts: Vec<(u32, Runs, u64)>,
     },
 }
 
@@ -149,6 +149,10 @@ pub struct Broker {
     next_req: u64,
     ack_waits: Vec<AckWait>,
     parked: Vec<Parked>,
+    /// Empty, kept for their capacity: the lists above are swapped with these while they are
+    /// walked (every walk re-queues most of what it takes).
+    ack_waits_spare: Vec<AckWait>,
+    parked_spare: Vec<Parked>,
     fetch_state: Vec<FollowerFetch>,
     /// `(leader, epoch)` of each partition as this broker last acted on it.
     led: Vec<(Option<u32>, u32)>,
@@ -172,6 +176,8 @@ impl World {
                 next_req: 0,
                 ack_waits: Vec::new(),
                 parked: Vec::new(),
+                ack_waits_spare: Vec::new(),
+                parked_spare: Vec::new(),
                 fetch_state: vec![FollowerFetch::Idle; c.brokers as usize],
                 led: vec![(None, 0); n],
                 seen_meta: None,
@@ -423,6 +429,13 @@ impl World {
         if remaining == 0 {
             self.respond_produce(b, p);
         } else {
+            debug_assert!(
+                self.brokers[b as usize]
+                    .reqs
+                    .last_key_value()
+                    .is_none_or(|(_, q)| q.deadline_ms <= p.deadline_ms),
+                "deadlines grow with request ids"
+            );
             self.brokers[b as usize].reqs.insert(rid, p);
             // Idempotent duplicates may already be covered by the high watermark check below.
             self.brokers[b as usize].dirty = true;
@@ -522,7 +535,7 @@ impl World {
                 continue;
             }
             let (leo, hw) = (log.leo, log.hw);
-            let mut runs = Vec::new();
+            let mut runs = Runs::new();
             log.read(p.fetch_offset, leo, REPLICA_FETCH_RECORDS_MAX, &mut runs);
             let m = &mut self.meta[g];
             let slot = m.slot(f);
@@ -766,22 +779,22 @@ impl World {
                 }
             }
         }
-        // Produce requests past their timeout.
-        let expired: Vec<u64> = self.brokers[b as usize]
-            .reqs
-            .iter()
-            .filter(|(_, p)| p.deadline_ms <= now)
-            .map(|(&k, _)| k)
-            .collect();
-        for k in expired {
-            let p = self.brokers[b as usize].reqs.remove(&k).expect("listed");
+        // Produce requests past their timeout. Ids and deadlines grow together (every request
+        // gets the same timeout), so the expired ones are the first.
+        while let Some(e) = self.brokers[b as usize].reqs.first_entry() {
+            if e.get().deadline_ms > now {
+                break;
+            }
+            let (k, p) = e.remove_entry();
             self.brokers[b as usize].ack_waits.retain(|w| w.req != k);
             self.respond_produce(b, p);
         }
         // acks=all waiters and parked fetches, when something moved.
         if std::mem::take(&mut self.brokers[b as usize].dirty) {
-            let waits = std::mem::take(&mut self.brokers[b as usize].ack_waits);
-            for w in waits {
+            let br = &mut self.brokers[b as usize];
+            let mut waits = std::mem::take(&mut br.ack_waits_spare);
+            std::mem::swap(&mut waits, &mut br.ack_waits);
+            for w in waits.drain(..) {
                 let m = &self.meta[w.tp as usize];
                 if m.leader != Some(b) || m.epoch != w.epoch {
                     self.complete(b, w.req, w.idx, ProduceResult::NotLeader);
@@ -803,6 +816,7 @@ impl World {
                     self.brokers[b as usize].ack_waits.push(w);
                 }
             }
+            self.brokers[b as usize].ack_waits_spare = waits;
             self.serve_parked(b, false);
         }
         self.serve_parked(b, true);
@@ -874,7 +888,7 @@ impl World {
         for p in &br.parked {
             next = next.min(p.deadline());
         }
-        for p in br.reqs.values() {
+        if let Some((_, p)) = br.reqs.first_key_value() {
             next = next.min(p.deadline_ms);
         }
         next
@@ -883,9 +897,14 @@ impl World {
     /// Answers parked fetches that have data (`expired_only = false`) or whose wait is over.
     fn serve_parked(&mut self, b: u32, expired_only: bool) {
         let now = self.now_ms;
-        let parked = std::mem::take(&mut self.brokers[b as usize].parked);
+        let br = &mut self.brokers[b as usize];
+        if expired_only && br.parked.iter().all(|p| p.deadline() > now) {
+            return;
+        }
+        let mut parked = std::mem::take(&mut br.parked_spare);
+        std::mem::swap(&mut parked, &mut br.parked);
         let me = self.layout.broker(b);
-        for p in parked {
+        for p in parked.drain(..) {
             let force = p.deadline() <= now;
             if expired_only && !force {
                 self.brokers[b as usize].parked.push(p);
@@ -926,6 +945,7 @@ impl World {
                 },
             }
         }
+        self.brokers[b as usize].parked_spare = parked;
     }
 
     pub(crate) fn broker_crash(&mut self, b: u32) {

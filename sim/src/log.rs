@@ -38,6 +38,10 @@ impl LogRun {
     }
 }
 
+/// Runs read from a log for one partition of a reply: mostly one (adjacent runs merge), kept
+/// inline so that a reply costs no allocation per partition.
+pub type Runs = smallvec::SmallVec<[LogRun; 2]>;
+
 /// How many runs from the end the idempotence check looks at (producers send in order, so a
 /// retried batch is always near the end).
 const DEDUP_SCAN_RUNS_MAX: usize = 64;
@@ -125,7 +129,7 @@ impl ReplicaLog {
     }
 
     /// Records from `from` up to (not including) `upto`, at most `max_records`.
-    pub fn read(&self, from: u64, upto: u64, max_records: u64, out: &mut Vec<LogRun>) -> u64 {
+    pub fn read(&self, from: u64, upto: u64, max_records: u64, out: &mut Runs) -> u64 {
         let upto = upto.min(self.leo).min(from.saturating_add(max_records));
         if from >= upto {
             return 0;
@@ -221,9 +225,9 @@ mod tests {
         l.append(run(10, 1, 0, 3, 1));
         l.append(run(13, 1, 3, 2, 2));
         assert_eq!(l.runs().len(), 3);
-        let mut out = Vec::new();
+        let mut out = Runs::new();
         assert_eq!(l.read(3, 100, 9, &mut out), 9);
-        assert_eq!(out, vec![run(3, 0, 3, 7, 1), run(10, 1, 0, 2, 1)]);
+        assert_eq!(out.to_vec(), vec![run(3, 0, 3, 7, 1), run(10, 1, 0, 2, 1)]);
         assert_eq!(l.find_seq(0, 7), Some(7));
         assert_eq!(l.find_seq(1, 4), Some(14));
         assert_eq!(l.find_seq(1, 5), None);

@@ -50,7 +50,6 @@ struct PartState {
 struct InflightReq {
     broker: u32,
     sent_ms: u64,
-    parts: Vec<u32>,
 }
 
 pub struct Producer {
@@ -69,6 +68,9 @@ pub struct Producer {
     /// Records generated so far and records refused because the producer's buffer was full.
     pub generated: u64,
     pub refused: u64,
+    /// Reused by every tick (kept for their capacity): batches formed, and ready batches by leader.
+    scratch_sends: Vec<(u32, u64, u32)>,
+    scratch_per_broker: Vec<Vec<ProdBatch>>,
 }
 
 impl Producer {
@@ -114,6 +116,8 @@ impl Producer {
             next_req: 0,
             generated: 0,
             refused: 0,
+            scratch_sends: Vec::new(),
+            scratch_per_broker: Vec::new(),
             spec: ps,
         }
     }
@@ -207,20 +211,16 @@ impl World {
                 pr.last_ms = now;
             }
         }
-        // Request timeouts: every batch of the request may or may not have been written.
-        let expired: Vec<u64> = self.producers[p as usize]
-            .reqs
-            .iter()
-            .filter(|(_, r)| now >= r.sent_ms + REQUEST_TIMEOUT_MS)
-            .map(|(&k, _)| k)
-            .collect();
-        for k in expired {
-            let r = self.producers[p as usize].reqs.remove(&k).expect("listed");
-            for part in r.parts {
-                if let Some(b) = self.producers[p as usize].parts[part as usize]
-                    .batch
-                    .as_mut()
-                {
+        // Request timeouts: every batch of the request may or may not have been written. Ids and
+        // send times grow together, so the expired requests are the first.
+        while let Some(e) = self.producers[p as usize].reqs.first_entry() {
+            if now < e.get().sent_ms + REQUEST_TIMEOUT_MS {
+                break;
+            }
+            let (k, _) = e.remove_entry();
+            // The request's batches are those still marked with it.
+            for st in self.producers[p as usize].parts.iter_mut() {
+                if let Some(b) = st.batch.as_mut() {
                     if b.in_request == Some(k) {
                         b.in_request = None;
                         b.maybe_written = true;
@@ -231,8 +231,10 @@ impl World {
         }
         // Form batches, fail expired ones, collect the ready ones by leader.
         let nb = self.spec.cluster.brokers as usize;
-        let mut per_broker: Vec<Vec<ProdBatch>> = vec![Vec::new(); nb];
-        let mut sends = Vec::new();
+        let mut per_broker = std::mem::take(&mut self.producers[p as usize].scratch_per_broker);
+        per_broker.resize_with(nb, Vec::new);
+        let mut sends = std::mem::take(&mut self.producers[p as usize].scratch_sends);
+        sends.clear();
         let mut fails = Vec::new();
         let tp_base = self.producers[p as usize].tp_base;
         for part in 0..self.producers[p as usize].parts_n {
@@ -274,7 +276,7 @@ impl World {
                 None => b.next_try_ms = now + RETRY_BACKOFF_MS,
             }
         }
-        for (g, seq, count) in sends {
+        for &(g, seq, count) in &sends {
             let tp = self.tps[g as usize].name.clone();
             self.record(Event::ProduceSend {
                 producer: p,
@@ -293,10 +295,12 @@ impl World {
                 unknown,
             });
         }
-        for (l, batches) in per_broker.into_iter().enumerate() {
-            if batches.is_empty() {
+        self.producers[p as usize].scratch_sends = sends;
+        for (l, slot) in per_broker.iter_mut().enumerate() {
+            if slot.is_empty() {
                 continue;
             }
+            let batches = std::mem::take(slot);
             let pr = &mut self.producers[p as usize];
             let req_id = pr.next_req;
             pr.next_req += 1;
@@ -311,7 +315,6 @@ impl World {
                 InflightReq {
                     broker: l as u32,
                     sent_ms: now,
-                    parts: batches.iter().map(|b| b.tp - tp_base).collect(),
                 },
             );
             self.send(
@@ -330,6 +333,7 @@ impl World {
                 self.producer_disconnect(p, l as u32);
             }
         }
+        self.producers[p as usize].scratch_per_broker = per_broker;
         // Next tick: the linger period (arrivals accumulate), or sooner for a due retry or timeout.
         let pr = &self.producers[p as usize];
         let mut next = now + linger;
@@ -340,7 +344,7 @@ impl World {
                 }
             }
         }
-        for r in pr.reqs.values() {
+        if let Some((_, r)) = pr.reqs.first_key_value() {
             next = next.min(r.sent_ms + REQUEST_TIMEOUT_MS);
         }
         next
@@ -358,9 +362,9 @@ impl World {
             .map(|(&k, _)| k)
             .collect();
         for k in gone {
-            let r = pr.reqs.remove(&k).expect("listed");
-            for part in r.parts {
-                if let Some(bt) = pr.parts[part as usize].batch.as_mut() {
+            pr.reqs.remove(&k).expect("listed");
+            for st in pr.parts.iter_mut() {
+                if let Some(bt) = st.batch.as_mut() {
                     if bt.in_request == Some(k) {
                         bt.in_request = None;
                         bt.maybe_written = true;

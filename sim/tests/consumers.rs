@@ -15,7 +15,7 @@ fn total_lag_at(out: &sluice_sim::SimOutcome, t_s: u64) -> u64 {
             break;
         }
         if let Event::Lag { tp, hw, committed } = &e.ev {
-            last.insert(tp.clone(), hw.saturating_sub(*committed));
+            last.insert(tp.to_string(), hw.saturating_sub(*committed));
         }
     }
     last.values().sum()
@@ -267,7 +267,7 @@ fn replies(out: &sluice_sim::SimOutcome) -> Vec<Vec<(String, u64, u64)>> {
     for e in &out.history {
         if let Event::Fetch { tp, runs, bytes, .. } = &e.ev {
             let n: u64 = runs.iter().map(|r| r.count as u64).sum();
-            by_t.entry(e.t_us).or_default().push((tp.clone(), n, *bytes));
+            by_t.entry(e.t_us).or_default().push((tp.to_string(), n, *bytes));
         }
     }
     by_t.into_values().collect()

@@ -32,12 +32,12 @@ fn final_owners(out: &sluice_sim::SimOutcome) -> BTreeMap<String, BTreeSet<u32>>
         match &e.ev {
             Event::Assign { consumer, tps, .. } => {
                 for tp in tps {
-                    owners.entry(tp.clone()).or_default().insert(*consumer);
+                    owners.entry(tp.to_string()).or_default().insert(*consumer);
                 }
             }
             Event::Revoke { consumer, tps, .. } => {
                 for tp in tps {
-                    owners.entry(tp.clone()).or_default().remove(consumer);
+                    owners.entry(tp.to_string()).or_default().remove(consumer);
                 }
             }
             Event::Member {
@@ -59,7 +59,7 @@ fn final_lag(out: &sluice_sim::SimOutcome) -> u64 {
     let mut last: BTreeMap<String, u64> = BTreeMap::new();
     for e in &out.history {
         if let Event::Lag { tp, hw, committed } = &e.ev {
-            last.insert(tp.clone(), hw.saturating_sub(*committed));
+            last.insert(tp.to_string(), hw.saturating_sub(*committed));
         }
     }
     last.values().sum()
@@ -71,7 +71,7 @@ fn committed_since(out: &sluice_sim::SimOutcome, t_us: u64) -> BTreeSet<String> 
         .iter()
         .filter(|e| e.t_us >= t_us)
         .filter_map(|e| match &e.ev {
-            Event::CommitAck { tp, .. } => Some(tp.clone()),
+            Event::CommitAck { tp, .. } => Some(tp.to_string()),
             _ => None,
         })
         .collect()

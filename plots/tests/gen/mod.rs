@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, ProducerMeta, Run, TierBound, TopicMeta, SCHEMA_VERSION};
+use sluice_core::history::{Bounds, Edge, Entry, Event, MemberEvent, Phase, ProducerMeta, Run, TierBound, TopicMeta, TpName, SCHEMA_VERSION};
 use sluice_core::types::{Rng, SplitMix64};
 
 pub const TICK_US: u64 = 100_000;
@@ -66,9 +66,9 @@ impl Bucket {
 }
 
 struct Consumer {
-    tps: Vec<String>,
+    tps: Vec<TpName>,
     /// Fetched, unprocessed segments `(tp, offset, count)`.
-    queue: Vec<(String, u64, u64)>,
+    queue: Vec<(TpName, u64, u64)>,
     paused: bool,
 }
 
@@ -95,7 +95,7 @@ pub fn history(o: &Options) -> Vec<Entry> {
     let credit = o.strategy == "credit";
     let tier_bounds = if o.tiers { tiers() } else { Vec::new() };
     let mut out = Out { v: Vec::new() };
-    let tp = |p: u32| format!("orders/{p}");
+    let tp = |p: u32| -> TpName { format!("orders/{p}").into() };
     out.push(0, Event::Meta(Box::new(sluice_core::history::Meta {
         schema: SCHEMA_VERSION,
         source: o.source.into(),
@@ -137,7 +137,7 @@ pub fn history(o: &Options) -> Vec<Entry> {
         .iter()
         .map(|t| (t.tier.clone(), Bucket { rate_per_s: t.rate_per_s, burst: t.burst, tokens: t.burst, last_us: 0 }))
         .collect();
-    let mut hw: BTreeMap<String, u64> = (0..PARTITIONS).map(|p| (tp(p), 0)).collect();
+    let mut hw: BTreeMap<TpName, u64> = (0..PARTITIONS).map(|p| (tp(p), 0)).collect();
     let mut fetch_pos = hw.clone();
     let mut processed = hw.clone();
     let mut committed = hw.clone();

@@ -82,7 +82,7 @@ pub fn lost_acked(out: &SimOutcome) -> (u64, u64) {
         } = &e.ev
         {
             acked += *count as u64;
-            let runs = logs.get(tp).map(|v| v.as_slice()).unwrap_or(&[]);
+            let runs = logs.get(&**tp).map(|v| v.as_slice()).unwrap_or(&[]);
             for i in 0..*count as u64 {
                 let o = offset + i;
                 let at = runs.partition_point(|r| r.offset + r.count as u64 <= o);
