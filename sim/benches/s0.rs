@@ -7,6 +7,11 @@
 //! labelled, the same scenario with a coarser producer (`linger.ms` = 50: ten times fewer, larger
 //! batches), to show how the cost scales with the batches the clients make.
 //!
+//! Last, the floor: S0's own counts of history entries, messages and node steps pushed through a
+//! bare binary-heap event loop with no model at all (each entry written and hashed exactly as the
+//! simulator does, each message a heap push and pop, each node step a pop), on the same machine in
+//! the same run. No simulator that records S0's events one by one can run faster than that.
+//!
 //! `cargo bench -p sluice-sim --bench s0` (release). `SLUICE_BENCH_S=120` shortens both runs;
 //! `SLUICE_BENCH_ONLY=default` (or `coarse`) runs one of them.
 //! Wall time and /proc are read here only, outside the simulation's determinism rules.
@@ -114,7 +119,10 @@ fn kind(e: &Entry) -> usize {
     }
 }
 
-fn bench(label: &str, duration_s: u64, linger_ms: u64) {
+/// What a run counted: `(entries, messages, node steps, simulated ms, wall s)`.
+type Counts = (u64, u64, u64, u64, f64);
+
+fn bench(label: &str, duration_s: u64, linger_ms: u64) -> Counts {
     let spec = s0(duration_s, linger_ms);
     let mut marks: Vec<(u64, u64, u64)> = Vec::new();
     let mut kinds = [0u64; KINDS.len()];
@@ -180,6 +188,59 @@ fn bench(label: &str, duration_s: u64, linger_ms: u64) {
         println!("    at {t:>5} simulated s: VmHWM {kb} kB after {n} entries");
     }
     println!("    VmHWM at the end: {} kB", vm_hwm_kb());
+    (st.entries, st.messages, st.steps, st.simulated_ms, wall_s)
+}
+
+/// The floor: `entries`, `messages` and `steps` spread evenly over `sim_ms` simulated
+/// milliseconds through a bare event loop. Returns the wall seconds it took.
+fn floor(entries: u64, messages: u64, steps: u64, sim_ms: u64) -> f64 {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let tp: sluice_core::history::TpName = "orders/7".into();
+    let mut hash = sluice_core::history::TraceHash::new();
+    let mut buf = Vec::with_capacity(256);
+    // (delivery ms, send order, node, payload): about the size of a simulator message header.
+    let mut heap: BinaryHeap<Reverse<(u64, u64, u32, [u64; 3])>> = BinaryHeap::new();
+    let (mut done_e, mut done_m, mut done_s, mut seq, mut acc) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let wall = std::time::Instant::now();
+    for t in 1..=sim_ms {
+        // Even shares up to `t` (integer arithmetic: the totals come out exact).
+        let want = |total: u64| (total as u128 * t as u128 / sim_ms as u128) as u64;
+        while done_m < want(messages) {
+            seq += 1;
+            heap.push(Reverse((t + 1 + (seq & 1), seq, (seq % 8) as u32, [seq, t, acc])));
+            done_m += 1;
+        }
+        // Every message is delivered when due.
+        while heap.peek().is_some_and(|m| m.0 .0 <= t) {
+            let Reverse((_, s, n, p)) = heap.pop().expect("peeked");
+            acc = acc.wrapping_add(s ^ n as u64 ^ p[0] ^ p[2]);
+        }
+        while done_s < want(steps) {
+            // A node step: its clock and the next thing it waits for.
+            acc = acc.wrapping_add(heap.peek().map_or(t, |m| m.0 .0) ^ done_s);
+            done_s += 1;
+        }
+        while done_e < want(entries) {
+            let e = Entry {
+                t_us: t * 1_000,
+                ev: Event::ProduceAck {
+                    producer: 0,
+                    tp: tp.clone(),
+                    seq: done_e * 3,
+                    count: (done_e % 7) as u32 + 1,
+                    offset: done_e * 3 + acc % 3,
+                },
+            };
+            buf.clear();
+            sluice_core::jsonl::write_entry(&mut buf, &e);
+            hash.line(&buf);
+            done_e += 1;
+        }
+    }
+    let wall_s = wall.elapsed().as_secs_f64();
+    std::hint::black_box((hash.finish(), acc, heap.len()));
+    wall_s
 }
 
 fn main() {
@@ -189,10 +250,19 @@ fn main() {
         .unwrap_or(3_540);
     let only = std::env::var("SLUICE_BENCH_ONLY").unwrap_or_default();
     if only.is_empty() || only == "default" {
-        bench(
+        let (e, m, s, ms, wall_s) = bench(
             "S0 with Kafka's client defaults (linger.ms = 5, fetch.wait.max.ms = 500):",
             duration_s,
             5,
+        );
+        let floor_s = floor(e, m, s, ms);
+        let sim_s = ms as f64 / 1_000.0;
+        println!("The floor: the same {e} entries, {m} messages and {s} node steps through a bare event loop, no model:");
+        println!(
+            "  {sim_s:.0} simulated s in {floor_s:.2} wall s = {:.0}x real time (the simulator above: {:.0}x, {:.1} times the floor's wall time)",
+            sim_s / floor_s,
+            sim_s / wall_s,
+            wall_s / floor_s
         );
     }
     if only.is_empty() || only == "coarse" {
