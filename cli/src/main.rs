@@ -489,7 +489,8 @@ fn real(
         None => Vec::new(),
     };
     let plot_failure = |e: sluice_plots::PlotError| Failure { code: 1, error: anyhow::anyhow!("plots for {}: {e}", out.display()) };
-    let rendered = sluice_plots::render_all(&outcome.history, &overlay, &out).map_err(plot_failure)?;
+    let stalls = runner::stall_spans(&outcome.history, &check.report);
+    let rendered = sluice_plots::render_all_with(&outcome.history, &stalls, &overlay, &out).map_err(plot_failure)?;
     let mut html = format!("<pre>{}</pre>", check.table().replace('&', "&amp;").replace('<', "&lt;"));
     if let Some(f) = &fidelity {
         html.push_str(&format!("<h2>Fidelity vs the simulator</h2><pre>{}</pre>", serde_json::to_string_pretty(f).unwrap_or_default().replace('<', "&lt;")));

@@ -59,6 +59,34 @@ fn context(s: &RunSeries) -> (Vec<Band>, Vec<VMark>) {
     (bands, marks)
 }
 
+/// Most stall bands drawn on the lag chart (each one a span shared by one or more partitions).
+pub const STALL_BANDS_MAX: usize = 24;
+
+/// One band per stalled span, the partitions stalled over the same span named together (a member
+/// that stops stalls all its partitions at once), earliest first.
+fn stall_bands(stalls: &[series::Interval]) -> Vec<Band> {
+    let mut spans: Vec<(f64, f64, Vec<&str>)> = Vec::new();
+    for st in stalls {
+        match spans.iter_mut().find(|(a, b, _)| (a - st.start_s).abs() < 0.05 && (b - st.end_s).abs() < 0.05) {
+            Some(span) => span.2.push(&st.label),
+            None => spans.push((st.start_s, st.end_s, vec![&st.label])),
+        }
+    }
+    spans.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.total_cmp(&y.1)));
+    let more = spans.len().saturating_sub(STALL_BANDS_MAX);
+    let mut bands: Vec<Band> = spans
+        .into_iter()
+        .take(STALL_BANDS_MAX)
+        .map(|(x0, x1, labels)| Band { x0, x1, kind: BandKind::Stall, text: Some(format!("stalled: {}", labels.join(", "))) })
+        .collect();
+    if more > 0 {
+        if let Some(last) = bands.last_mut() {
+            last.text = last.text.take().map(|t| format!("{t} (+{more} more spans not drawn)"));
+        }
+    }
+    bands
+}
+
 fn per_consumer_lines(v: &[Named]) -> Vec<Line> {
     v.iter()
         .enumerate()
@@ -136,7 +164,9 @@ fn run_plan_full(s: &RunSeries) -> Plan {
                 ));
             }
         }
-        plan.figures.push(one("lag", chart("Consumer lag", "lag (records)", lines)));
+        let mut c = chart("Consumer lag", "lag (records)", lines);
+        c.bands.extend(stall_bands(&s.stalls));
+        plan.figures.push(one("lag", c));
     }
 
     // Buffer occupancy.

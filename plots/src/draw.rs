@@ -36,6 +36,7 @@ pub const PAUSE_COLOUR: RGBColor = RGBColor(70, 130, 220);
 pub const REBALANCE_COLOUR: RGBColor = RGBColor(240, 170, 20);
 pub const FAULT_COLOUR: RGBColor = RGBColor(200, 40, 40);
 pub const MARK_COLOUR: RGBColor = RGBColor(90, 90, 90);
+pub const STALL_COLOUR: RGBColor = RGBColor(128, 60, 170);
 
 pub fn colour(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
@@ -68,14 +69,20 @@ pub enum BandKind {
     Pause,
     Rebalance,
     Fault,
+    /// A partition with records waiting that made no progress.
+    Stall,
 }
 
 impl BandKind {
+    /// Every kind, in drawing and legend order.
+    pub const ALL: [BandKind; 4] = [BandKind::Pause, BandKind::Rebalance, BandKind::Fault, BandKind::Stall];
+
     fn legend(self) -> &'static str {
         match self {
             BandKind::Pause => "paused",
             BandKind::Rebalance => "rebalancing",
             BandKind::Fault => "fault",
+            BandKind::Stall => "stalled partition",
         }
     }
     fn colour(self) -> RGBAColor {
@@ -83,6 +90,7 @@ impl BandKind {
             BandKind::Pause => PAUSE_COLOUR.mix(0.13),
             BandKind::Rebalance => REBALANCE_COLOUR.mix(0.25),
             BandKind::Fault => FAULT_COLOUR.mix(0.14),
+            BandKind::Stall => STALL_COLOUR.mix(0.16),
         }
     }
 }
@@ -232,7 +240,7 @@ pub fn legend_items(panel: &Panel) -> Vec<LegendItem> {
     let mark = |m: &VMark| LegendItem { label: m.label.clone(), swatch: Swatch::Line { colour: m.colour, width: 2, dashed: true } };
     match panel {
         Panel::Line(c) => {
-            for kind in [BandKind::Pause, BandKind::Rebalance, BandKind::Fault] {
+            for kind in BandKind::ALL {
                 if c.bands.iter().any(|b| b.kind == kind) {
                     items.push(LegendItem { label: kind.legend().to_string(), swatch: Swatch::Rect(kind.colour()) });
                 }
@@ -390,7 +398,7 @@ fn draw_line_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
         .draw()
         .map_err(err)?;
 
-    for kind in [BandKind::Pause, BandKind::Rebalance, BandKind::Fault] {
+    for kind in BandKind::ALL {
         let fill = kind.colour();
         chart
             .draw_series(
@@ -409,6 +417,17 @@ fn draw_line_chart<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, c: &LineCh
             let y = y1 - (y1 - y0) * (0.03 + 0.065 * lane);
             chart
                 .draw_series(std::iter::once(Text::new(text.clone(), (b.x0, y), font(13).color(&FAULT_COLOUR))))
+                .map_err(err)?;
+        }
+    }
+    // Stalled partitions along the bottom, staggered likewise.
+    let stalls: Vec<&Band> = c.bands.iter().filter(|b| b.kind == BandKind::Stall).collect();
+    for (i, b) in stalls.iter().enumerate() {
+        if let Some(text) = &b.text {
+            let lane = (i % 3) as f64;
+            let y = y0 + (y1 - y0) * (0.10 + 0.065 * lane);
+            chart
+                .draw_series(std::iter::once(Text::new(text.clone(), (b.x0, y), font(13).color(&STALL_COLOUR))))
                 .map_err(err)?;
         }
     }

@@ -83,7 +83,14 @@ pub fn render_run(history: &[Entry], out_dir: &Path) -> Result<Vec<PathBuf>, Plo
 /// [`render_run`], also listing the pictures skipped. Files: `lag`, `buffer`, `throughput`,
 /// `credits`, `tokens` (`.png` and `.svg`).
 pub fn render_run_report(history: &[Entry], out_dir: &Path) -> Result<Rendered, PlotError> {
-    let s = series::run_series(history)?;
+    render_run_report_with(history, &[], out_dir)
+}
+
+/// [`render_run_report`], with the stalled partitions a checker found shaded on the lag chart
+/// (each [`series::Interval`] labelled with its partition, and owners if any).
+pub fn render_run_report_with(history: &[Entry], stalls: &[series::Interval], out_dir: &Path) -> Result<Rendered, PlotError> {
+    let mut s = series::run_series(history)?;
+    s.stalls = stalls.to_vec();
     draw_plan(charts::run_plan(&s), out_dir)
 }
 
@@ -124,7 +131,17 @@ pub fn render_sweep_report(values: &[(String, Vec<f64>)], out_dir: &Path) -> Res
 
 /// Everything for one run and (optionally) its comparisons, in one call.
 pub fn render_all(history: &[Entry], compare: &[(String, Vec<Entry>)], out_dir: &Path) -> Result<Rendered, PlotError> {
-    let mut r = render_run_report(history, out_dir)?;
+    render_all_with(history, &[], compare, out_dir)
+}
+
+/// [`render_all`], with stalled partitions shaded as in [`render_run_report_with`].
+pub fn render_all_with(
+    history: &[Entry],
+    stalls: &[series::Interval],
+    compare: &[(String, Vec<Entry>)],
+    out_dir: &Path,
+) -> Result<Rendered, PlotError> {
+    let mut r = render_run_report_with(history, stalls, out_dir)?;
     if !compare.is_empty() {
         r.append(render_compare_report(compare, out_dir)?);
     }

@@ -111,6 +111,9 @@ pub struct RunSeries {
     pub rebalances: Vec<Interval>,
     pub faults: Vec<Interval>,
     pub phases: Vec<PhaseMark>,
+    /// Stalled partitions, labelled by partition (and owners): not read from the history but
+    /// handed in by whoever judged it ([`crate::render_run_report_with`]); empty otherwise.
+    pub stalls: Vec<Interval>,
 }
 
 impl RunSeries {
@@ -143,6 +146,7 @@ pub fn run_series(history: &[Entry]) -> Result<RunSeries, PlotError> {
         pauses: pause_intervals(history, end_s),
         rebalances: rebalance_intervals(history, end_s),
         faults: fault_intervals(history, end_s),
+        stalls: Vec::new(),
         phases: phases(history),
     })
 }

@@ -341,3 +341,44 @@ fn decimation_keeps_peaks_and_short_series() {
     check(100_000, 2000, 2000);
     check(100_001, 100, 100);
 }
+
+/// Stalls handed in by a checker shade the lag chart only: partitions stalled over the same span
+/// share one band naming them all, a different span is its own band, and the legend names them.
+#[test]
+fn stalls_shade_the_lag_chart_one_band_per_span() {
+    let hist = h(vec![
+        (1_000_000, lag("a/0", 10, 0)),
+        (1_000_000, lag("a/1", 10, 0)),
+        (60_000_000, lag("a/0", 900, 0)),
+        (60_000_000, lag("a/1", 900, 900)),
+    ]);
+    let mut s = series::run_series(&hist).unwrap();
+    let bands_of = |plan: &charts::Plan, stem: &str| -> Vec<(f64, f64, Option<String>)> {
+        let f = plan.figures.iter().find(|f| f.stem == stem).expect("figure drawn");
+        let sluice_plots::draw::Panel::Line(c) = &f.panels[0] else { panic!("a line chart") };
+        c.bands
+            .iter()
+            .filter(|b| b.kind == sluice_plots::draw::BandKind::Stall)
+            .map(|b| (b.x0, b.x1, b.text.clone()))
+            .collect()
+    };
+    assert!(bands_of(&charts::run_plan(&s), "lag").is_empty(), "no stalls handed in, none drawn");
+    s.stalls = vec![iv(30.0, 91.0, "a/0 (c1)"), iv(12.0, 20.0, "a/2"), iv(30.0, 91.0, "a/1 (c1)")];
+    let plan = charts::run_plan(&s);
+    assert_eq!(
+        bands_of(&plan, "lag"),
+        vec![
+            (12.0, 20.0, Some("stalled: a/2".to_string())),
+            (30.0, 91.0, Some("stalled: a/0 (c1), a/1 (c1)".to_string())),
+        ]
+    );
+    for f in &plan.figures {
+        if f.stem != "lag" {
+            if let sluice_plots::draw::Panel::Line(c) = &f.panels[0] {
+                assert!(c.bands.iter().all(|b| b.kind != sluice_plots::draw::BandKind::Stall), "{}", f.stem);
+            }
+        }
+    }
+    let lag_fig = plan.figures.iter().find(|f| f.stem == "lag").unwrap();
+    assert!(figure_legend(lag_fig).iter().any(|i| i.label == "stalled partition"));
+}

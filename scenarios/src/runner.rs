@@ -215,9 +215,10 @@ fn escape_html(s: &str) -> String {
 
 /// Draws the per-run plots and the index; a failure (or a panic in the drawing code) is returned as
 /// text, because the verdict does not depend on pictures.
-fn draw_run(history: &[Entry], dir: &Path, title: &str, table: &str) -> Option<String> {
+fn draw_run(history: &[Entry], report: &Report, dir: &Path, title: &str, table: &str) -> Option<String> {
     let drawn = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let images = sluice_plots::render_run(history, dir).map_err(|e| e.to_string())?;
+        let stalls = stall_spans(history, report);
+        let images = sluice_plots::render_run_report_with(history, &stalls, dir).map_err(|e| e.to_string())?.files;
         let html = format!("<pre>{}</pre>", escape_html(table));
         sluice_plots::write_index(dir, title, &html, &images).map_err(|e| e.to_string())?;
         Ok::<(), String>(())
@@ -227,6 +228,22 @@ fn draw_run(history: &[Entry], dir: &Path, title: &str, table: &str) -> Option<S
         Ok(Err(e)) => Some(e),
         Err(_) => Some("the plotting code panicked".into()),
     }
+}
+
+/// The stalls a report lists, as spans for the lag chart: labelled with the partition and its
+/// owners, a stall still open at the end drawn to the history's last entry.
+pub fn stall_spans(history: &[Entry], report: &Report) -> Vec<sluice_plots::series::Interval> {
+    let end_us = history.last().map_or(0, |e| e.t_us);
+    report
+        .liveness
+        .stalls
+        .iter()
+        .map(|s| sluice_plots::series::Interval {
+            start_s: s.from_us as f64 / 1e6,
+            end_s: s.to_us.unwrap_or(end_us) as f64 / 1e6,
+            label: if s.owners.is_empty() { s.tp.clone() } else { format!("{} ({})", s.tp, s.owners.join(", ")) },
+        })
+        .collect()
 }
 
 /// The full record of one run as written to `report.json`.
@@ -271,7 +288,7 @@ fn run_inner(
         write_history(&dir.join("history.jsonl"), &sim.history)?;
         let scenario_toml = to_toml(scenario).map_err(|e| RunError::Write { path: "scenario.toml".into(), message: e.to_string() })?;
         write(&dir.join("scenario.toml"), scenario_toml)?;
-        summary.plot_error = draw_run(&sim.history, dir, &format!("{} seed {seed}", sc.name), &summary.table());
+        summary.plot_error = draw_run(&sim.history, &sim.report, dir, &format!("{} seed {seed}", sc.name), &summary.table());
         let json = serde_json::to_string_pretty(&ReportFile { summary: &summary, report: &sim.report })
             .map_err(|e| RunError::Write { path: "report.json".into(), message: e.to_string() })?;
         write(&dir.join("report.json"), json)?;
@@ -859,13 +876,14 @@ pub fn plot(path: &Path) -> Result<(PathBuf, Option<String>), RunError> {
         (path.to_path_buf(), path.parent().map_or_else(|| PathBuf::from("."), |p| if p.as_os_str().is_empty() { PathBuf::from(".") } else { p.to_path_buf() }))
     };
     let h = read_history(&file)?;
-    let table = Stats::of(&h);
+    let report = sluice_verification::check(&h);
+    let table = Stats::of(&h).with_report(&report);
     let title = match h.first().map(|e| &e.ev) {
         Some(Event::Meta(m)) => format!("{} seed {}", m.scenario, m.seed),
         _ => file.display().to_string(),
     };
     let text = serde_json::to_string_pretty(&table).unwrap_or_default();
-    Ok((dir.join("index.html"), draw_run(&h, &dir, &title, &text)))
+    Ok((dir.join("index.html"), draw_run(&h, &report, &dir, &title, &text)))
 }
 
 fn html_escape(s: &str) -> String {
